@@ -1,0 +1,512 @@
+//! The Kombo client: `GET /ats/applications`, page by page, with retries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use super::error::{KomboError, PageRef, RetryNotice};
+use super::model::{Application, ErrorEnvelope, Outcome, Timestamp};
+use super::page::{ParsedPage, RejectedRecord, parse_page};
+use crate::secret::Secret;
+
+/// Kombo's maximum page size; hirehook always asks for it.
+pub const MAX_PAGE_SIZE: u16 = 250;
+
+/// How a client reaches Kombo.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// e.g. `https://api.kombo.dev/v1`; the path `/ats/applications` is appended.
+    pub base_url: String,
+    pub api_key: Secret,
+    /// Per request, including reading the body.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// When and how often a failed request is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles after each failure.
+    pub base_delay: Duration,
+    /// Cap on the computed backoff.
+    pub max_delay: Duration,
+    /// Cap on a wait the server asks for (`Retry-After`, `ratelimit-reset`).
+    pub max_server_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            max_server_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (from 1): exponential backoff with jitter
+    /// (`jitter` in `[0, 1)` scales it between 50 % and 100 %), but never less than what
+    /// the server asked for, itself capped at `max_server_wait`. Pure.
+    pub fn wait(&self, attempt: u32, server_hint: Option<Duration>, jitter: f64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        let backoff = self
+            .base_delay
+            .saturating_mul(1u32 << exp)
+            .min(self.max_delay)
+            .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+        match server_hint {
+            Some(hint) => backoff.max(hint.min(self.max_server_wait)),
+            None => backoff,
+        }
+    }
+}
+
+/// The filters of one listing. Every one is re-sent with every cursor request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplicationsQuery {
+    /// Records changed (or whose interviews, offers or candidate changed) after this.
+    pub updated_after: Option<Timestamp>,
+    /// hirehook sets this: deletions are events.
+    pub include_deleted: bool,
+    pub ignore_unsupported_filters: bool,
+    pub ids: Vec<String>,
+    pub remote_ids: Vec<String>,
+    pub outcomes: Vec<Outcome>,
+    pub job_ids: Vec<String>,
+    pub job_remote_ids: Vec<String>,
+    pub current_stage_ids: Vec<String>,
+    /// Day granularity: created on or after that day.
+    pub remote_created_after: Option<NaiveDate>,
+    /// 1..=250; `None` means [`MAX_PAGE_SIZE`].
+    pub page_size: Option<u16>,
+}
+
+impl ApplicationsQuery {
+    /// The query parameters, cursor excluded.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut p = vec![(
+            "page_size",
+            self.page_size.unwrap_or(MAX_PAGE_SIZE).to_string(),
+        )];
+        if let Some(t) = self.updated_after {
+            p.push(("updated_after", format_timestamp(&t)));
+        }
+        if self.include_deleted {
+            p.push(("include_deleted", "true".into()));
+        }
+        if self.ignore_unsupported_filters {
+            p.push(("ignore_unsupported_filters", "true".into()));
+        }
+        let lists: [(&'static str, Vec<&str>); 6] = [
+            ("ids", self.ids.iter().map(String::as_str).collect()),
+            (
+                "remote_ids",
+                self.remote_ids.iter().map(String::as_str).collect(),
+            ),
+            (
+                "outcomes",
+                self.outcomes.iter().map(Outcome::as_str).collect(),
+            ),
+            ("job_ids", self.job_ids.iter().map(String::as_str).collect()),
+            (
+                "job_remote_ids",
+                self.job_remote_ids.iter().map(String::as_str).collect(),
+            ),
+            (
+                "current_stage_ids",
+                self.current_stage_ids.iter().map(String::as_str).collect(),
+            ),
+        ];
+        for (name, values) in lists {
+            if !values.is_empty() {
+                p.push((name, values.join(",")));
+            }
+        }
+        if let Some(day) = self.remote_created_after {
+            p.push(("remote_created_after", day.format("%Y-%m-%d").to_string()));
+        }
+        p
+    }
+}
+
+/// Kombo's timestamp format: UTC, milliseconds, `Z` (an offset is rejected with 400).
+pub fn format_timestamp(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// One page, as handed to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Where it came from (for errors and logs).
+    pub at: PageRef,
+    /// The records that parsed, in Kombo's order.
+    pub records: Vec<Application>,
+    /// Records that did not parse: report them, they were not processed.
+    pub rejected: Vec<RejectedRecord>,
+    /// Whether another page follows.
+    pub has_more: bool,
+}
+
+/// Observes retries (logging, metrics, tests).
+pub type RetryObserver = Arc<dyn Fn(&RetryNotice) + Send + Sync>;
+
+/// A Kombo API client. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct KomboClient {
+    http: reqwest::Client,
+    /// `{base_url}/ats/applications`.
+    endpoint: String,
+    api_key: Secret,
+    retry: RetryPolicy,
+    on_retry: Option<RetryObserver>,
+}
+
+impl std::fmt::Debug for KomboClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KomboClient")
+            .field("endpoint", &self.endpoint)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KomboClient {
+    pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hirehook/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(Self {
+            http,
+            endpoint: format!("{}/ats/applications", config.base_url.trim_end_matches('/')),
+            api_key: config.api_key,
+            retry: config.retry,
+            on_retry: None,
+        })
+    }
+
+    /// Calls `observer` before every retry.
+    pub fn with_retry_observer(mut self, observer: RetryObserver) -> Self {
+        self.on_retry = Some(observer);
+        self
+    }
+
+    /// A pager over one integration's applications. Nothing is fetched until
+    /// [`Pager::next_page`] is called; each call holds one page in memory.
+    pub fn applications(&self, integration_id: &str, query: ApplicationsQuery) -> Pager {
+        Pager {
+            client: self.clone(),
+            integration_id: integration_id.to_owned(),
+            params: query.params(),
+            cursor: None,
+            pages_fetched: 0,
+            finished: false,
+        }
+    }
+
+    /// One page request with retries.
+    async fn fetch(
+        &self,
+        at: &PageRef,
+        params: &[(&'static str, String)],
+        cursor: Option<&str>,
+    ) -> Result<ParsedPage, KomboError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = self.fetch_once(at, params, cursor, attempt).await;
+            let (err, hint) = match outcome {
+                Ok(page) => return Ok(page),
+                Err(Failure::Final(err)) => return Err(err),
+                Err(Failure::Retryable(err, hint)) => (err, hint),
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(err);
+            }
+            let wait = self.retry.wait(attempt, hint, rand::random::<f64>());
+            let notice = RetryNotice {
+                at: at.clone(),
+                attempt,
+                wait,
+                server_hint: hint,
+                reason: err.to_string(),
+            };
+            tracing::warn!(
+                integration = %at.integration_id,
+                page = at.page,
+                attempt,
+                wait = %humantime::format_duration(wait),
+                reason = %notice.reason,
+                "kombo request failed; retrying"
+            );
+            if let Some(observer) = &self.on_retry {
+                observer(&notice);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        at: &PageRef,
+        params: &[(&'static str, String)],
+        cursor: Option<&str>,
+        attempts: u32,
+    ) -> Result<ParsedPage, Failure> {
+        let mut request = self
+            .http
+            .get(&self.endpoint)
+            .bearer_auth(self.api_key.expose())
+            .header("X-Integration-Id", &at.integration_id)
+            .header("Accept", "application/json")
+            .query(params);
+        if let Some(cursor) = cursor {
+            request = request.query(&[("cursor", cursor)]);
+        }
+        let transport = |source: reqwest::Error| {
+            Failure::Retryable(
+                KomboError::Transport {
+                    at: at.clone(),
+                    source,
+                    attempts,
+                },
+                None,
+            )
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?;
+
+        if status.is_success() {
+            return parse_page(&body).map_err(|source| {
+                let truncated = source.truncated;
+                let err = KomboError::Malformed {
+                    at: at.clone(),
+                    source,
+                    attempts,
+                };
+                if truncated {
+                    Failure::Retryable(err, None)
+                } else {
+                    Failure::Final(err)
+                }
+            });
+        }
+        Err(classify_error(at, status, &headers, &body, attempts))
+    }
+}
+
+/// An attempt's failure, and whether another attempt may help.
+enum Failure {
+    Final(KomboError),
+    /// With the wait the server asked for, if any.
+    Retryable(KomboError, Option<Duration>),
+}
+
+/// Error codes worth another attempt.
+const RETRYABLE_CODES: &[&str] = &[
+    "PLATFORM.RATE_LIMIT_EXCEEDED",
+    "PLATFORM.CONCURRENCY_LIMIT_EXCEEDED",
+    "REMOTE.RATE_LIMIT_EXCEEDED",
+    "REMOTE.SERVICE_UNAVAILABLE",
+];
+
+fn classify_error(
+    at: &PageRef,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    attempts: u32,
+) -> Failure {
+    let parsed = serde_json::from_slice::<ErrorEnvelope>(body).ok();
+    let code = parsed.as_ref().and_then(|e| e.error.code.as_deref());
+    let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504)
+        || code.is_some_and(|c| RETRYABLE_CODES.contains(&c));
+    let unauthorized =
+        status == StatusCode::UNAUTHORIZED || code == Some("PLATFORM.AUTHENTICATION_INVALID");
+    let err = match parsed {
+        Some(_) | None if unauthorized => KomboError::Unauthorized {
+            at: at.clone(),
+            message: parsed
+                .as_ref()
+                .map(|e| e.error.message.clone())
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        },
+        Some(envelope) => KomboError::Api {
+            at: at.clone(),
+            status: status.as_u16(),
+            body: envelope.error,
+            attempts,
+        },
+        None => KomboError::Http {
+            at: at.clone(),
+            status: status.as_u16(),
+            body_prefix: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            attempts,
+        },
+    };
+    if retryable {
+        Failure::Retryable(err, server_wait(headers))
+    } else {
+        Failure::Final(err)
+    }
+}
+
+/// The wait a response asks for: `Retry-After` (seconds or an HTTP date) or
+/// `ratelimit-reset` (seconds), the longer of the two.
+pub fn server_wait(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let retry_after = text("retry-after").and_then(|v| {
+        v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
+            let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+            (when.with_timezone(&Utc) - Utc::now()).to_std().ok()
+        })
+    });
+    let reset = text("ratelimit-reset")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+    retry_after.into_iter().chain(reset).max()
+}
+
+/// Walks one listing page by page.
+#[derive(Debug)]
+pub struct Pager {
+    client: KomboClient,
+    integration_id: String,
+    params: Vec<(&'static str, String)>,
+    cursor: Option<String>,
+    pages_fetched: u32,
+    finished: bool,
+}
+
+impl Pager {
+    /// The next page, or `None` after the last. After an error the same call can be made
+    /// again: it retries the same page.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, KomboError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let at = PageRef {
+            integration_id: self.integration_id.clone(),
+            page: self.pages_fetched + 1,
+        };
+        let parsed = self
+            .client
+            .fetch(&at, &self.params, self.cursor.as_deref())
+            .await?;
+        self.pages_fetched += 1;
+        self.finished = parsed.next.is_none();
+        self.cursor = parsed.next;
+        Ok(Some(Page {
+            at,
+            records: parsed.records,
+            rejected: parsed.rejected,
+            has_more: !self.finished,
+        }))
+    }
+
+    /// Pages fetched so far.
+    pub fn pages_fetched(&self) -> u32 {
+        self.pages_fetched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn wait_doubles_caps_and_honours_the_server() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+            max_server_wait: Duration::from_secs(60),
+        };
+        // (attempt, server hint, jitter) -> wait
+        let cases = [
+            (1, None, 1.0, Duration::from_secs(1)),
+            (2, None, 1.0, Duration::from_secs(2)),
+            (3, None, 1.0, Duration::from_secs(4)),
+            (3, None, 0.0, Duration::from_secs(2)),
+            (9, None, 1.0, Duration::from_secs(10)),
+            (1, Some(Duration::from_secs(7)), 1.0, Duration::from_secs(7)),
+            (4, Some(Duration::from_secs(3)), 1.0, Duration::from_secs(8)),
+            (
+                1,
+                Some(Duration::from_secs(3600)),
+                1.0,
+                Duration::from_secs(60),
+            ),
+            (u32::MAX, None, 1.0, Duration::from_secs(10)),
+        ];
+        for (attempt, hint, jitter, want) in cases {
+            assert_eq!(
+                p.wait(attempt, hint, jitter),
+                want,
+                "attempt {attempt} hint {hint:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_wait_reads_both_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(server_wait(&h), None);
+        h.insert("ratelimit-reset", HeaderValue::from_static("4"));
+        assert_eq!(server_wait(&h), Some(Duration::from_secs(4)));
+        h.insert("retry-after", HeaderValue::from_static("9"));
+        assert_eq!(server_wait(&h), Some(Duration::from_secs(9)));
+        h.insert("retry-after", HeaderValue::from_static("not a date"));
+        assert_eq!(server_wait(&h), Some(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn timestamps_are_utc_millis_with_z() {
+        let t = chrono::DateTime::parse_from_rfc3339("2024-01-02T04:04:05.678912+01:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_timestamp(&t), "2024-01-02T03:04:05.678Z");
+    }
+
+    #[test]
+    fn params_join_lists_and_skip_empty_ones() {
+        let q = ApplicationsQuery {
+            include_deleted: true,
+            ids: vec!["a".into(), "b".into()],
+            outcomes: vec![Outcome::Hired, Outcome::Declined],
+            remote_created_after: NaiveDate::from_ymd_opt(2024, 5, 6),
+            ..Default::default()
+        };
+        let params = q.params();
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("page_size"), Some("250"));
+        assert_eq!(get("include_deleted"), Some("true"));
+        assert_eq!(get("ids"), Some("a,b"));
+        assert_eq!(get("outcomes"), Some("HIRED,DECLINED"));
+        assert_eq!(get("remote_created_after"), Some("2024-05-06"));
+        assert_eq!(get("job_ids"), None);
+        assert_eq!(get("updated_after"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! Kombo's unified ATS API: the wire model, page parsing and the client.
+//!
+//! - [`model`]: the `Application` record, field for field, both directions.
+//! - [`page`]: parsing one page record by record (a bad record does not fail the page).
+//! - [`client`]: `GET /ats/applications` with cursor paging and retries.
+//! - [`error`]: typed errors that name the integration and page.
+
+pub mod client;
+pub mod error;
+pub mod model;
+pub mod page;
+
+pub use client::{ApplicationsQuery, ClientConfig, KomboClient, Page, Pager, RetryPolicy};
+pub use error::{KomboError, PageRef, RetryNotice};
+pub use model::{Application, Outcome, Timestamp};

@@ -1,0 +1,16 @@
+//! # hirehook
+//!
+//! Turns Kombo's polled `GET /ats/applications` into a push stream of signed hiring
+//! webhooks.
+//!
+//! # Layout
+//!
+//! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
+//! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
+//! - [`secret`]: a string type that never prints its value.
+//! - [`cli`]: the command line.
+
+pub mod ats;
+pub mod cli;
+pub mod secret;
+pub mod sim;

@@ -1,0 +1,3 @@
+//! The built-in Kombo-compatible simulator.
+
+pub mod cli;
