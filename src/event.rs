@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ats::Timestamp;
-
 /// The event catalogue. The wire names are a contract: receivers switch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

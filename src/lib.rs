@@ -8,6 +8,7 @@
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
 //! - [`event`]: the event catalogue, event ids and the webhook body.
+//! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
@@ -16,3 +17,4 @@ pub mod cli;
 pub mod event;
 pub mod secret;
 pub mod sim;
+pub mod store;

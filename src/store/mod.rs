@@ -1,0 +1,523 @@
+//! The durable state: snapshots, sync state, the event log, the outbox, held events.
+//!
+//! sled stays inside this module: callers speak the domain (commit a page, advance the
+//! watermark, list events), so a second backend can follow behind the same interface.
+//! Layout and atomicity: see [`keys`].
+//!
+//! Durability: a commit is atomic (one `apply_batch`); it is on disk once [`Store::flush`]
+//! returns. Callers flush before telling anyone about an event (printing, delivering).
+
+pub mod keys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ats::Timestamp;
+use crate::event::EventType;
+
+/// What went wrong with the store, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {path} is in use by another process (is `hirehook run` running? stop it or use its admin API)"
+    )]
+    Locked { path: PathBuf },
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("store I/O failed: {0}")]
+    Io(#[from] sled::Error),
+    #[error("corrupt {what} in the store: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+/// Per-integration progress, written with the page that changes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// Start time of the last sync that committed all its pages: the next
+    /// `updated_after` is this minus the overlap. Never moves past uncommitted data.
+    pub watermark: Option<Timestamp>,
+    /// Start time of the last complete full resync (no `updated_after`).
+    pub last_full_resync: Option<Timestamp>,
+    /// Whether the first (baseline) sync completed: after it, new records are events.
+    pub baseline_done: bool,
+    /// Applications with a snapshot.
+    pub applications: u64,
+    /// When the last sync finished successfully.
+    pub last_success_at: Option<Timestamp>,
+    /// The last sync failure, until a sync succeeds.
+    pub last_error: Option<String>,
+}
+
+/// An event as it enters the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: EventType,
+    pub application_id: String,
+    /// Per-application sequence.
+    pub sequence: u64,
+    pub detected_at: Timestamp,
+    /// The exact JSON body that will be signed and sent.
+    pub body: Vec<u8>,
+    /// Subscribers that want it: one outbox entry each.
+    pub subscribers: Vec<String>,
+    /// Hold it for an operator instead of logging it (mass-change guard).
+    pub hold: bool,
+}
+
+/// A snapshot to write with a page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotWrite {
+    pub application_id: String,
+    pub bytes: Vec<u8>,
+    /// No snapshot existed before: counts towards the integration's applications.
+    pub is_new: bool,
+}
+
+/// One page's worth of changes, committed atomically.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageCommit {
+    pub snapshots: Vec<SnapshotWrite>,
+    pub events: Vec<NewEvent>,
+}
+
+/// An event in the log (or held).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Position in the global log: strictly increasing, no gaps.
+    pub log_seq: u64,
+    pub id: String,
+    /// By wire name, so reordering the enum never changes stored records.
+    #[serde(with = "event_type_name")]
+    pub event_type: EventType,
+    pub integration_id: String,
+    pub application_id: String,
+    pub sequence: u64,
+    pub detected_at: Timestamp,
+    /// Subscribers that get an outbox entry (recorded for held events, released later).
+    pub subscribers: Vec<String>,
+    /// The JSON body, verbatim.
+    #[serde(with = "serde_bytes_compat")]
+    pub body: Vec<u8>,
+}
+
+/// A pending delivery of one event to one subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub event_id: String,
+    pub integration_id: String,
+    pub application_id: String,
+    pub sequence: u64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub due_at: Timestamp,
+}
+
+/// Filters of an event listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// Detected at or after.
+    pub since: Option<Timestamp>,
+    /// Detected before.
+    pub until: Option<Timestamp>,
+    /// Any of these types (empty: all).
+    pub types: Vec<EventType>,
+    pub integration_id: Option<String>,
+    pub application_id: Option<String>,
+    /// Only events after this log position (for `tail`).
+    pub after_log_seq: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    fn matches(&self, e: &EventRecord) -> bool {
+        self.since.is_none_or(|t| e.detected_at >= t)
+            && self.until.is_none_or(|t| e.detected_at < t)
+            && (self.types.is_empty() || self.types.contains(&e.event_type))
+            && self
+                .integration_id
+                .as_deref()
+                .is_none_or(|i| e.integration_id == i)
+            && self
+                .application_id
+                .as_deref()
+                .is_none_or(|a| e.application_id == a)
+    }
+}
+
+/// The store. One per process (sled locks the directory).
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Serializes commits so log sequences are assigned and applied in order.
+    commit_lock: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+const FORMAT_VERSION: &[u8] = b"1";
+
+impl Store {
+    /// Opens (or creates) the store at `path` with a cache of `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| match &source {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked {
+                        path: path.to_owned(),
+                    }
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked {
+                    path: path.to_owned(),
+                },
+                _ => StoreError::Open {
+                    path: path.to_owned(),
+                    source,
+                },
+            })?;
+        let tree = db.open_tree("hirehook")?;
+        match tree.get(keys::meta("format"))? {
+            None => {
+                tree.insert(keys::meta("format"), FORMAT_VERSION)?;
+            }
+            Some(v) if v.as_ref() == FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt {
+                    what: "format version".into(),
+                    message: format!(
+                        "store format {:?} is not supported by this hirehook (expects {:?})",
+                        String::from_utf8_lossy(&v),
+                        String::from_utf8_lossy(FORMAT_VERSION)
+                    ),
+                });
+            }
+        }
+        let last = tree
+            .scan_prefix([keys::EVENT])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| keys::trailing_seq(&k))
+            .unwrap_or(0);
+        let last_held = tree
+            .scan_prefix([keys::HELD])
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| keys::trailing_seq(&k)))
+            .max()
+            .unwrap_or(0);
+        Ok(Store {
+            db,
+            tree,
+            commit_lock: Mutex::new(last.max(last_held)),
+        })
+    }
+
+    /// Makes every committed change durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Async flush, for use inside the runtime.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The stored snapshot bytes of one application.
+    pub fn snapshot(
+        &self,
+        integration_id: &str,
+        application_id: &str,
+    ) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::snapshot(integration_id, application_id))?)
+    }
+
+    /// The sync state of an integration (default when never synced).
+    pub fn sync_state(&self, integration_id: &str) -> Result<SyncState, StoreError> {
+        match self.tree.get(keys::sync_state(integration_id))? {
+            None => Ok(SyncState::default()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                what: format!("sync state of {integration_id}"),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the sync state (e.g. the watermark after the last page).
+    pub fn put_sync_state(
+        &self,
+        integration_id: &str,
+        state: &SyncState,
+    ) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        self.tree
+            .insert(keys::sync_state(integration_id), encode_json(state)?)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        // A poisoned lock only means another commit panicked; the counter is still valid
+        // because it is advanced only after a successful apply.
+        self.commit_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Commits one page atomically: snapshots, events (logged or held), outbox entries, and
+    /// the integration's application count. An event whose id is already logged is skipped
+    /// (a re-derivation). Returns the records that were newly logged or held.
+    pub fn commit_page(
+        &self,
+        integration_id: &str,
+        page: PageCommit,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut next_seq = self.lock();
+        let mut batch = sled::Batch::default();
+        let mut seq = *next_seq;
+        let mut written = Vec::with_capacity(page.events.len());
+
+        let new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
+        if new_apps > 0 {
+            let mut state = self.sync_state(integration_id)?;
+            state.applications += new_apps;
+            batch.insert(keys::sync_state(integration_id), encode_json(&state)?);
+        }
+        for snap in page.snapshots {
+            batch.insert(
+                keys::snapshot(integration_id, &snap.application_id),
+                snap.bytes,
+            );
+        }
+        for event in page.events {
+            if self.tree.contains_key(keys::event_id(&event.id))? {
+                continue;
+            }
+            seq += 1;
+            let record = EventRecord {
+                log_seq: seq,
+                id: event.id,
+                event_type: event.event_type,
+                integration_id: integration_id.to_owned(),
+                application_id: event.application_id,
+                sequence: event.sequence,
+                detected_at: event.detected_at,
+                subscribers: event.subscribers,
+                body: event.body,
+            };
+            batch.insert(keys::event_id(&record.id), &seq.to_be_bytes()[..]);
+            if event.hold {
+                batch.insert(keys::held(integration_id, seq), encode_record(&record)?);
+            } else {
+                add_to_log(&mut batch, &record)?;
+            }
+            written.push(record);
+        }
+        self.tree.apply_batch(batch)?;
+        *next_seq = seq;
+        Ok(written)
+    }
+
+    /// Events of the log matching `filter`, oldest first.
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let start = keys::event(filter.after_log_seq.map_or(0, |s| s.saturating_add(1)));
+        let end = keys::event(u64::MAX);
+        let mut out = Vec::new();
+        for item in self.tree.range(start..=end) {
+            let (_, value) = item?;
+            let record = decode_record(&value)?;
+            if filter.matches(&record) {
+                out.push(record);
+                if filter.limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One logged or held event by id.
+    pub fn event_by_id(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let Some(seq) = self.tree.get(keys::event_id(id))? else {
+            return Ok(None);
+        };
+        let seq = keys::trailing_seq(&seq).ok_or_else(|| StoreError::Corrupt {
+            what: format!("index entry of event {id}"),
+            message: "not a sequence number".into(),
+        })?;
+        if let Some(v) = self.tree.get(keys::event(seq))? {
+            return decode_record(&v).map(Some);
+        }
+        for item in self.tree.scan_prefix([keys::HELD]) {
+            let (key, value) = item?;
+            if keys::trailing_seq(&key) == Some(seq) {
+                return decode_record(&value).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Events held by the mass-change guard for an integration, oldest first.
+    pub fn held_events(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        self.tree
+            .scan_prefix(keys::held_prefix(integration_id))
+            .values()
+            .map(|v| decode_record(&v?))
+            .collect()
+    }
+
+    /// Moves an integration's held events into the log and the outbox. Returns them.
+    pub fn release_held(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let _guard = self.lock();
+        let mut batch = sled::Batch::default();
+        let mut released = Vec::new();
+        for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
+            let (key, value) = item?;
+            let record = decode_record(&value)?;
+            batch.remove(key);
+            add_to_log(&mut batch, &record)?;
+            released.push(record);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(released)
+    }
+
+    /// Discards an integration's held events (an operator decided they are noise). Their
+    /// ids stay known, so a re-derivation does not bring them back. Returns how many.
+    pub fn drop_held(&self, integration_id: &str) -> Result<usize, StoreError> {
+        let _guard = self.lock();
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in self
+            .tree
+            .scan_prefix(keys::held_prefix(integration_id))
+            .keys()
+        {
+            batch.remove(key?);
+            n += 1;
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(n)
+    }
+
+    /// Pending outbox entries of one subscriber, oldest first.
+    pub fn outbox(&self, subscriber: &str) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let mut prefix = vec![keys::OUTBOX];
+        prefix.extend_from_slice(subscriber.as_bytes());
+        prefix.push(0);
+        self.tree
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (key, value) = item?;
+                let seq = keys::trailing_seq(&key).unwrap_or(0);
+                let entry = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    what: format!("outbox entry {seq} of {subscriber}"),
+                    message: e.to_string(),
+                })?;
+                Ok((seq, entry))
+            })
+            .collect()
+    }
+
+    /// Snapshots stored for an integration.
+    pub fn snapshot_count(&self, integration_id: &str) -> usize {
+        self.tree
+            .scan_prefix(keys::snapshot_prefix(integration_id))
+            .count()
+    }
+
+    /// Size of the store on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+fn add_to_log(batch: &mut sled::Batch, record: &EventRecord) -> Result<(), StoreError> {
+    batch.insert(keys::event(record.log_seq), encode_record(record)?);
+    for subscriber in &record.subscribers {
+        let entry = OutboxEntry {
+            event_id: record.id.clone(),
+            integration_id: record.integration_id.clone(),
+            application_id: record.application_id.clone(),
+            sequence: record.sequence,
+            attempts: 0,
+            due_at: record.detected_at,
+        };
+        batch.insert(
+            keys::outbox(subscriber, record.log_seq),
+            encode_json(&entry)?,
+        );
+    }
+    Ok(())
+}
+
+fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        what: std::any::type_name::<T>().into(),
+        message: e.to_string(),
+    })
+}
+
+fn encode_record(record: &EventRecord) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(record).map_err(|e| StoreError::Corrupt {
+        what: format!("event {}", record.id),
+        message: e.to_string(),
+    })
+}
+
+fn decode_record(bytes: &[u8]) -> Result<EventRecord, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what: "event record".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Stores an event type as its wire name.
+mod event_type_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::event::EventType;
+
+    pub fn serialize<S: Serializer>(t: &EventType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventType, D::Error> {
+        let name: &str = Deserialize::deserialize(d)?;
+        EventType::parse(name).ok_or_else(|| D::Error::custom(format!("unknown event type {name}")))
+    }
+}
+
+/// Stores the body as raw bytes in postcard (not as a sequence of numbers).
+mod serde_bytes_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let bytes: &[u8] = Deserialize::deserialize(d)?;
+        Ok(bytes.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests;
