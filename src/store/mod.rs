@@ -383,14 +383,36 @@ impl Store {
             .collect()
     }
 
-    /// Moves an integration's held events into the log and the outbox. Returns them.
+    /// Moves all of an integration's held events into the log and the outbox. Returns them.
     pub fn release_held(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        self.release(integration_id, None)
+    }
+
+    /// Moves the given held events (by log sequence) into the log and the outbox.
+    pub fn release_held_seqs(
+        &self,
+        integration_id: &str,
+        log_seqs: &[u64],
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.release(integration_id, Some(log_seqs))
+    }
+
+    fn release(
+        &self,
+        integration_id: &str,
+        only: Option<&[u64]>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let only: Option<std::collections::HashSet<u64>> =
+            only.map(|seqs| seqs.iter().copied().collect());
         let _guard = self.lock();
         let mut batch = sled::Batch::default();
         let mut released = Vec::new();
         for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
             let (key, value) = item?;
             let record = decode_record(&value)?;
+            if only.as_ref().is_some_and(|seqs| !seqs.contains(&record.log_seq)) {
+                continue;
+            }
             batch.remove(key);
             add_to_log(&mut batch, &record)?;
             released.push(record);

@@ -1,0 +1,415 @@
+//! One sync of one integration: page through Kombo, diff every record against its snapshot,
+//! commit each page atomically, then advance the watermark.
+//!
+//! The order of operations is what makes "nothing is lost" hold:
+//! 1. remember the start time; fetch with `updated_after = watermark - overlap`
+//!    (or without it for a baseline or a full resync);
+//! 2. per page: diff each record, then commit snapshots + events + outbox entries in one
+//!    atomic batch, then flush before anyone is told of the events;
+//! 3. after the last page, and only if every record of every page was processed, write the
+//!    watermark = the start time.
+//!
+//! A crash anywhere re-fetches from the old watermark; records whose page committed diff
+//! to nothing (their snapshot is current), the others re-derive the same events with the
+//! same ids.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::ats::{Application, ApplicationsQuery, KomboClient, KomboError, Timestamp};
+use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
+use crate::event::{Event, EventType};
+use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, StoreError};
+
+/// Where events of an integration go: one route per subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub subscriber: String,
+    /// `None`: every type.
+    pub types: Option<HashSet<EventType>>,
+    /// `None`: every integration.
+    pub integrations: Option<HashSet<String>>,
+}
+
+impl Route {
+    pub fn wants(&self, event_type: EventType, integration_id: &str) -> bool {
+        self.types.as_ref().is_none_or(|t| t.contains(&event_type))
+            && self
+                .integrations
+                .as_ref()
+                .is_none_or(|i| i.contains(integration_id))
+    }
+}
+
+/// The mass-change guard: a sync that deletes or nulls a large share of an integration's
+/// applications is suspicious (a scope-config change in Kombo looks exactly like that).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MassChangeGuard {
+    /// Share of the integration's applications above which events are held.
+    pub ratio: f64,
+    /// The guard applies only to integrations with more applications than this.
+    pub min_records: u64,
+}
+
+impl Default for MassChangeGuard {
+    fn default() -> Self {
+        Self {
+            ratio: 0.5,
+            min_records: 100,
+        }
+    }
+}
+
+/// How syncs run.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Subtracted from the watermark in each `updated_after`.
+    pub overlap: Duration,
+    /// A sync without `updated_after` this often.
+    pub full_resync_interval: Duration,
+    /// What the first sync of an integration does with the records it sees.
+    pub initial_sync: FirstSight,
+    /// 1..=250.
+    pub page_size: u16,
+    pub guard: MassChangeGuard,
+    pub routes: Vec<Route>,
+}
+
+/// What kind of listing a sync made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// The first sync of an integration.
+    Baseline,
+    /// No `updated_after`: everything.
+    FullResync,
+    /// `updated_after = watermark - overlap`.
+    Incremental,
+}
+
+impl SyncKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncKind::Baseline => "baseline",
+            SyncKind::FullResync => "full_resync",
+            SyncKind::Incremental => "incremental",
+        }
+    }
+}
+
+/// The outcome of one successful sync.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub integration_id: String,
+    pub kind: SyncKind,
+    pub pages: u32,
+    pub records: u64,
+    /// Records that could not be read (each says integration, page, id and field); while
+    /// there are any, the watermark does not advance.
+    pub rejected: Vec<String>,
+    /// Events derived and logged, by type.
+    pub events_by_type: BTreeMap<EventType, u64>,
+    /// Events held by the mass-change guard, waiting for an operator.
+    pub held: u64,
+    /// Whether the watermark moved to this sync's start.
+    pub watermark_advanced: bool,
+    pub duration: Duration,
+}
+
+impl SyncReport {
+    pub fn events(&self) -> u64 {
+        self.events_by_type.values().sum()
+    }
+}
+
+/// Why a sync stopped. Pages committed before the failure stay committed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Kombo(#[from] KomboError),
+    #[error("store failure while syncing {integration_id}: {source}")]
+    Store {
+        integration_id: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Runs syncs against one store.
+#[derive(Debug, Clone)]
+pub struct Syncer {
+    client: KomboClient,
+    store: Arc<Store>,
+    settings: Arc<SyncSettings>,
+}
+
+impl Syncer {
+    pub fn new(client: KomboClient, store: Arc<Store>, settings: SyncSettings) -> Self {
+        Self {
+            client,
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Syncs one integration. `on_events` is called after each page whose events are
+    /// durable (committed and flushed), with those events in log order.
+    pub async fn sync(
+        &self,
+        integration_id: &str,
+        mut on_events: impl FnMut(&[EventRecord]),
+    ) -> Result<SyncReport, SyncError> {
+        let result = self.sync_inner(integration_id, &mut on_events).await;
+        if let Err(err) = &result {
+            // Best effort: the failure itself is what the caller reports.
+            let _ = self.record_failure(integration_id, err);
+        }
+        result
+    }
+
+    async fn sync_inner(
+        &self,
+        integration_id: &str,
+        on_events: &mut impl FnMut(&[EventRecord]),
+    ) -> Result<SyncReport, SyncError> {
+        let store_err = |source| SyncError::Store {
+            integration_id: integration_id.to_owned(),
+            source,
+        };
+        let clock = Instant::now();
+        let started_at = Utc::now();
+        let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        let settings = &*self.settings;
+
+        let kind = match (state.baseline_done, state.watermark, state.last_full_resync) {
+            (false, _, _) | (_, None, _) => SyncKind::Baseline,
+            (true, Some(_), Some(last)) if !is_due(last, started_at, settings.full_resync_interval) => {
+                SyncKind::Incremental
+            }
+            (true, Some(_), _) => SyncKind::FullResync,
+        };
+        let first_sight = if state.baseline_done {
+            FirstSight::Emit
+        } else {
+            settings.initial_sync
+        };
+        let updated_after = match kind {
+            SyncKind::Incremental => state.watermark.map(|w| w - chrono_duration(settings.overlap)),
+            _ => None,
+        };
+        let query = ApplicationsQuery {
+            updated_after,
+            include_deleted: true,
+            page_size: Some(settings.page_size),
+            ..Default::default()
+        };
+
+        let mut report = SyncReport {
+            integration_id: integration_id.to_owned(),
+            kind,
+            pages: 0,
+            records: 0,
+            rejected: Vec::new(),
+            events_by_type: BTreeMap::new(),
+            held: 0,
+            watermark_advanced: false,
+            duration: Duration::ZERO,
+        };
+        let mut held_this_sync: Vec<u64> = Vec::new();
+        let mut suspicious_apps: u64 = 0;
+        let mut pager = self.client.applications(integration_id, query);
+        while let Some(page) = pager.next_page().await? {
+            report.pages += 1;
+            report.records += page.records.len() as u64;
+            for rejected in &page.rejected {
+                let line = format!("{}: {rejected}", page.at);
+                tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");
+                report.rejected.push(line);
+            }
+            let detected_at = Utc::now();
+            let ctx = DiffContext {
+                integration_id,
+                detected_at,
+                first_sight,
+            };
+            let (commit, suspicious) = self
+                .diff_page(integration_id, &page.records, &ctx)
+                .map_err(store_err)?;
+            suspicious_apps += suspicious;
+            let held_ids: HashSet<String> = commit
+                .events
+                .iter()
+                .filter(|e| e.hold)
+                .map(|e| e.id.clone())
+                .collect();
+            let written = self
+                .store
+                .commit_page(integration_id, commit)
+                .map_err(store_err)?;
+            let (held, logged): (Vec<&EventRecord>, Vec<&EventRecord>) =
+                written.iter().partition(|r| held_ids.contains(&r.id));
+            held_this_sync.extend(held.iter().map(|r| r.log_seq));
+            if !logged.is_empty() {
+                self.store.flush_async().await.map_err(store_err)?;
+                for r in &logged {
+                    *report.events_by_type.entry(r.event_type).or_default() += 1;
+                }
+                let logged: Vec<EventRecord> = logged.into_iter().cloned().collect();
+                on_events(&logged);
+            }
+        }
+
+        // The guard: release this sync's suspicious events unless they are a mass change.
+        if !held_this_sync.is_empty() {
+            let state = self.store.sync_state(integration_id).map_err(store_err)?;
+            let guard = settings.guard;
+            let mass = state.applications > guard.min_records
+                && suspicious_apps as f64 > guard.ratio * state.applications as f64;
+            if mass {
+                report.held = held_this_sync.len() as u64;
+                tracing::warn!(
+                    integration = %integration_id,
+                    held = report.held,
+                    applications = state.applications,
+                    "mass change: this sync would delete or null {suspicious_apps} of {} applications; \
+                     its events are held until `hirehook events release --integration {integration_id}` \
+                     (or `events drop`)",
+                    state.applications
+                );
+            } else {
+                let released = self
+                    .store
+                    .release_held_seqs(integration_id, &held_this_sync)
+                    .map_err(store_err)?;
+                self.store.flush_async().await.map_err(store_err)?;
+                for r in &released {
+                    *report.events_by_type.entry(r.event_type).or_default() += 1;
+                }
+                on_events(&released);
+            }
+        }
+
+        let mut state = self.store.sync_state(integration_id).map_err(store_err)?;
+        state.baseline_done = true;
+        state.last_success_at = Some(Utc::now());
+        state.last_error = None;
+        if report.rejected.is_empty() {
+            state.watermark = Some(started_at);
+            if kind != SyncKind::Incremental {
+                state.last_full_resync = Some(started_at);
+            }
+            report.watermark_advanced = true;
+        } else {
+            state.last_error = Some(format!(
+                "{} record(s) could not be read; the watermark stays until they can: {}",
+                report.rejected.len(),
+                report.rejected.join("; ")
+            ));
+        }
+        self.store
+            .put_sync_state(integration_id, &state)
+            .map_err(store_err)?;
+        self.store.flush_async().await.map_err(store_err)?;
+        report.duration = clock.elapsed();
+        Ok(report)
+    }
+
+    /// Diffs one page against the stored snapshots. Returns the commit and how many
+    /// applications in it look deleted or nulled (for the guard).
+    fn diff_page(
+        &self,
+        integration_id: &str,
+        records: &[Application],
+        ctx: &DiffContext<'_>,
+    ) -> Result<(PageCommit, u64), StoreError> {
+        let mut commit = PageCommit::default();
+        // A record listed twice in one page diffs against its first occurrence.
+        let mut seen: HashMap<&str, Snapshot> = HashMap::new();
+        let mut suspicious = 0;
+        for app in records {
+            let stored;
+            let prev = match seen.get(app.id.as_str()) {
+                Some(s) => Some(s),
+                None => {
+                    stored = match self.store.snapshot(integration_id, &app.id)? {
+                        Some(bytes) => Some(Snapshot::decode(&bytes).map_err(|e| {
+                            StoreError::Corrupt {
+                                what: format!("snapshot of {integration_id}/{}", app.id),
+                                message: e.to_string(),
+                            }
+                        })?),
+                        None => None,
+                    };
+                    stored.as_ref()
+                }
+            };
+            let is_new = prev.is_none() && !seen.contains_key(app.id.as_str());
+            let outcome = diff(prev, app, ctx);
+            let hold = outcome.events.iter().any(is_suspicious);
+            if hold {
+                suspicious += 1;
+            }
+            for event in &outcome.events {
+                commit.events.push(self.new_event(event, hold));
+            }
+            if outcome.changed || is_new {
+                commit.snapshots.push(SnapshotWrite {
+                    application_id: app.id.clone(),
+                    bytes: outcome.snapshot.encode(),
+                    is_new,
+                });
+            }
+            seen.insert(app.id.as_str(), outcome.snapshot);
+        }
+        Ok((commit, suspicious))
+    }
+
+    fn new_event(&self, event: &Event, hold: bool) -> NewEvent {
+        NewEvent {
+            id: event.id.clone(),
+            event_type: event.event_type,
+            application_id: event.application_id.clone(),
+            sequence: event.sequence,
+            detected_at: event.detected_at,
+            body: event.body_bytes(),
+            subscribers: self
+                .settings
+                .routes
+                .iter()
+                .filter(|r| r.wants(event.event_type, &event.integration_id))
+                .map(|r| r.subscriber.clone())
+                .collect(),
+            hold,
+        }
+    }
+
+    fn record_failure(&self, integration_id: &str, err: &SyncError) -> Result<(), StoreError> {
+        let mut state = self.store.sync_state(integration_id)?;
+        state.last_error = Some(err.to_string());
+        self.store.put_sync_state(integration_id, &state)
+    }
+}
+
+/// Events that make an application look deleted or emptied: what a scope-config change or
+/// a model switched off in Kombo produces en masse.
+fn is_suspicious(event: &Event) -> bool {
+    match event.event_type {
+        EventType::ApplicationDeleted => true,
+        EventType::StageChanged => event.current_stage_is_null(),
+        _ => false,
+    }
+}
+
+fn is_due(last: Timestamp, now: Timestamp, interval: Duration) -> bool {
+    (now - last).to_std().is_ok_and(|elapsed| elapsed >= interval)
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
