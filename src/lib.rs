@@ -7,10 +7,12 @@
 //!
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
+//! - [`config`]: the TOML config: `${VAR}` expansion, defaults, validation, `config check`.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
 pub mod ats;
 pub mod cli;
+pub mod config;
 pub mod secret;
 pub mod sim;
