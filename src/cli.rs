@@ -29,6 +29,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the built-in Kombo-compatible simulator.
     Sim(crate::sim::cli::SimArgs),
+    /// Inspect configuration files.
+    Config(crate::config::cli::ConfigArgs),
 }
 
 /// A failed command, with the exit code it maps to.
@@ -80,6 +82,7 @@ pub fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Sim(args) => crate::sim::cli::run(args).await,
+        Command::Config(args) => crate::config::cli::run(args),
     }
 }
 

@@ -7,6 +7,7 @@
 //!
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
+//! - [`config`]: the TOML config: `${VAR}` expansion, defaults, validation, `config check`.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`secret`]: a string type that never prints its value.
@@ -14,6 +15,7 @@
 
 pub mod ats;
 pub mod cli;
+pub mod config;
 pub mod event;
 pub mod secret;
 pub mod sim;

@@ -1,0 +1,583 @@
+//! Configuration: the TOML file, `${VAR}` expansion, defaults and validation.
+//!
+//! Loading goes in four steps, each with errors that say where:
+//! 1. parse the TOML (syntax errors carry file, line and column);
+//! 2. expand `${VAR}` in every string value from the environment: `VAR` is letters, digits
+//!    and `_` (not starting with a digit), `$${` is a literal `${`, any other `$` is kept,
+//!    expanded values are not expanded again; an unset variable is an error naming itself
+//!    and the key (a variable that is not valid Unicode counts as unset);
+//! 3. deserialize into the typed structs below (`deny_unknown_fields` everywhere: a typo is
+//!    an error naming the key, file, line and column; defaults fill what is left out);
+//! 4. validate the whole, collecting every problem with its key path into one error.
+//!
+//! The structs' doc comments are the user documentation of each key;
+//! `deploy/hirehook.example.toml` shows every key with its default.
+
+mod expand;
+mod size;
+mod validate;
+
+pub mod cli;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::ats::client::{ClientConfig, MAX_PAGE_SIZE, RetryPolicy};
+use crate::secret::Secret;
+
+pub use size::ByteSize;
+
+/// Every event type name, as written in subscriber `events` filters and in the wire format.
+///
+/// The event module will own the `EventType` enum; until then this list is the reference,
+/// and it must stay equal to that enum's names.
+pub const EVENT_TYPES: &[&str] = &[
+    "application_created",
+    "stage_changed",
+    "outcome_hired",
+    "rejected",
+    "outcome_reverted",
+    "offer_created",
+    "offer_status_changed",
+    "interview_scheduled",
+    "interview_rescheduled",
+    "interview_canceled",
+    "application_deleted",
+    "application_restored",
+];
+
+/// The prefix of a Standard Webhooks signing secret.
+pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
+
+/// A configuration that could not be loaded. Every variant names the file; messages name
+/// keys, never secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a key or value the typed config does not accept (unknown key,
+    /// wrong type, bad duration...). `message` starts with `line L, column C` when known.
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// A `${VAR}` whose variable is not set.
+    #[error("{}: {key}: environment variable {var} is not set", path.display())]
+    Env {
+        path: PathBuf,
+        /// Key path of the string holding the reference, e.g. `subscribers[0].secrets[0]`.
+        key: String,
+        var: String,
+    },
+    /// Parsed, but the values do not make a working configuration.
+    #[error("{}: invalid configuration:\n  - {}", path.display(), problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        /// Every problem found, each starting with its key path.
+        problems: Vec<String>,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where hirehook keeps snapshots, sync state, the event log and the outbox.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// How to reach Kombo and how often to poll it.
+    pub kombo: KomboConfig,
+    /// The Kombo integrations (connected ATS accounts) to poll; at least one.
+    #[serde(default)]
+    pub integrations: Vec<Integration>,
+    /// Who receives the events. None is allowed: events are still logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<Subscriber>,
+    /// Retry and network policy shared by all subscribers.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Safety checks on what a sync may emit.
+    #[serde(default)]
+    pub guard: GuardConfig,
+    /// The admin HTTP API (health, metrics, inspection).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[store]`: the embedded sled database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The sled directory; created if missing. Relative paths are relative to the working
+    /// directory. Default `./hirehook-data`.
+    pub path: PathBuf,
+    /// sled's page cache, in bytes: an integer or a string with a unit (`"64MiB"`,
+    /// `"1GiB"`). More cache, fewer disk reads when diffing large integrations.
+    /// Default `64MiB`.
+    pub cache_capacity: ByteSize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./hirehook-data"),
+            cache_capacity: ByteSize::mib(64),
+        }
+    }
+}
+
+/// `[kombo]`: the API hirehook polls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KomboConfig {
+    /// Kombo API root; `/ats/applications` is appended. Point it at `hirehook sim` for tests.
+    /// Default `https://api.kombo.dev/v1`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Kombo API key (sent as a bearer token). Required; write `"${KOMBO_API_KEY}"` to keep
+    /// it out of the file.
+    pub api_key: Secret,
+    /// Kombo's own webhook signing secret, for receiving Kombo's webhooks (e.g. to poll an
+    /// integration as soon as Kombo reports a sync). Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+    /// Time between the starts of two polls of one integration. Default `5m`; at least `1s`.
+    #[serde(default = "default_poll_interval", with = "duration")]
+    pub poll_interval: Duration,
+    /// Subtracted from the previous poll's start to form `updated_after`, so records
+    /// written while that poll ran are not missed. Default `2m`; must be less than
+    /// `full_resync_interval`.
+    #[serde(default = "default_overlap", with = "duration")]
+    pub overlap: Duration,
+    /// How often a poll fetches everything (no `updated_after`), catching what the filter
+    /// misses. Default `24h`.
+    #[serde(default = "default_full_resync_interval", with = "duration")]
+    pub full_resync_interval: Duration,
+    /// What the first sync of an integration does: `"baseline"` stores snapshots and emits
+    /// nothing, `"emit"` emits `application_created` for every application. Default
+    /// `"baseline"`.
+    #[serde(default)]
+    pub initial_sync: InitialSync,
+    /// Per HTTP request to Kombo, reading the body included. Default `30s`.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    pub request_timeout: Duration,
+    /// Records per page, 1..=250. Default 250 (Kombo's maximum); lower it only to test
+    /// paging.
+    #[serde(default = "default_page_size")]
+    pub page_size: u16,
+}
+
+/// What the first sync of an integration emits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialSync {
+    /// Store snapshots, emit nothing: only changes after the first sync are events.
+    #[default]
+    Baseline,
+    /// Emit `application_created` for every application found.
+    Emit,
+}
+
+/// `[[integrations]]`: one Kombo integration to poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    /// Kombo's integration id (`X-Integration-Id`), e.g. `greenhouse:CBNMt7dSNCzBdnRTx87dev4E`.
+    /// Unique.
+    pub id: String,
+    /// A human name for logs and the admin API. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// `[[subscribers]]`: one webhook receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscriber {
+    /// Unique name, used in logs and in `hirehook deliveries`/`subscribers` commands.
+    pub name: String,
+    /// Where events are POSTed; `http` or `https`. Redirects are not followed.
+    pub url: String,
+    /// Standard Webhooks signing secrets, `whsec_` + base64. Several = rotation: each
+    /// delivery carries one signature per secret. At least one.
+    pub secrets: Vec<Secret>,
+    /// Event types to deliver. Omit for all types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// Integration ids whose events to deliver. Omit for all configured integrations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrations: Option<Vec<String>>,
+    /// Per delivery attempt, connection to end of response. Default `15s`.
+    #[serde(default = "default_subscriber_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Requests in flight to this subscriber at once. Default 16; at least 1.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Requests per second to this subscriber, fractions allowed. Omit for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+}
+
+/// `[delivery]`: retries and network policy for all subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Waits before each retry after a failed attempt; after the last one the event is
+    /// dead-lettered. Default `["5s", "5m", "30m", "2h", "5h", "10h", "10h"]`.
+    #[serde(with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Each wait is scaled by a random factor in `1 ± jitter`. Default 0.2; 0..=1.
+    pub jitter: f64,
+    /// Cap on a receiver's `Retry-After` (429/503); the wait is max(scheduled, capped
+    /// Retry-After). Default `24h`.
+    #[serde(with = "duration")]
+    pub max_retry_after: Duration,
+    /// On shutdown, how long deliveries in flight may take to finish. Default `10s`.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Allow subscriber URLs that resolve to loopback, private, link-local, CGNAT or other
+    /// non-global addresses (SSRF guard off). For tests, demos and local relays only.
+    /// Default false.
+    pub allow_private_networks: bool,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let (s, m, h) = (1, 60, 3600);
+        Self {
+            retry_schedule: [5 * s, 5 * m, 30 * m, 2 * h, 5 * h, 10 * h, 10 * h]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            jitter: 0.2,
+            max_retry_after: Duration::from_secs(24 * h),
+            shutdown_grace: Duration::from_secs(10),
+            allow_private_networks: false,
+        }
+    }
+}
+
+/// `[guard]`: holds back a suspicious sync instead of flooding subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// If one sync would delete (or null) more than this share of an integration's known
+    /// applications, its events are held for an operator instead of delivered. In (0, 1];
+    /// 1 disables the guard. Default 0.5.
+    pub mass_change_ratio: f64,
+    /// The guard applies only to integrations with more than this many known applications.
+    /// Default 100.
+    pub mass_change_min_records: u64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            mass_change_ratio: 0.5,
+            mass_change_min_records: 100,
+        }
+    }
+}
+
+/// `[admin]`: the admin HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Socket address (IP and port) to listen on. Default `127.0.0.1:9400`.
+    pub listen: SocketAddr,
+    /// Bearer token the admin API requires. Required when `listen` is not a loopback
+    /// address; optional (no auth) on loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9400)),
+            token: None,
+        }
+    }
+}
+
+fn default_base_url() -> String {
+    "https://api.kombo.dev/v1".to_owned()
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_overlap() -> Duration {
+    Duration::from_secs(2 * 60)
+}
+fn default_full_resync_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_page_size() -> u16 {
+    MAX_PAGE_SIZE
+}
+fn default_subscriber_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_max_in_flight() -> u32 {
+    16
+}
+
+impl Config {
+    /// Reads, expands (from the process environment), parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str_with_env(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates `text`; `origin` is only used in error messages; `env` resolves
+    /// `${VAR}` references (`None` = unset).
+    pub fn from_str_with_env(
+        text: &str,
+        origin: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut doc = toml::de::DeTable::parse(text)
+            .map_err(|e| parse_error(origin, text, e.span(), "", e.message()))?;
+
+        if let Some(first) = expand::expand_document(doc.get_mut(), &env)
+            .into_iter()
+            .next()
+        {
+            return Err(match first.error {
+                expand::PlaceholderError::Unset(var) => ConfigError::Env {
+                    path: origin.to_owned(),
+                    key: first.key,
+                    var,
+                },
+                other => {
+                    let message = match other {
+                        // The braces might hold a pasted secret: do not echo them.
+                        expand::PlaceholderError::BadName(_) if is_secret_key(&first.key) => {
+                            "a `${…}` in this value does not hold a variable name (write `$${` for a literal `${`)".to_owned()
+                        }
+                        other => other.to_string(),
+                    };
+                    parse_error(origin, text, Some(first.span), &first.key, &message)
+                }
+            });
+        }
+
+        let config: Config = serde_path_to_error::deserialize(toml::de::Deserializer::from(doc))
+            .map_err(|e| {
+                let key = match e.path().to_string() {
+                    root if root == "." => String::new(),
+                    key => key,
+                };
+                let message = e.inner().message();
+                let message = if is_secret_key(&key) {
+                    redact_message(message)
+                } else {
+                    message.to_owned()
+                };
+                parse_error(origin, text, e.inner().span(), &key, &message)
+            })?;
+
+        let problems = validate::problems(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: origin.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// The configured integration with this id.
+    pub fn integration(&self, id: &str) -> Option<&Integration> {
+        self.integrations.iter().find(|i| i.id == id)
+    }
+
+    /// The configured subscriber with this name.
+    pub fn subscriber(&self, name: &str) -> Option<&Subscriber> {
+        self.subscribers.iter().find(|s| s.name == name)
+    }
+
+    /// The effective configuration (defaults filled in) as TOML, secrets written as
+    /// `[redacted]`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+}
+
+impl KomboConfig {
+    /// What the Kombo client needs, with the default retry policy.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            base_url: self.base_url.clone(),
+            api_key: self.api_key.clone(),
+            request_timeout: self.request_timeout,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl Subscriber {
+    /// Whether this subscriber receives events of `event_type` from `integration_id`.
+    pub fn wants(&self, event_type: &str, integration_id: &str) -> bool {
+        let allows = |filter: &Option<Vec<String>>, value: &str| {
+            filter
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|v| v == value))
+        };
+        allows(&self.events, event_type) && allows(&self.integrations, integration_id)
+    }
+
+    /// The HMAC keys of [`Subscriber::secrets`], in order. Validation guarantees they decode;
+    /// a secret that does not is skipped.
+    pub fn signing_keys(&self) -> Vec<Vec<u8>> {
+        self.secrets
+            .iter()
+            .filter_map(|s| decode_webhook_secret(s).ok())
+            .collect()
+    }
+}
+
+/// Why a webhook secret is unusable. Never carries the secret itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecretFormatError {
+    #[error("must start with `whsec_`")]
+    MissingPrefix,
+    #[error("the part after `whsec_` is not valid base64 (standard alphabet)")]
+    NotBase64,
+    #[error("the part after `whsec_` decodes to an empty key")]
+    Empty,
+}
+
+/// The HMAC key of a Standard Webhooks secret: base64 (standard alphabet, padding optional)
+/// after the `whsec_` prefix.
+pub fn decode_webhook_secret(secret: &Secret) -> Result<Vec<u8>, SecretFormatError> {
+    let encoded = secret
+        .expose()
+        .strip_prefix(WEBHOOK_SECRET_PREFIX)
+        .ok_or(SecretFormatError::MissingPrefix)?;
+    let key = base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT
+        .decode(encoded)
+        .map_err(|_| SecretFormatError::NotBase64)?;
+    if key.is_empty() {
+        return Err(SecretFormatError::Empty);
+    }
+    Ok(key)
+}
+
+/// Whether the value at `key` (e.g. `subscribers[0].secrets[1]`) is a secret, whose value
+/// must not appear in an error.
+fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let name = last.split('[').next().unwrap_or(last);
+    matches!(name, "api_key" | "webhook_secret" | "token" | "secrets")
+}
+
+/// A serde message about a secret's value without the value: serde quotes what it got
+/// (`invalid type: string "whsec_…", expected a sequence`); keep only what was expected.
+fn redact_message(message: &str) -> String {
+    let expected = message
+        .rfind("expected ")
+        .map(|i| format!(", {}", &message[i..]))
+        .unwrap_or_default();
+    format!("invalid value (not shown: this key holds a secret){expected}")
+}
+
+/// A [`ConfigError::Parse`] saying `line L, column C: key: message`.
+fn parse_error(
+    origin: &Path,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    key: &str,
+    message: &str,
+) -> ConfigError {
+    let mut out = String::new();
+    if let Some(span) = span {
+        let (line, column) = line_column(text, span.start);
+        out.push_str(&format!("line {line}, column {column}: "));
+    }
+    if !key.is_empty() {
+        out.push_str(key);
+        out.push_str(": ");
+    }
+    out.push_str(message.trim_end());
+    ConfigError::Parse {
+        path: origin.to_owned(),
+        message: out,
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// serde for `Duration`: humantime strings in (`"250ms"`, `"5m"`, `"1day"`), and out in
+/// the largest of `h`, `m`, `s`, `ms` that writes it exactly (`"24h"`, not `"1day"`).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn format(d: Duration) -> String {
+        let ms = d.as_millis();
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            return humantime::format_duration(d).to_string();
+        }
+        match ms {
+            0 => "0s".to_owned(),
+            _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+            _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+            _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
+            _ => format!("{ms}ms"),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        humantime_serde::deserialize(d)
+    }
+}
+
+/// serde for `Vec<Duration>`, each element as in [`duration`].
+mod duration_list {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|d| super::duration::format(*d)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<humantime_serde::Serde<Duration>>::deserialize(d)
+            .map(|list| list.into_iter().map(|d| d.into_inner()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

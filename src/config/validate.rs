@@ -1,0 +1,264 @@
+//! Checks that need the whole parsed config. Every problem is collected, each prefixed by
+//! its key path; none quotes a secret.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{Config, EVENT_TYPES, decode_webhook_secret};
+use crate::ats::client::MAX_PAGE_SIZE;
+use crate::secret::Secret;
+
+/// Every problem of `config`, in file order of sections; empty when it is valid.
+pub(super) fn problems(config: &Config) -> Vec<String> {
+    let mut p = Problems::default();
+    store(config, &mut p);
+    kombo(config, &mut p);
+    integrations(config, &mut p);
+    subscribers(config, &mut p);
+    delivery(config, &mut p);
+    guard(config, &mut p);
+    admin(config, &mut p);
+    p.0
+}
+
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: impl std::fmt::Display, message: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {message}"));
+    }
+
+    fn check(&mut self, ok: bool, key: impl std::fmt::Display, message: impl std::fmt::Display) {
+        if !ok {
+            self.add(key, message);
+        }
+    }
+}
+
+fn store(config: &Config, p: &mut Problems) {
+    let store = &config.store;
+    p.check(
+        !store.path.as_os_str().is_empty(),
+        "store.path",
+        "must not be empty",
+    );
+    p.check(
+        store.cache_capacity.bytes() > 0,
+        "store.cache_capacity",
+        "must be more than 0 bytes",
+    );
+}
+
+fn kombo(config: &Config, p: &mut Problems) {
+    let k = &config.kombo;
+    check_http_url(&k.base_url, "kombo.base_url", p);
+    check_not_empty_secret(&k.api_key, "kombo.api_key", p);
+    if let Some(secret) = &k.webhook_secret {
+        check_not_empty_secret(secret, "kombo.webhook_secret", p);
+    }
+    p.check(
+        k.poll_interval >= Duration::from_secs(1),
+        "kombo.poll_interval",
+        "must be at least 1s",
+    );
+    p.check(
+        k.overlap < k.full_resync_interval,
+        "kombo.overlap",
+        format!(
+            "must be less than kombo.full_resync_interval ({} is not less than {})",
+            super::duration::format(k.overlap),
+            super::duration::format(k.full_resync_interval)
+        ),
+    );
+    p.check(
+        !k.request_timeout.is_zero(),
+        "kombo.request_timeout",
+        "must be more than 0",
+    );
+    p.check(
+        (1..=MAX_PAGE_SIZE).contains(&k.page_size),
+        "kombo.page_size",
+        format!("must be in 1..={MAX_PAGE_SIZE}, not {}", k.page_size),
+    );
+}
+
+fn integrations(config: &Config, p: &mut Problems) {
+    p.check(
+        !config.integrations.is_empty(),
+        "integrations",
+        "at least one [[integrations]] entry is required",
+    );
+    let mut seen = HashSet::new();
+    for (i, integration) in config.integrations.iter().enumerate() {
+        let key = format!("integrations[{i}].id");
+        if integration.id.trim().is_empty() {
+            p.add(&key, "must not be empty");
+        } else if !seen.insert(integration.id.as_str()) {
+            p.add(
+                &key,
+                format!("duplicate integration id {:?}", integration.id),
+            );
+        }
+    }
+}
+
+fn subscribers(config: &Config, p: &mut Problems) {
+    let known_integrations: HashSet<&str> =
+        config.integrations.iter().map(|i| i.id.as_str()).collect();
+    let mut names = HashSet::new();
+    for (i, sub) in config.subscribers.iter().enumerate() {
+        let at = format!("subscribers[{i}]");
+        // Name the subscriber in every message so it can be found without counting.
+        let who = if sub.name.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" (subscriber {:?})", sub.name)
+        };
+
+        if sub.name.trim().is_empty() {
+            p.add(format!("{at}.name"), "must not be empty");
+        } else if !names.insert(sub.name.as_str()) {
+            p.add(
+                format!("{at}.name"),
+                format!("duplicate subscriber name {:?}", sub.name),
+            );
+        }
+
+        check_http_url(&sub.url, &format!("{at}.url"), p);
+
+        if sub.secrets.is_empty() {
+            p.add(
+                format!("{at}.secrets"),
+                format!("at least one `whsec_` secret is required{who}"),
+            );
+        }
+        for (j, secret) in sub.secrets.iter().enumerate() {
+            if let Err(e) = decode_webhook_secret(secret) {
+                p.add(format!("{at}.secrets[{j}]"), format!("{e}{who}"));
+            }
+        }
+
+        if let Some(events) = &sub.events {
+            if events.is_empty() {
+                p.add(
+                    format!("{at}.events"),
+                    format!("an empty list delivers nothing; omit the key for all types{who}"),
+                );
+            }
+            for (j, event) in events.iter().enumerate() {
+                p.check(
+                    EVENT_TYPES.contains(&event.as_str()),
+                    format!("{at}.events[{j}]"),
+                    format!(
+                        "unknown event type {event:?}{who}; known types: {}",
+                        EVENT_TYPES.join(", ")
+                    ),
+                );
+            }
+        }
+
+        if let Some(integrations) = &sub.integrations {
+            if integrations.is_empty() {
+                p.add(
+                    format!("{at}.integrations"),
+                    format!(
+                        "an empty list delivers nothing; omit the key for all integrations{who}"
+                    ),
+                );
+            }
+            for (j, id) in integrations.iter().enumerate() {
+                p.check(
+                    known_integrations.contains(id.as_str()),
+                    format!("{at}.integrations[{j}]"),
+                    format!("{id:?} is not a configured integration id{who}"),
+                );
+            }
+        }
+
+        p.check(
+            !sub.timeout.is_zero(),
+            format!("{at}.timeout"),
+            format!("must be more than 0{who}"),
+        );
+        p.check(
+            sub.max_in_flight >= 1,
+            format!("{at}.max_in_flight"),
+            format!("must be at least 1{who}"),
+        );
+        if let Some(rate) = sub.rate_limit {
+            p.check(
+                rate.is_finite() && rate > 0.0,
+                format!("{at}.rate_limit"),
+                format!("must be more than 0 requests per second{who}"),
+            );
+        }
+    }
+}
+
+fn delivery(config: &Config, p: &mut Problems) {
+    let d = &config.delivery;
+    p.check(
+        !d.retry_schedule.is_empty(),
+        "delivery.retry_schedule",
+        "must list at least one wait",
+    );
+    for (i, wait) in d.retry_schedule.iter().enumerate() {
+        p.check(
+            !wait.is_zero(),
+            format!("delivery.retry_schedule[{i}]"),
+            "must be more than 0",
+        );
+    }
+    p.check(
+        (0.0..=1.0).contains(&d.jitter),
+        "delivery.jitter",
+        format!("must be in 0..=1, not {}", d.jitter),
+    );
+    p.check(
+        !d.max_retry_after.is_zero(),
+        "delivery.max_retry_after",
+        "must be more than 0",
+    );
+}
+
+fn guard(config: &Config, p: &mut Problems) {
+    let ratio = config.guard.mass_change_ratio;
+    p.check(
+        ratio > 0.0 && ratio <= 1.0,
+        "guard.mass_change_ratio",
+        format!("must be in (0, 1], not {ratio}"),
+    );
+}
+
+fn admin(config: &Config, p: &mut Problems) {
+    let admin = &config.admin;
+    match &admin.token {
+        Some(token) => check_not_empty_secret(token, "admin.token", p),
+        None => p.check(
+            admin.listen.ip().is_loopback(),
+            "admin.token",
+            format!(
+                "required because admin.listen ({}) is not a loopback address",
+                admin.listen
+            ),
+        ),
+    }
+}
+
+fn check_http_url(value: &str, key: &str, p: &mut Problems) {
+    match url::Url::parse(value) {
+        // The value is not quoted: a webhook URL may carry a token in its path.
+        Err(e) => p.add(key, format!("not a valid URL: {e}")),
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => p.add(
+            key,
+            format!("scheme must be http or https, not {:?}", url.scheme()),
+        ),
+        Ok(url) if url.host().is_none() => p.add(key, "the URL has no host"),
+        Ok(_) => {}
+    }
+}
+
+fn check_not_empty_secret(secret: &Secret, key: &str, p: &mut Problems) {
+    p.check(!secret.expose().trim().is_empty(), key, "must not be empty");
+}

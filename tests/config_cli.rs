@@ -1,0 +1,174 @@
+//! `hirehook config check` as a user runs it: the real binary, temp files, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SECRET: &str = "whsec_c3VwZXJzZWNyZXRrZXl2YWx1ZQ==";
+const API_KEY: &str = "kombo-api-key-value-123";
+
+const GOOD: &str = r#"
+[kombo]
+api_key = "${TEST_KOMBO_API_KEY}"
+poll_interval = "1m"
+
+[[integrations]]
+id = "greenhouse:1"
+
+[[integrations]]
+id = "workday:2"
+label = "Acme"
+
+[[subscribers]]
+name = "crm"
+url = "https://crm.example.com/hooks"
+secrets = ["${TEST_CRM_SECRET}"]
+events = ["stage_changed"]
+"#;
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("hirehook.toml");
+    std::fs::write(&path, text).expect("write the config file");
+    path
+}
+
+fn check(path: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hirehook"));
+    cmd.args(["config", "check", "--config"])
+        .arg(path)
+        .env_remove("TEST_KOMBO_API_KEY")
+        .env_remove("TEST_CRM_SECRET")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hirehook")
+}
+
+fn good_env() -> [(&'static str, &'static str); 2] {
+    [("TEST_KOMBO_API_KEY", API_KEY), ("TEST_CRM_SECRET", SECRET)]
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn good_file_prints_effective_config_redacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), GOOD);
+    let out = check(&path, &good_env());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stdout.contains("[redacted]"), "{stdout}");
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+    assert!(!stdout.contains(API_KEY) && !stderr.contains(API_KEY));
+    // Defaults are filled in.
+    assert!(stdout.contains("poll_interval = \"1m\""), "{stdout}");
+    assert!(
+        stdout.contains("full_resync_interval = \"24h\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("listen = \"127.0.0.1:9400\""), "{stdout}");
+    assert!(stdout.contains("max_in_flight = 16"), "{stdout}");
+    assert!(
+        stderr.contains("config OK: 2 integrations, 1 subscribers"),
+        "{stderr}"
+    );
+    // The output is TOML.
+    let value: toml::Table = toml::from_str(&stdout).expect("stdout is TOML");
+    assert!(value.contains_key("delivery"));
+}
+
+#[test]
+fn unknown_key_exits_2_naming_key_and_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), &GOOD.replace("url = \"https", "urll = \"https"));
+    let out = check(&path, &good_env());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("subscribers[0].urll"), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(stderr.contains("line 15"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unset_variable_exits_2_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), GOOD);
+    let out = check(&path, &[("TEST_KOMBO_API_KEY", API_KEY)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("TEST_CRM_SECRET"), "{stderr}");
+    assert!(stderr.contains("subscribers[0].secrets[0]"), "{stderr}");
+}
+
+#[test]
+fn bad_secret_exits_2_without_showing_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), GOOD);
+    let bad = "whsec_not-base64-at-all!";
+    let out = check(
+        &path,
+        &[("TEST_KOMBO_API_KEY", API_KEY), ("TEST_CRM_SECRET", bad)],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("subscribers[0].secrets[0]"), "{stderr}");
+    assert!(stderr.contains("base64"), "{stderr}");
+    assert!(!stderr.contains(bad), "{stderr}");
+}
+
+#[test]
+fn missing_file_exits_2_naming_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nope.toml");
+    let out = check(&path, &good_env());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn several_problems_are_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text_in = GOOD
+        .replace("\"stage_changed\"", "\"stage_change\"")
+        .replace("workday:2", "greenhouse:1");
+    let path = write(
+        dir.path(),
+        &format!("{text_in}\n[admin]\nlisten = \"0.0.0.0:9400\"\n"),
+    );
+    let out = check(&path, &good_env());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for key in [
+        "integrations[1].id",
+        "subscribers[0].events[0]",
+        "admin.token",
+    ] {
+        assert!(stderr.contains(key), "{key} missing: {stderr}");
+    }
+}
+
+#[test]
+fn example_config_checks() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/hirehook.example.toml");
+    let out = check(
+        Path::new(example),
+        &[
+            ("KOMBO_API_KEY", API_KEY),
+            ("KOMBO_WEBHOOK_SECRET", "kombo-hook-secret"),
+            ("CRM_WEBHOOK_SECRET", SECRET),
+            ("ANALYTICS_WEBHOOK_SECRET", SECRET),
+            ("ANALYTICS_WEBHOOK_SECRET_OLD", SECRET),
+            ("HIREHOOK_ADMIN_TOKEN", "admin-token"),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("config OK: 2 integrations, 2 subscribers"),
+        "{stderr}"
+    );
+}
