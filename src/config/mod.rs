@@ -31,25 +31,6 @@ use crate::secret::Secret;
 
 pub use size::ByteSize;
 
-/// Every event type name, as written in subscriber `events` filters and in the wire format.
-///
-/// The event module will own the `EventType` enum; until then this list is the reference,
-/// and it must stay equal to that enum's names.
-pub const EVENT_TYPES: &[&str] = &[
-    "application_created",
-    "stage_changed",
-    "outcome_hired",
-    "rejected",
-    "outcome_reverted",
-    "offer_created",
-    "offer_status_changed",
-    "interview_scheduled",
-    "interview_rescheduled",
-    "interview_canceled",
-    "application_deleted",
-    "application_restored",
-];
-
 /// The prefix of a Standard Webhooks signing secret.
 pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
 

@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Config, EVENT_TYPES, decode_webhook_secret};
+use super::{Config, decode_webhook_secret};
 use crate::ats::client::MAX_PAGE_SIZE;
+use crate::event::EventType;
 use crate::secret::Secret;
 
 /// Every problem of `config`, in file order of sections; empty when it is valid.
@@ -148,11 +149,11 @@ fn subscribers(config: &Config, p: &mut Problems) {
             }
             for (j, event) in events.iter().enumerate() {
                 p.check(
-                    EVENT_TYPES.contains(&event.as_str()),
+                    EventType::parse(event).is_some(),
                     format!("{at}.events[{j}]"),
                     format!(
                         "unknown event type {event:?}{who}; known types: {}",
-                        EVENT_TYPES.join(", ")
+                        EventType::ALL.map(EventType::as_str).join(", ")
                     ),
                 );
             }

@@ -410,7 +410,10 @@ impl Store {
         for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
             let (key, value) = item?;
             let record = decode_record(&value)?;
-            if only.as_ref().is_some_and(|seqs| !seqs.contains(&record.log_seq)) {
+            if only
+                .as_ref()
+                .is_some_and(|seqs| !seqs.contains(&record.log_seq))
+            {
                 continue;
             }
             batch.remove(key);
