@@ -413,3 +413,40 @@ fn is_due(last: Timestamp, now: Timestamp, interval: Duration) -> bool {
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
+
+impl SyncSettings {
+    /// The settings a config file describes.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        use crate::config::InitialSync;
+        let routes = config
+            .subscribers
+            .iter()
+            .map(|s| Route {
+                subscriber: s.name.clone(),
+                // Validation guarantees every name parses.
+                types: s
+                    .events
+                    .as_ref()
+                    .map(|names| names.iter().filter_map(|n| EventType::parse(n)).collect()),
+                integrations: s
+                    .integrations
+                    .as_ref()
+                    .map(|ids| ids.iter().cloned().collect()),
+            })
+            .collect();
+        SyncSettings {
+            overlap: config.kombo.overlap,
+            full_resync_interval: config.kombo.full_resync_interval,
+            initial_sync: match config.kombo.initial_sync {
+                InitialSync::Baseline => FirstSight::Baseline,
+                InitialSync::Emit => FirstSight::Emit,
+            },
+            page_size: config.kombo.page_size,
+            guard: MassChangeGuard {
+                ratio: config.guard.mass_change_ratio,
+                min_records: config.guard.mass_change_min_records,
+            },
+            routes,
+        }
+    }
+}
