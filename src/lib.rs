@@ -7,12 +7,14 @@
 //!
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
+//! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
 pub mod ats;
 pub mod cli;
+pub mod diff;
 pub mod event;
 pub mod secret;
 pub mod sim;
