@@ -760,6 +760,8 @@ struct RawData {
     integration_id: String,
     sequence: u64,
     detected_at: String,
+    /// Required, but may be null (`deserialize_with` turns off serde's missing-is-None).
+    #[serde(deserialize_with = "Option::deserialize")]
     remote_updated_at: Option<String>,
     application: RawApplication,
 }

@@ -5,15 +5,15 @@
 //!
 //! | rule | where |
 //! |---|---|
-//! | first sight: `Baseline` stores silently; `Emit` gives one `application_created` (sequence 1) with stage, outcome, offers and interviews. A record first seen **already deleted** is stored and gives nothing in either mode: there is no live state to announce, and if it is restored later the usual restore rule applies (`application_restored`, then the differences against what the tombstone showed) | [`diff`] (this file) |
-//! | deletion: `remote_deleted_at` becomes non-null → only `application_deleted`; the pre-deletion state is kept. While deleted nothing changes and nothing is emitted. Back to null → `application_restored`, then the differences against the kept state | [`diff`] |
-//! | order of one record's events: deleted/restored, stage, outcome, offers, interviews; sequences `prev + 1, + 2, …` | [`diff`] |
-//! | `stage_changed` on a new stage id; a rename refreshes silently | [`stage`] |
-//! | `outcome_hired`, `rejected`, `outcome_reverted`; unknown outcomes are stored but transparent | [`outcome`] |
-//! | `offer_created`, `offer_status_changed`; disappeared offers are kept | [`offers`] |
-//! | `interview_scheduled`, `interview_rescheduled`, `interview_canceled`; canceled once; an un-cancel schedules again | [`interviews`] |
-//! | remote id, URL, job, candidate: refreshed silently for payloads | [`summary`] |
-//! | `None` offers or interviews mean *unknown*: no events, the kept ones stay | [`offers`], [`interviews`] |
+//! | first sight: `Baseline` stores silently; `Emit` gives one `application_created` (sequence 1) with stage, outcome, offers and interviews. A record first seen **already deleted** is stored and gives nothing in either mode: there is no live state to announce, and if it is restored later the usual restore rule applies (`application_restored`, then the differences against what the tombstone showed) | `mod.rs`, [`diff`] |
+//! | deletion: `remote_deleted_at` becomes non-null → only `application_deleted`; the pre-deletion state is kept. While deleted nothing changes and nothing is emitted. Back to null → `application_restored`, then the differences against the kept state | `mod.rs` |
+//! | order of one record's events: deleted/restored, stage, outcome, offers, interviews; sequences `prev + 1, + 2, …` | `mod.rs` |
+//! | `stage_changed` on a new stage id; a rename refreshes silently | `stage.rs` |
+//! | `outcome_hired`, `rejected`, `outcome_reverted`; unknown outcomes are stored but transparent | `outcome.rs` |
+//! | `offer_created`, `offer_status_changed`; disappeared offers are kept | `offers.rs` |
+//! | `interview_scheduled`, `interview_rescheduled`, `interview_canceled`; canceled once; an un-cancel schedules again | `interviews.rs` |
+//! | remote id, URL, job, candidate: refreshed silently for payloads | `summary.rs` |
+//! | `None` offers or interviews mean *unknown*: no events, the kept ones stay | `offers.rs`, `interviews.rs` |
 //! | the same record twice gives nothing and `changed == false` (the poll overlap) | every rule compares before it writes |
 //!
 //! The snapshot and its encoding are in [`snapshot`].

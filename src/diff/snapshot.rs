@@ -13,7 +13,7 @@
 //! | primitive | bytes |
 //! |---|---|
 //! | `varint` | unsigned LEB128 |
-//! | `opt_str` | `varint` tag: 0 = null; 1 = a Kombo id (24 base58 characters) packed in 18 bytes (two 12-character halves, each a 9-byte big-endian number); n + 2 = n raw UTF-8 bytes follow |
+//! | `opt_str` | `varint` tag: 0 = null; 1 = a Kombo id (24 base58 characters) packed in 18 bytes (see `pack_id`); n + 2 = n raw UTF-8 bytes follow |
 //! | `str` | an `opt_str` that is never null |
 //! | `opt_ts` | `varint` 0 = null; else v + 1 where v = zigzag(unix seconds) << 1 for a whole second, zigzag(unix millis) << 1 \| 1 otherwise. An interview's `ending_at` is written relative to its `starting_at` (when there is one) |
 //! | `opt_i64` | byte 0 = null, byte 1 + zigzag `varint` |
@@ -481,56 +481,82 @@ const STR_RAW: u64 = 2;
 const BASE58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 /// Kombo ids are 24 base58 characters (e.g. `26vafvWSRmbhNcxJYqjCzuJg`).
 const ID_CHARS: usize = 24;
-/// Each 12-character half is a number below 58^12 < 2^71: 9 bytes.
+/// Ids are packed by quarters of 6 characters, each a number below 58^6 < 2^36.
+const QUARTER_CHARS: usize = 6;
+/// Bits of one quarter.
+const QUARTER_BITS: u32 = 36;
+/// 58^6, the bound of one quarter.
+const QUARTER_BOUND: u64 = 58u64.pow(6);
+/// Two quarters side by side make 72 bits: 9 bytes.
 const HALF_BYTES: usize = 9;
-/// A packed id: two halves.
+/// A packed id: 4 quarters, 144 bits.
 const PACKED_ID_LEN: usize = 2 * HALF_BYTES;
-/// 58^12, the bound of one half.
-const HALF_BOUND: u128 = 58u128.pow(12);
 
-fn base58_digit(c: u8) -> Option<u8> {
-    BASE58.iter().position(|&a| a == c).map(|p| p as u8)
-}
+/// Character → base58 digit, 0xff for characters outside the alphabet.
+const BASE58_DIGITS: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < BASE58.len() {
+        table[BASE58[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Packs a 24-character base58 string (every Kombo id) into 18 bytes instead of 24 + 1;
 /// `None` for any other string, which is then written raw. Exactly reversible.
+///
+/// Layout: the id is cut into four 6-character quarters, each read as a base58 number
+/// (< 2^36); quarters 0‖1 and 2‖3 are concatenated bitwise into two 72-bit big-endian
+/// halves. Bit operations only: packing and unpacking need no wide division.
 fn pack_id(s: &str) -> Option<[u8; PACKED_ID_LEN]> {
     let bytes = s.as_bytes();
     if bytes.len() != ID_CHARS {
         return None;
     }
-    let mut out = [0u8; PACKED_ID_LEN];
-    for (half, chunk) in bytes.chunks(ID_CHARS / 2).enumerate() {
-        let mut v: u128 = 0;
+    let mut quarters = [0u64; 4];
+    for (q, chunk) in quarters.iter_mut().zip(bytes.chunks(QUARTER_CHARS)) {
         for &c in chunk {
-            v = v * 58 + u128::from(base58_digit(c)?);
+            let d = BASE58_DIGITS[usize::from(c)];
+            if d == 0xff {
+                return None;
+            }
+            *q = *q * 58 + u64::from(d);
         }
-        let be = v.to_be_bytes();
-        out[half * HALF_BYTES..(half + 1) * HALF_BYTES].copy_from_slice(&be[16 - HALF_BYTES..]);
+    }
+    let mut out = [0u8; PACKED_ID_LEN];
+    for (half, pair) in out.chunks_mut(HALF_BYTES).zip(quarters.chunks(2)) {
+        let v = (u128::from(pair[0]) << QUARTER_BITS) | u128::from(pair[1]);
+        half.copy_from_slice(&v.to_be_bytes()[16 - HALF_BYTES..]);
     }
     Some(out)
 }
 
-/// Reverses [`pack_id`]; `None` when a half is out of range (no encoder writes that).
+/// Reverses [`pack_id`]; `None` when a quarter is out of range (no encoder writes that).
 fn unpack_id(packed: &[u8]) -> Option<String> {
     if packed.len() != PACKED_ID_LEN {
         return None;
     }
-    let mut out = vec![0u8; ID_CHARS];
-    for (half, chunk) in packed.chunks(HALF_BYTES).enumerate() {
+    let mut out = [0u8; ID_CHARS];
+    let mut chars = out.chunks_mut(QUARTER_CHARS);
+    for half in packed.chunks(HALF_BYTES) {
         let mut be = [0u8; 16];
-        be[16 - HALF_BYTES..].copy_from_slice(chunk);
-        let mut v = u128::from_be_bytes(be);
-        if v >= HALF_BOUND {
-            return None;
-        }
-        let digits = out.get_mut(half * ID_CHARS / 2..(half + 1) * ID_CHARS / 2)?;
-        for slot in digits.iter_mut().rev() {
-            *slot = BASE58[(v % 58) as usize];
-            v /= 58;
+        be[16 - HALF_BYTES..].copy_from_slice(half);
+        let v = u128::from_be_bytes(be);
+        let mask = (1u128 << QUARTER_BITS) - 1;
+        for q in [(v >> QUARTER_BITS) as u64, (v & mask) as u64] {
+            if q >= QUARTER_BOUND {
+                return None;
+            }
+            let mut q = q;
+            for slot in chars.next()?.iter_mut().rev() {
+                *slot = BASE58[(q % 58) as usize];
+                q /= 58;
+            }
         }
     }
-    String::from_utf8(out).ok()
+    // Every byte is from the ASCII alphabet.
+    String::from_utf8(out.to_vec()).ok()
 }
 
 /// Reads primitives, naming the field on every error.

@@ -1233,6 +1233,13 @@ fn from_body_reads_the_common_fields() {
             remote_updated_at: e.remote_updated_at,
         }
     );
+    // A null remote_updated_at is fine.
+    let mut bare = full().outcome(Some("DECLINED")).a();
+    bare.remote_updated_at = None;
+    let out = diff(Some(&outs[0].snapshot), &bare, &ctx(FirstSight::Emit));
+    let header = Event::from_body(&out.events[0].body_bytes());
+    assert_eq!(header.ok().and_then(|h| h.remote_updated_at), None);
+    assert!(Event::from_body(&out.events[0].body_bytes()).is_ok());
 }
 
 #[test]
@@ -1264,6 +1271,18 @@ fn from_body_is_strict() {
         "sequence",
     );
     check(&|v| v["data"]["sequence"] = json!("7"), "data.sequence");
+    check(
+        &|v| {
+            if let Some(d) = v["data"].as_object_mut() {
+                d.remove("remote_updated_at");
+            }
+        },
+        "remote_updated_at",
+    );
+    check(
+        &|v| v["data"]["remote_updated_at"] = json!("soon"),
+        "data.remote_updated_at",
+    );
     check(&|v| v["data"]["event_id"] = json!("evt_XYZ"), "event_id");
     check(
         &|v| v["timestamp"] = json!("2026-12-03T04:00:00.124Z"),
