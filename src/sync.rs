@@ -21,7 +21,7 @@ use chrono::Utc;
 
 use crate::ats::{Application, ApplicationsQuery, KomboClient, KomboError, Timestamp};
 use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
-use crate::event::{Event, EventType};
+use crate::event::{Event, EventDetail, EventType};
 use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, StoreError};
 
 /// Where events of an integration go: one route per subscriber.
@@ -189,7 +189,9 @@ impl Syncer {
 
         let kind = match (state.baseline_done, state.watermark, state.last_full_resync) {
             (false, _, _) | (_, None, _) => SyncKind::Baseline,
-            (true, Some(_), Some(last)) if !is_due(last, started_at, settings.full_resync_interval) => {
+            (true, Some(_), Some(last))
+                if !is_due(last, started_at, settings.full_resync_interval) =>
+            {
                 SyncKind::Incremental
             }
             (true, Some(_), _) => SyncKind::FullResync,
@@ -200,7 +202,9 @@ impl Syncer {
             settings.initial_sync
         };
         let updated_after = match kind {
-            SyncKind::Incremental => state.watermark.map(|w| w - chrono_duration(settings.overlap)),
+            SyncKind::Incremental => state
+                .watermark
+                .map(|w| w - chrono_duration(settings.overlap)),
             _ => None,
         };
         let query = ApplicationsQuery {
@@ -338,12 +342,12 @@ impl Syncer {
                 Some(s) => Some(s),
                 None => {
                     stored = match self.store.snapshot(integration_id, &app.id)? {
-                        Some(bytes) => Some(Snapshot::decode(&bytes).map_err(|e| {
-                            StoreError::Corrupt {
+                        Some(bytes) => {
+                            Some(Snapshot::decode(&bytes).map_err(|e| StoreError::Corrupt {
                                 what: format!("snapshot of {integration_id}/{}", app.id),
                                 message: e.to_string(),
-                            }
-                        })?),
+                            })?)
+                        }
                         None => None,
                     };
                     stored.as_ref()
@@ -399,15 +403,20 @@ impl Syncer {
 /// Events that make an application look deleted or emptied: what a scope-config change or
 /// a model switched off in Kombo produces en masse.
 fn is_suspicious(event: &Event) -> bool {
-    match event.event_type {
-        EventType::ApplicationDeleted => true,
-        EventType::StageChanged => event.current_stage_is_null(),
-        _ => false,
-    }
+    matches!(
+        event.detail,
+        EventDetail::ApplicationDeleted { .. }
+            | EventDetail::StageChanged {
+                current_stage: None,
+                ..
+            }
+    )
 }
 
 fn is_due(last: Timestamp, now: Timestamp, interval: Duration) -> bool {
-    (now - last).to_std().is_ok_and(|elapsed| elapsed >= interval)
+    (now - last)
+        .to_std()
+        .is_ok_and(|elapsed| elapsed >= interval)
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -2,6 +2,9 @@
 //!
 //! Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
+pub mod events;
+pub mod sync;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +30,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Poll every integration once, print derived events as JSON lines, queue them.
+    Sync(sync::SyncArgs),
+    /// Read the event log; release or drop events held by the mass-change guard.
+    Events(events::EventsArgs),
     /// Run the built-in Kombo-compatible simulator.
     Sim(crate::sim::cli::SimArgs),
     /// Inspect configuration files.
@@ -81,6 +88,8 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Sync(args) => sync::run(args).await,
+        Command::Events(args) => events::run(args),
         Command::Sim(args) => crate::sim::cli::run(args).await,
         Command::Config(args) => crate::config::cli::run(args),
     }

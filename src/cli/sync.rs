@@ -39,7 +39,11 @@ pub fn load_config(path: &std::path::Path) -> Result<Config, Failure> {
 pub fn syncer(config: &Config, store: Arc<Store>) -> Result<Syncer, Failure> {
     let client = KomboClient::new(config.kombo.client_config())
         .context("cannot build the HTTP client for Kombo")?;
-    Ok(Syncer::new(client, store, SyncSettings::from_config(config)))
+    Ok(Syncer::new(
+        client,
+        store,
+        SyncSettings::from_config(config),
+    ))
 }
 
 /// Syncs every integration once. Derived events go to stdout as JSON lines (the webhook
