@@ -1,3 +1,42 @@
-//! The built-in Kombo-compatible simulator.
+//! The built-in Kombo-compatible simulator: a faithful `GET /ats/applications` server
+//! over seeded, evolving worlds, with a truth log of every change and fault injection.
+//!
+//! # Layout
+//!
+//! - [`simulator`]: [`Simulator`], the handle everything goes through, and [`SimConfig`].
+//! - [`world`]: one integration's jobs, stages, candidates and applications: generation
+//!   from a seed, compact storage, rendering to the wire [`Application`](crate::ats::model::Application).
+//! - [`mutate`]: the mutation engine: [`Mutation`], the truth log ([`TruthEntry`],
+//!   [`TruthChange`]) and the random planner.
+//! - [`server`]: the axum routes: the Kombo endpoint and the `/_sim/` control API.
+//! - [`running`]: serving on a loopback port in the background ([`spawn`], [`RunningSim`]).
+//! - [`query`]: request parameters: validation and filter matching.
+//! - [`cursor`]: opaque pagination cursors.
+//! - [`faults`]: fault injection ([`FaultConfig`], scripted faults).
+//! - [`stats`]: request counters.
+//! - [`ids`]: 24-character Kombo-style ids that decode back to table positions.
+//! - [`clock`]: the strictly increasing millisecond clock of changes.
+//! - [`rng`]: the seeded PRNG (SplitMix64).
+//! - [`names`]: the word lists worlds are drawn from.
+//! - [`cli`]: `hirehook sim`.
 
 pub mod cli;
+pub mod clock;
+pub mod cursor;
+pub mod faults;
+pub mod ids;
+pub mod mutate;
+pub mod names;
+pub mod query;
+pub mod rng;
+pub mod running;
+pub mod server;
+pub mod simulator;
+pub mod stats;
+pub mod world;
+
+pub use faults::{FaultConfig, FaultKind, ScriptedFault};
+pub use mutate::{Mutation, SimError, TruthChange, TruthEntry};
+pub use running::{RunningSim, spawn};
+pub use simulator::{DEFAULT_API_KEY, SimConfig, Simulator};
+pub use stats::SimStats;
