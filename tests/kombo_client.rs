@@ -60,7 +60,9 @@ async fn a_multi_page_listing_returns_every_record_exactly_once() {
         page_size: Some(100),
         ..Default::default()
     };
-    let (records, pages) = list_all(&client(&sim), integration, query).await.expect("lists");
+    let (records, pages) = list_all(&client(&sim), integration, query)
+        .await
+        .expect("lists");
     assert_eq!(pages, 13);
     let ids: Vec<&str> = records.iter().map(|a| a.id.as_str()).collect();
     let unique: HashSet<&str> = ids.iter().copied().collect();
@@ -78,7 +80,9 @@ async fn filters_select_exactly_what_they_name() {
         include_deleted: true,
         ..Default::default()
     };
-    let (all, _) = list_all(&client, &integration, base.clone()).await.expect("lists");
+    let (all, _) = list_all(&client, &integration, base.clone())
+        .await
+        .expect("lists");
 
     let some_ids: Vec<String> = all.iter().step_by(50).map(|a| a.id.clone()).collect();
     let (got, _) = list_all(
@@ -105,7 +109,10 @@ async fn filters_select_exactly_what_they_name() {
     )
     .await
     .expect("lists");
-    let want = all.iter().filter(|a| a.job_id.as_ref() == Some(&job)).count();
+    let want = all
+        .iter()
+        .filter(|a| a.job_id.as_ref() == Some(&job))
+        .count();
     assert!(want > 0);
     assert_eq!(got.len(), want);
     assert!(got.iter().all(|a| a.job_id.as_ref() == Some(&job)));
@@ -179,7 +186,13 @@ async fn updated_after_sees_nested_changes_but_not_a_stage_rename() {
         .apply(&integration, live[1], Mutation::ScheduleInterview)
         .expect("schedule interview");
     sim.sim()
-        .apply(&integration, live[2], Mutation::RenameStage { name: Some("Renamed".into()) })
+        .apply(
+            &integration,
+            live[2],
+            Mutation::RenameStage {
+                name: Some("Renamed".into()),
+            },
+        )
         .expect("rename stage");
 
     let (changed, _) = list_all(
@@ -196,7 +209,10 @@ async fn updated_after_sees_nested_changes_but_not_a_stage_rename() {
     let changed: HashSet<&str> = changed.iter().map(|a| a.id.as_str()).collect();
     assert!(changed.contains(live[0].as_str()), "candidate edit matches");
     assert!(changed.contains(live[1].as_str()), "new interview matches");
-    assert!(!changed.contains(live[2].as_str()), "a stage rename alone does not match");
+    assert!(
+        !changed.contains(live[2].as_str()),
+        "a stage rename alone does not match"
+    );
 }
 
 fn recording(client: KomboClient) -> (KomboClient, Arc<Mutex<Vec<RetryNotice>>>) {
@@ -226,8 +242,16 @@ async fn a_429_is_retried_after_the_wait_the_server_asked_for() {
     let notices = notices.lock().expect("lock");
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].server_hint, Some(Duration::from_secs(1)));
-    assert!(notices[0].wait >= Duration::from_secs(1), "{:?}", notices[0]);
-    assert!(notices[0].reason.contains("RATE_LIMIT_EXCEEDED"), "{}", notices[0].reason);
+    assert!(
+        notices[0].wait >= Duration::from_secs(1),
+        "{:?}",
+        notices[0]
+    );
+    assert!(
+        notices[0].reason.contains("RATE_LIMIT_EXCEEDED"),
+        "{}",
+        notices[0].reason
+    );
 }
 
 #[tokio::test]
@@ -267,7 +291,10 @@ async fn a_400_is_not_retried_and_says_what_kombo_said() {
         other => panic!("expected an API error, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&integration) && text.contains("page 1"), "{text}");
+    assert!(
+        text.contains(&integration) && text.contains("page 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -289,7 +316,11 @@ async fn a_truncated_body_is_a_clear_error_naming_the_page() {
     assert!(text.contains("page 2"), "{text}");
     assert!(text.contains(&integration), "{text}");
     assert!(text.contains("truncated"), "{text}");
-    assert_eq!(notices.lock().expect("lock").len(), 2, "retried, then gave up");
+    assert_eq!(
+        notices.lock().expect("lock").len(),
+        2,
+        "retried, then gave up"
+    );
 }
 
 #[tokio::test]
@@ -307,16 +338,27 @@ async fn a_wrong_api_key_reads_as_such() {
         .await
         .expect_err("rejected");
     assert!(matches!(err, KomboError::Unauthorized { .. }), "{err:?}");
-    assert!(err.to_string().contains("the Kombo API key was rejected"), "{err}");
+    assert!(
+        err.to_string().contains("the Kombo API key was rejected"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_integration_is_named() {
     let sim = sim(10).await;
-    let err = list_all(&client(&sim), "greenhouse:nope", ApplicationsQuery::default())
-        .await
-        .expect_err("unknown");
-    assert_eq!(err.code(), Some("PLATFORM.INTEGRATION_NOT_FOUND"), "{err:?}");
+    let err = list_all(
+        &client(&sim),
+        "greenhouse:nope",
+        ApplicationsQuery::default(),
+    )
+    .await
+    .expect_err("unknown");
+    assert_eq!(
+        err.code(),
+        Some("PLATFORM.INTEGRATION_NOT_FOUND"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("greenhouse:nope"));
 }
 
@@ -329,7 +371,9 @@ async fn thousands_of_generated_records_parse_without_a_rejection() {
             ..Default::default()
         };
         // list_all asserts that no record of any page was rejected.
-        let (records, _) = list_all(&client(&sim), &integration, query).await.expect("lists");
+        let (records, _) = list_all(&client(&sim), &integration, query)
+            .await
+            .expect("lists");
         assert_eq!(records.len(), 3_000);
     }
 }
