@@ -8,6 +8,7 @@
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
 //! - [`config`]: the TOML config: `${VAR}` expansion, defaults, validation, `config check`.
+//! - [`deliver`]: signing, the retry schedule, the SSRF guard, the delivery worker.
 //! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
@@ -18,6 +19,7 @@
 pub mod ats;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod diff;
 pub mod event;
 pub mod secret;

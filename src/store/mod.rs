@@ -8,6 +8,9 @@
 //! returns. Callers flush before telling anyone about an event (printing, delivering).
 
 pub mod keys;
+mod outbox;
+
+pub use outbox::{AttemptRecord, AttemptResult, DueDelivery};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -107,17 +110,38 @@ pub struct EventRecord {
     pub body: Vec<u8>,
 }
 
-/// A pending delivery of one event to one subscriber.
+/// The delivery of one event to one subscriber.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub event_id: String,
     pub integration_id: String,
     pub application_id: String,
     pub sequence: u64,
-    /// Attempts made so far.
+    pub state: DeliveryState,
+    /// Attempts made so far, over the delivery's whole life.
     pub attempts: u32,
-    /// Not before this time.
+    /// `attempts` when the current round of the retry schedule began (a dead letter put
+    /// back by an operator starts a new round).
+    #[serde(default)]
+    pub round_start: u32,
+    /// When the next attempt is due (meaningful while pending).
     pub due_at: Timestamp,
+    /// What the last failed attempt said.
+    pub last_error: Option<String>,
+    /// When the state last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its turn or its next attempt.
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// The retry schedule ran out: a dead letter.
+    Dead,
 }
 
 /// Filters of an event listing.
@@ -293,6 +317,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut seq = *next_seq;
         let mut written = Vec::with_capacity(page.events.len());
+        let mut ready = std::collections::HashSet::new();
 
         let new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
         if new_apps > 0 {
@@ -326,7 +351,7 @@ impl Store {
             if event.hold {
                 batch.insert(keys::held(integration_id, seq), encode_record(&record)?);
             } else {
-                add_to_log(&mut batch, &record)?;
+                add_to_log(&self.tree, &mut batch, &record, &mut ready)?;
             }
             written.push(record);
         }
@@ -407,6 +432,7 @@ impl Store {
         let _guard = self.lock();
         let mut batch = sled::Batch::default();
         let mut released = Vec::new();
+        let mut ready = std::collections::HashSet::new();
         for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
             let (key, value) = item?;
             let record = decode_record(&value)?;
@@ -417,7 +443,7 @@ impl Store {
                 continue;
             }
             batch.remove(key);
-            add_to_log(&mut batch, &record)?;
+            add_to_log(&self.tree, &mut batch, &record, &mut ready)?;
             released.push(record);
         }
         self.tree.apply_batch(batch)?;
@@ -442,25 +468,6 @@ impl Store {
         Ok(n)
     }
 
-    /// Pending outbox entries of one subscriber, oldest first.
-    pub fn outbox(&self, subscriber: &str) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        let mut prefix = vec![keys::OUTBOX];
-        prefix.extend_from_slice(subscriber.as_bytes());
-        prefix.push(0);
-        self.tree
-            .scan_prefix(prefix)
-            .map(|item| {
-                let (key, value) = item?;
-                let seq = keys::trailing_seq(&key).unwrap_or(0);
-                let entry = serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    what: format!("outbox entry {seq} of {subscriber}"),
-                    message: e.to_string(),
-                })?;
-                Ok((seq, entry))
-            })
-            .collect()
-    }
-
     /// Snapshots stored for an integration.
     pub fn snapshot_count(&self, integration_id: &str) -> usize {
         self.tree
@@ -474,7 +481,15 @@ impl Store {
     }
 }
 
-fn add_to_log(batch: &mut sled::Batch, record: &EventRecord) -> Result<(), StoreError> {
+/// Logs a record and queues it for its subscribers. `ready` remembers which
+/// (subscriber, application) queues got a ready head within this batch, so that only the
+/// first pending event of an application is ready: the rest wait their turn.
+fn add_to_log(
+    tree: &sled::Tree,
+    batch: &mut sled::Batch,
+    record: &EventRecord,
+    ready: &mut std::collections::HashSet<(String, String, String)>,
+) -> Result<(), StoreError> {
     batch.insert(keys::event(record.log_seq), encode_record(record)?);
     for subscriber in &record.subscribers {
         let entry = OutboxEntry {
@@ -482,13 +497,47 @@ fn add_to_log(batch: &mut sled::Batch, record: &EventRecord) -> Result<(), Store
             integration_id: record.integration_id.clone(),
             application_id: record.application_id.clone(),
             sequence: record.sequence,
+            state: DeliveryState::Pending,
             attempts: 0,
+            round_start: 0,
             due_at: record.detected_at,
+            last_error: None,
+            updated_at: record.detected_at,
         };
         batch.insert(
             keys::outbox(subscriber, record.log_seq),
             encode_json(&entry)?,
         );
+        batch.insert(
+            keys::app_queue(
+                subscriber,
+                &record.integration_id,
+                &record.application_id,
+                record.log_seq,
+            ),
+            &[][..],
+        );
+        let queue = (
+            subscriber.clone(),
+            record.integration_id.clone(),
+            record.application_id.clone(),
+        );
+        let busy = ready.contains(&queue)
+            || tree
+                .scan_prefix(keys::app_queue_prefix(
+                    subscriber,
+                    &record.integration_id,
+                    &record.application_id,
+                ))
+                .next()
+                .is_some();
+        if !busy {
+            batch.insert(
+                keys::due(subscriber, &entry.due_at, record.log_seq),
+                &[][..],
+            );
+            ready.insert(queue);
+        }
     }
     Ok(())
 }

@@ -245,3 +245,163 @@ fn a_second_open_is_told_the_store_is_locked() {
         "{err}"
     );
 }
+
+mod delivery {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn attempt(n: u32, t: i64, status: u16) -> AttemptRecord {
+        AttemptRecord {
+            attempt: n,
+            at: at(t),
+            status: Some(status),
+            latency_ms: 1,
+            error: None,
+            response_prefix: None,
+        }
+    }
+
+    fn due_seqs(store: &Store, now: i64) -> Vec<u64> {
+        store
+            .due_deliveries("crm", at(now), 100, &HashSet::new())
+            .unwrap()
+            .into_iter()
+            .map(|d| d.log_seq)
+            .collect::<std::collections::BTreeSet<u64>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Two applications: `a` has events 1 and 3, `b` has event 2.
+    fn setup() -> (tempfile::TempDir, Store) {
+        let (dir, store) = open();
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events: vec![
+                        event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                        event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                        event("e3", "a", 2, EventType::Rejected, &["crm"]),
+                    ],
+                },
+            )
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn only_the_head_of_each_application_is_due() {
+        let (_dir, store) = setup();
+        assert_eq!(due_seqs(&store, 100), [1, 2]);
+        let due = store
+            .due_deliveries("crm", at(100), 100, &HashSet::new())
+            .unwrap();
+        assert_eq!(due[0].body, b"{\"id\":\"e1\"}");
+        assert_eq!(
+            due_seqs(&store, 0),
+            Vec::<u64>::new(),
+            "not due before detection"
+        );
+        let skip: HashSet<u64> = [1].into();
+        let due = store.due_deliveries("crm", at(100), 100, &skip).unwrap();
+        assert_eq!(due.iter().map(|d| d.log_seq).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn a_failed_head_blocks_its_application_only() {
+        let (_dir, store) = setup();
+        store
+            .record_attempt(
+                "crm",
+                1,
+                &attempt(1, 10, 500),
+                AttemptResult::Retry { due_at: at(60) },
+            )
+            .unwrap();
+        assert_eq!(due_seqs(&store, 20), [2], "b flows, a waits");
+        assert_eq!(due_seqs(&store, 60), [1, 2]);
+        assert_eq!(
+            store.next_due_at("crm").unwrap(),
+            Some(at(1).timestamp_millis())
+        );
+        store
+            .record_attempt("crm", 1, &attempt(2, 61, 200), AttemptResult::Delivered)
+            .unwrap();
+        assert_eq!(due_seqs(&store, 61), [2, 3], "a's next event is due now");
+        let entries = store.outbox("crm").unwrap();
+        assert_eq!(entries[0].1.state, DeliveryState::Delivered);
+        assert_eq!(entries[0].1.attempts, 2);
+        assert_eq!(store.attempts("crm", 1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_dead_letter_unblocks_its_application_and_can_be_retried() {
+        let (_dir, store) = setup();
+        store
+            .record_attempt("crm", 1, &attempt(1, 10, 500), AttemptResult::Dead)
+            .unwrap();
+        assert_eq!(due_seqs(&store, 10), [2, 3]);
+        let dead = store
+            .deliveries(None, Some(DeliveryState::Dead), None)
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].0, "crm");
+        assert_eq!(dead[0].2.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(
+            store.retry_dead(Some("crm"), Some("e1"), at(20)).unwrap(),
+            1
+        );
+        assert_eq!(due_seqs(&store, 20), [1, 2, 3]);
+        let entry = &store.outbox("crm").unwrap()[0].1;
+        assert_eq!(
+            (entry.state, entry.attempts, entry.round_start),
+            (DeliveryState::Pending, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_410_disables_until_enabled_and_keeps_the_delivery() {
+        let (_dir, store) = setup();
+        store
+            .record_attempt(
+                "crm",
+                1,
+                &attempt(1, 10, 410),
+                AttemptResult::Disable {
+                    reason: "410 Gone".into(),
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            store.disabled_reason("crm").unwrap().as_deref(),
+            Some("410 Gone")
+        );
+        assert_eq!(due_seqs(&store, 10), [1, 2], "still pending");
+        assert!(store.enable_subscriber("crm").unwrap());
+        assert_eq!(store.disabled_reason("crm").unwrap(), None);
+    }
+
+    #[test]
+    fn released_events_queue_behind_pending_ones() {
+        let (_dir, store) = setup();
+        let mut held = event("e4", "b", 2, EventType::ApplicationDeleted, &["crm"]);
+        held.hold = true;
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events: vec![held],
+                },
+            )
+            .unwrap();
+        store.release_held("gh:1").unwrap();
+        assert_eq!(
+            due_seqs(&store, 100),
+            [1, 2],
+            "b's second event waits for its first"
+        );
+    }
+}

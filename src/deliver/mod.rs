@@ -1,0 +1,3 @@
+//! Delivery: signing, the retry schedule, the SSRF guard and the worker.
+
+pub mod retry;
