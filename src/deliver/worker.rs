@@ -1,0 +1,515 @@
+//! The delivery worker: one task per subscriber takes due deliveries from the store, signs,
+//! POSTs, records the attempt, and reschedules or dead-letters.
+//!
+//! Nothing lives only in memory: the set of deliveries in flight is the one piece of
+//! in-memory state, and a crash simply leaves those due in the store, to be sent again with
+//! the same `webhook-id`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::retry::{NextAttempt, RetrySchedule};
+use super::sign::{SigningKey, signed_headers};
+use super::ssrf;
+use crate::config::Config;
+use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store};
+
+/// How much of a response body is kept with an attempt.
+const RESPONSE_PREFIX_BYTES: usize = 512;
+
+/// The longest a worker sleeps without looking at the store again.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// Why the deliverer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("subscriber {subscriber}: bad url: {message}")]
+    BadUrl { subscriber: String, message: String },
+    #[error("subscriber {subscriber}: a webhook secret is not a valid whsec_ secret")]
+    BadSecret { subscriber: String },
+    #[error("cannot build the HTTP client for subscriber {subscriber}: {source}")]
+    Client {
+        subscriber: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// One subscriber, as the worker needs it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub url: Url,
+    /// One signature per key (rotation).
+    pub keys: Arc<Vec<SigningKey>>,
+    /// Concurrent requests at most.
+    pub max_in_flight: usize,
+    /// Requests per second at most.
+    pub rate_limit: Option<f64>,
+    /// Per request.
+    pub timeout: Duration,
+}
+
+/// Settings shared by every subscriber.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub schedule: RetrySchedule,
+    pub allow_private_networks: bool,
+    /// How long deliveries in flight may finish after shutdown is asked.
+    pub shutdown_grace: Duration,
+}
+
+impl DeliverySettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            schedule: RetrySchedule {
+                delays: config.delivery.retry_schedule.clone(),
+                jitter: config.delivery.jitter,
+                max_retry_after: config.delivery.max_retry_after,
+            },
+            allow_private_networks: config.delivery.allow_private_networks,
+            shutdown_grace: config.delivery.shutdown_grace,
+        }
+    }
+}
+
+impl Target {
+    /// The targets of a config's subscribers.
+    pub fn from_config(config: &Config) -> Result<Vec<Target>, DeliverError> {
+        config
+            .subscribers
+            .iter()
+            .map(|s| {
+                let url = Url::parse(&s.url).map_err(|e| DeliverError::BadUrl {
+                    subscriber: s.name.clone(),
+                    message: e.to_string(),
+                })?;
+                let keys = s
+                    .secrets
+                    .iter()
+                    .map(SigningKey::from_secret)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| DeliverError::BadSecret {
+                        subscriber: s.name.clone(),
+                    })?;
+                Ok(Target {
+                    name: s.name.clone(),
+                    url,
+                    keys: Arc::new(keys),
+                    max_in_flight: s.max_in_flight.max(1) as usize,
+                    rate_limit: s.rate_limit,
+                    timeout: s.timeout,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Wakes the workers when new events are queued. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Waker {
+    /// One per subscriber: `notify_one` keeps a permit when the worker is busy, so a wake
+    /// is never lost.
+    notifies: Arc<Vec<Arc<Notify>>>,
+}
+
+impl Waker {
+    /// Tells every worker to look at the store now.
+    pub fn wake(&self) {
+        for n in self.notifies.iter() {
+            n.notify_one();
+        }
+    }
+}
+
+/// Delivers every subscriber's queue until shut down.
+pub struct Deliverer {
+    store: Arc<Store>,
+    settings: Arc<DeliverySettings>,
+    workers: Vec<(Target, reqwest::Client, Arc<Notify>)>,
+    waker: Waker,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Arc<Store>,
+        targets: Vec<Target>,
+        settings: DeliverySettings,
+    ) -> Result<Self, DeliverError> {
+        let mut workers = Vec::with_capacity(targets.len());
+        for target in targets {
+            if let Err(e) = ssrf::check_literal(&target.url, settings.allow_private_networks) {
+                tracing::error!(
+                    subscriber = %target.name,
+                    "{e}; every delivery to it will fail until its url or \
+                     `delivery.allow_private_networks` changes"
+                );
+            }
+            let client = ssrf::delivery_client(target.timeout, settings.allow_private_networks)
+                .map_err(|source| DeliverError::Client {
+                    subscriber: target.name.clone(),
+                    source,
+                })?;
+            workers.push((target, client, Arc::new(Notify::new())));
+        }
+        let waker = Waker {
+            notifies: Arc::new(workers.iter().map(|(_, _, n)| n.clone()).collect()),
+        };
+        Ok(Self {
+            store,
+            settings: Arc::new(settings),
+            workers,
+            waker,
+        })
+    }
+
+    /// A handle that wakes the workers.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Runs every subscriber's worker until `shutdown`; then lets deliveries in flight
+    /// finish within the grace period and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut set = JoinSet::new();
+        for (target, client, notify) in self.workers {
+            let worker = Worker {
+                store: self.store.clone(),
+                settings: self.settings.clone(),
+                target: Arc::new(target),
+                client,
+                notify,
+                in_flight: Arc::new(Mutex::new(HashSet::new())),
+            };
+            set.spawn(worker.run(shutdown.clone()));
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// One subscriber's worker.
+struct Worker {
+    store: Arc<Store>,
+    settings: Arc<DeliverySettings>,
+    target: Arc<Target>,
+    client: reqwest::Client,
+    notify: Arc<Notify>,
+    /// Log sequences being sent right now: not to be picked again.
+    in_flight: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl Worker {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        let name = self.target.name.clone();
+        let semaphore = Arc::new(Semaphore::new(self.target.max_in_flight));
+        let mut pacer = Pacer::new(self.target.rate_limit);
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let this = Arc::new(self);
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let disabled = match this.store.disabled_reason(&name) {
+                Ok(reason) => reason.is_some(),
+                Err(e) => {
+                    tracing::error!(subscriber = %name, "cannot read the subscriber's state: {e}");
+                    false
+                }
+            };
+            let free = semaphore.available_permits();
+            let due = if disabled || free == 0 {
+                Vec::new()
+            } else {
+                let skip = this.in_flight().clone();
+                match this.store.due_deliveries(&name, Utc::now(), free, &skip) {
+                    Ok(due) => due,
+                    Err(e) => {
+                        tracing::error!(subscriber = %name, "cannot read due deliveries: {e}");
+                        Vec::new()
+                    }
+                }
+            };
+            if due.is_empty() {
+                let wait = if disabled || free == 0 {
+                    MAX_IDLE
+                } else {
+                    this.idle_wait()
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = this.notify.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+                continue;
+            }
+            for delivery in due {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = pacer.wait() => {}
+                }
+                let Ok(permit) = semaphore.clone().acquire_owned().await else {
+                    break;
+                };
+                this.in_flight().insert(delivery.log_seq);
+                let worker = this.clone();
+                tasks.spawn(async move {
+                    let log_seq = delivery.log_seq;
+                    worker.attempt(delivery).await;
+                    worker.in_flight().remove(&log_seq);
+                    worker.notify.notify_one();
+                    drop(permit);
+                });
+            }
+        }
+        // Shutdown: let deliveries in flight finish within the grace period. One that does
+        // not is abandoned; it stays due in the store and is sent again after a restart.
+        let grace = this.settings.shutdown_grace;
+        let drained = tokio::time::timeout(grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                subscriber = %name,
+                in_flight = tasks.len(),
+                "deliveries still in flight after the grace period; they will be retried after restart"
+            );
+            tasks.abort_all();
+        }
+    }
+
+    /// How long to sleep when nothing is due: until the next due delivery, unless those
+    /// due are all in flight (then a finishing task wakes the loop).
+    fn idle_wait(&self) -> Duration {
+        match self.store.next_due_at(&self.target.name) {
+            Ok(Some(ms)) => {
+                let now = Utc::now().timestamp_millis();
+                if ms <= now {
+                    MAX_IDLE
+                } else {
+                    Duration::from_millis((ms - now) as u64).min(MAX_IDLE)
+                }
+            }
+            _ => MAX_IDLE,
+        }
+    }
+
+    /// One attempt: sign, POST, record, reschedule.
+    async fn attempt(&self, delivery: DueDelivery) {
+        let target = &self.target;
+        let attempt_no = delivery.entry.attempts + 1;
+        let at = Utc::now();
+        let started = Instant::now();
+        let response = self.post(&delivery).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let record = AttemptRecord {
+            attempt: attempt_no,
+            at,
+            status: response.status.map(|s| s.as_u16()),
+            latency_ms,
+            error: response.error.clone(),
+            response_prefix: response.body_prefix.clone(),
+        };
+        let result = match response.status {
+            Some(s) if s.is_success() => AttemptResult::Delivered,
+            Some(StatusCode::GONE) => AttemptResult::Disable {
+                reason: format!(
+                    "410 Gone from {} for event {} at {}",
+                    target.url,
+                    delivery.entry.event_id,
+                    crate::event::format_timestamp(&at)
+                ),
+            },
+            _ => {
+                let in_round = attempt_no.saturating_sub(delivery.entry.round_start);
+                match self
+                    .settings
+                    .schedule
+                    .next(in_round, rand::random::<f64>(), response.retry_after)
+                {
+                    NextAttempt::After(wait) => AttemptResult::Retry {
+                        due_at: at
+                            + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+                    },
+                    NextAttempt::GiveUp => AttemptResult::Dead,
+                }
+            }
+        };
+        let what = response.describe();
+        match &result {
+            AttemptResult::Delivered => tracing::debug!(
+                subscriber = %target.name,
+                event_id = %delivery.entry.event_id,
+                latency_ms,
+                "delivered"
+            ),
+            AttemptResult::Retry { due_at } => tracing::warn!(
+                subscriber = %target.name,
+                event_id = %delivery.entry.event_id,
+                attempt = attempt_no,
+                next_attempt = %crate::event::format_timestamp(due_at),
+                "delivery failed: {what}"
+            ),
+            AttemptResult::Dead => tracing::error!(
+                subscriber = %target.name,
+                event_id = %delivery.entry.event_id,
+                attempt = attempt_no,
+                "delivery failed for the last time, dead-lettered: {what}"
+            ),
+            AttemptResult::Disable { .. } => tracing::error!(
+                subscriber = %target.name,
+                url = %target.url,
+                "subscriber answered 410 Gone: disabled until `hirehook subscribers enable {}`",
+                target.name
+            ),
+        }
+        if let Err(e) =
+            self.store
+                .record_attempt(&target.name, delivery.log_seq, &record, result)
+        {
+            tracing::error!(
+                subscriber = %target.name,
+                event_id = %delivery.entry.event_id,
+                "cannot record a delivery attempt (it will be made again): {e}"
+            );
+        }
+    }
+
+    async fn post(&self, delivery: &DueDelivery) -> Response {
+        let target = &self.target;
+        if let Err(e) = ssrf::check_literal(&target.url, self.settings.allow_private_networks) {
+            return Response::failed(e.to_string());
+        }
+        let timestamp = Utc::now().timestamp();
+        let headers = signed_headers(
+            &delivery.entry.event_id,
+            timestamp,
+            &delivery.body,
+            &target.keys,
+        );
+        let request = self
+            .client
+            .post(target.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", headers.id)
+            .header("webhook-timestamp", headers.timestamp.to_string())
+            .header("webhook-signature", headers.signature)
+            .body(delivery.body.clone());
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Response::failed(describe_reqwest(&e)),
+        };
+        let status = response.status();
+        let retry_after = if matches!(status.as_u16(), 429 | 503) {
+            crate::ats::client::server_wait(response.headers())
+        } else {
+            None
+        };
+        let mut prefix = Vec::new();
+        while prefix.len() < RESPONSE_PREFIX_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => prefix.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        prefix.truncate(RESPONSE_PREFIX_BYTES);
+        Response {
+            status: Some(status),
+            retry_after,
+            error: None,
+            body_prefix: (!prefix.is_empty())
+                .then(|| String::from_utf8_lossy(&prefix).into_owned()),
+        }
+    }
+}
+
+/// What came back from one POST.
+struct Response {
+    status: Option<StatusCode>,
+    retry_after: Option<Duration>,
+    error: Option<String>,
+    body_prefix: Option<String>,
+}
+
+impl Response {
+    fn failed(error: String) -> Self {
+        Self {
+            status: None,
+            retry_after: None,
+            error: Some(error),
+            body_prefix: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.status, &self.error) {
+            (_, Some(e)) => e.clone(),
+            (Some(s), None) => format!("HTTP {s}"),
+            (None, None) => "no response".into(),
+        }
+    }
+}
+
+/// A reqwest error in one line, with its cause chain (timeouts and refused connections
+/// say so).
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Spaces request starts to honour a subscriber's `rate_limit`.
+struct Pacer {
+    interval: Option<Duration>,
+    next: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Self {
+        Self {
+            interval: rate
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if self.next > now {
+            tokio::time::sleep_until(self.next).await;
+        }
+        self.next = self.next.max(now) + interval;
+    }
+}
