@@ -121,6 +121,27 @@ fn ids(apps: &[Application]) -> BTreeSet<String> {
 }
 
 #[tokio::test]
+async fn the_same_seed_serves_the_same_bytes() {
+    let a = spawn(config(2, 300)).await.unwrap();
+    let b = spawn(config(2, 300)).await.unwrap();
+    let c = spawn(SimConfig {
+        seed: 43,
+        ..config(2, 300)
+    })
+    .await
+    .unwrap();
+    assert_eq!(a.sim().integration_ids(), b.sim().integration_ids());
+    assert_ne!(a.sim().integration_ids(), c.sim().integration_ids());
+    for integration in a.sim().integration_ids() {
+        let q = "page_size=250&include_deleted=true";
+        assert_eq!(
+            get(&a, &integration, q).await.body,
+            get(&b, &integration, q).await.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn auth_failures_have_kombo_error_bodies() {
     let sim = spawn(config(1, 10)).await.unwrap();
     let integration = sim.sim().integration_ids()[0].clone();
@@ -879,8 +900,9 @@ async fn the_sim_command_prints_one_line_and_serves() {
 async fn the_sim_command_reports_bad_flags_and_busy_ports() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let cases: [(&[&str], i32, &str); 3] = [
+    let cases: [(&[&str], i32, &str); 4] = [
         (&["--listen", addr.as_str()], 1, "cannot listen"),
+        (&["--listen", "not an address"], 2, "--listen"),
         (&["--fault-429", "1.5"], 2, "fault"),
         (&["--integrations", "0"], 2, "--integrations"),
     ];

@@ -102,7 +102,17 @@ impl SimArgs {
 /// Runs the simulator until interrupted.
 pub async fn run(args: SimArgs) -> Result<(), Failure> {
     let config = args.config()?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&args.listen)
+        .await
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    if resolved.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "--listen must be an address like 127.0.0.1:7700, got {:?}",
+            args.listen
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(resolved.as_slice())
         .await
         .map_err(|e| Failure::Runtime(anyhow!("cannot listen on {}: {e}", args.listen)))?;
     let addr = listener

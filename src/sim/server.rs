@@ -167,7 +167,7 @@ async fn list_applications(
     let mut truncate = false;
     if let Some(d) = &decision {
         let scripted = u64::from(d.scripted);
-        let config = sim.fault_config();
+        let config = sim.faults();
         match &d.kind {
             FaultKind::RateLimit { .. } => {
                 sim.update_stats(|s| {
