@@ -226,9 +226,7 @@ impl Simulator {
             let w = engine.rng.index(self.inner.worlds.len());
             let mut world = write(&self.inner.worlds[w]);
             let now = engine.clock.tick();
-            let mut rng = engine.rng.clone();
-            let applied = mutate::random(&mut world, now, &mut rng);
-            engine.rng = rng;
+            let applied = mutate::random(&mut world, now, &mut engine.rng);
             if let Some(applied) = applied {
                 out.push(engine.record(now, &world, applied));
             }
@@ -269,9 +267,7 @@ impl Simulator {
         let mut engine = lock(&self.inner.engine);
         let mut world = write(&self.inner.worlds[w]);
         let now = engine.clock.tick();
-        let mut rng = engine.rng.clone();
-        let applied = f(&mut world, now, &mut rng)?;
-        engine.rng = rng;
+        let applied = f(&mut world, now, &mut engine.rng)?;
         Ok(engine.record(now, &world, applied))
     }
 
