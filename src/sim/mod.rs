@@ -19,6 +19,15 @@
 //! - [`rng`]: the seeded PRNG (SplitMix64).
 //! - [`names`]: the word lists worlds are drawn from.
 //! - [`cli`]: `hirehook sim`.
+//!
+//! # Where it differs from Kombo (on purpose)
+//!
+//! - Deleted applications keep their fields; Kombo nulls them 14 days after deletion.
+//! - Each application has its own candidate, so a candidate edit touches one application.
+//! - `remote_updated_at` moves with `changed_at` (no ATS-to-Kombo sync lag is simulated).
+//! - `ignore_unsupported_filters` is accepted and has no effect: every filter is supported.
+//! - `updated_after` is compared at millisecond precision (extra fraction digits floor).
+//! - `log_url` in error bodies is a fixed placeholder.
 
 pub mod cli;
 pub mod clock;

@@ -784,9 +784,7 @@ mod tests {
         let mut log = Vec::new();
         for _ in 0..n {
             let now = engine.clock.tick();
-            let mut rng = engine.rng.clone();
-            let applied = random(&mut world, now, &mut rng);
-            engine.rng = rng;
+            let applied = random(&mut world, now, &mut engine.rng);
             if let Some(applied) = applied {
                 log.push(engine.record(now, &world, applied));
             }

@@ -166,21 +166,13 @@ async fn list_applications(
     let decision = sim.decide_fault(integration_id, page_number);
     let mut truncate = false;
     if let Some(d) = &decision {
-        let scripted = u64::from(d.scripted);
-        let config = sim.fault_config();
+        sim.update_stats(|s| s.faults.count(&d.kind, d.scripted));
+        let config = sim.faults();
         match &d.kind {
             FaultKind::RateLimit { .. } => {
-                sim.update_stats(|s| {
-                    s.faults.rate_limited += 1;
-                    s.faults.scripted += scripted;
-                });
                 return rate_limited(&config, d.retry_after);
             }
             FaultKind::Unavailable => {
-                sim.update_stats(|s| {
-                    s.faults.unavailable += 1;
-                    s.faults.scripted += scripted;
-                });
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))],
@@ -193,10 +185,6 @@ async fn list_applications(
                 code,
                 message,
             } => {
-                sim.update_stats(|s| {
-                    s.faults.errors += 1;
-                    s.faults.scripted += scripted;
-                });
                 let status =
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return kombo_error(
@@ -209,17 +197,9 @@ async fn list_applications(
                 );
             }
             FaultKind::Slow => {
-                sim.update_stats(|s| {
-                    s.faults.slowed += 1;
-                    s.faults.scripted += scripted;
-                });
                 tokio::time::sleep(config.slow_delay).await;
             }
             FaultKind::Truncate => {
-                sim.update_stats(|s| {
-                    s.faults.truncated += 1;
-                    s.faults.scripted += scripted;
-                });
                 truncate = true;
             }
         }

@@ -108,23 +108,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Simulator {
-    /// Generates the worlds (in parallel, one thread per integration).
+    /// Generates the worlds (in parallel, one thread per integration, at most one per core).
     pub fn new(config: SimConfig) -> Self {
-        let worlds: Vec<World> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..config.integrations)
-                .map(|i| scope.spawn(move || World::generate(config.seed, i, config.applications)))
-                .collect();
-            handles
-                .into_iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    h.join()
-                        // Generation does not panic; if a thread did anyway, regenerate here
-                        // so the panic surfaces on the caller's thread.
-                        .unwrap_or_else(|_| World::generate(config.seed, i, config.applications))
-                })
-                .collect()
-        });
+        let threads = std::thread::available_parallelism().map_or(4, usize::from);
+        let indices: Vec<usize> = (0..config.integrations).collect();
+        let mut worlds: Vec<World> = Vec::with_capacity(config.integrations);
+        for chunk in indices.chunks(threads.max(1)) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| {
+                        scope.spawn(move || World::generate(config.seed, i, config.applications))
+                    })
+                    .collect();
+                // Generation does not panic; should a thread do so anyway, the panic
+                // continues on the caller's thread.
+                worlds.extend(
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+                );
+            });
+        }
         let newest = worlds
             .iter()
             .flat_map(|w| w.apps.iter().map(|a| a.updated_at()))
@@ -221,9 +226,7 @@ impl Simulator {
             let w = engine.rng.index(self.inner.worlds.len());
             let mut world = write(&self.inner.worlds[w]);
             let now = engine.clock.tick();
-            let mut rng = engine.rng.clone();
-            let applied = mutate::random(&mut world, now, &mut rng);
-            engine.rng = rng;
+            let applied = mutate::random(&mut world, now, &mut engine.rng);
             if let Some(applied) = applied {
                 out.push(engine.record(now, &world, applied));
             }
@@ -264,9 +267,7 @@ impl Simulator {
         let mut engine = lock(&self.inner.engine);
         let mut world = write(&self.inner.worlds[w]);
         let now = engine.clock.tick();
-        let mut rng = engine.rng.clone();
-        let applied = f(&mut world, now, &mut rng)?;
-        engine.rng = rng;
+        let applied = f(&mut world, now, &mut engine.rng)?;
         Ok(engine.record(now, &world, applied))
     }
 
@@ -351,10 +352,6 @@ impl Simulator {
 
     pub(crate) fn decide_fault(&self, integration_id: &str, page: u32) -> Option<Decision> {
         lock(&self.inner.faults).decide(integration_id, page)
-    }
-
-    pub(crate) fn fault_config(&self) -> FaultConfig {
-        self.faults()
     }
 
     /// Whether `integration_id` exists.

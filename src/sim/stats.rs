@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::faults::FaultKind;
+
 /// Everything counted since start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SimStats {
@@ -47,4 +49,19 @@ pub struct FaultStats {
     pub errors: u64,
     /// How many of the above came from scripts.
     pub scripted: u64,
+}
+
+impl FaultStats {
+    /// Counts one injected fault.
+    pub fn count(&mut self, kind: &FaultKind, scripted: bool) {
+        let counter = match kind {
+            FaultKind::RateLimit { .. } => &mut self.rate_limited,
+            FaultKind::Unavailable => &mut self.unavailable,
+            FaultKind::Truncate => &mut self.truncated,
+            FaultKind::Slow => &mut self.slowed,
+            FaultKind::Error { .. } => &mut self.errors,
+        };
+        *counter += 1;
+        self.scripted += u64::from(scripted);
+    }
 }
