@@ -8,6 +8,7 @@
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
 //! - [`config`]: the TOML config: `${VAR}` expansion, defaults, validation, `config check`.
+//! - [`daemon`]: `hirehook run`: pollers and the deliverer until shutdown.
 //! - [`deliver`]: signing, the retry schedule, the SSRF guard, the delivery worker.
 //! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
@@ -19,6 +20,7 @@
 pub mod ats;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod diff;
 pub mod event;

@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
+pub mod delivery;
 pub mod events;
+pub mod run;
 pub mod sync;
 
 use std::process::ExitCode;
@@ -30,10 +32,19 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Poll and deliver until SIGINT/SIGTERM.
+    Run(run::RunArgs),
     /// Poll every integration once, print derived events as JSON lines, queue them.
     Sync(sync::SyncArgs),
     /// Read the event log; release or drop events held by the mass-change guard.
     Events(events::EventsArgs),
+    /// Inspect deliveries.
+    Deliveries(delivery::DeliveriesArgs),
+    /// List or retry dead letters.
+    #[command(name = "dead-letters")]
+    DeadLetters(delivery::DeadLettersArgs),
+    /// Repair subscribers.
+    Subscribers(delivery::SubscribersArgs),
     /// Run the built-in Kombo-compatible simulator.
     Sim(crate::sim::cli::SimArgs),
     /// Inspect configuration files.
@@ -88,7 +99,11 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Run(args) => run::run(args).await,
         Command::Sync(args) => sync::run(args).await,
+        Command::Deliveries(args) => delivery::deliveries(args),
+        Command::DeadLetters(args) => delivery::dead_letters(args),
+        Command::Subscribers(args) => delivery::subscribers(args),
         Command::Events(args) => events::run(args),
         Command::Sim(args) => crate::sim::cli::run(args).await,
         Command::Config(args) => crate::config::cli::run(args),

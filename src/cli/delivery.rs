@@ -1,0 +1,177 @@
+//! `hirehook deliveries list`, `dead-letters list|retry`, `subscribers enable`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::Failure;
+use super::sync::{load_config, open_store};
+use crate::event::format_timestamp;
+use crate::store::{DeliveryState, OutboxEntry};
+
+#[derive(Debug, clap::Args)]
+pub struct DeliveriesArgs {
+    #[command(subcommand)]
+    pub command: DeliveriesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries with their state, attempts and last error.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeadLettersArgs {
+    #[command(subcommand)]
+    pub command: DeadLettersCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters.
+    List(Selection),
+    /// Put dead letters back in the queue, due now.
+    Retry(Selection),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubscribersArgs {
+    #[command(subcommand)]
+    pub command: SubscribersCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SubscribersCommand {
+    /// Re-enable a subscriber disabled by a 410 Gone; its backlog resumes.
+    Enable(EnableArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Only deliveries in this state.
+    #[arg(long, value_enum)]
+    pub status: Option<DeliveryState>,
+}
+
+/// Which deliveries.
+#[derive(Debug, clap::Args)]
+pub struct Selection {
+    /// The TOML config file (for the store's path).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Only this subscriber.
+    #[arg(long)]
+    pub subscriber: Option<String>,
+    /// Only this event id.
+    #[arg(long)]
+    pub event: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnableArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The subscriber's name.
+    pub name: String,
+}
+
+fn print(rows: &[(String, u64, OutboxEntry)]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    for (subscriber, _, e) in rows {
+        writeln!(
+            out,
+            "{:<10} {:<16} {}  attempts {:<2} due {}  {}  {}",
+            match e.state {
+                DeliveryState::Pending => "pending",
+                DeliveryState::Delivered => "delivered",
+                DeliveryState::Dead => "dead",
+            },
+            subscriber,
+            e.event_id,
+            e.attempts,
+            format_timestamp(&e.due_at),
+            e.application_id,
+            e.last_error.as_deref().unwrap_or("")
+        )
+        .context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+pub fn deliveries(args: DeliveriesArgs) -> Result<(), Failure> {
+    match args.command {
+        DeliveriesCommand::List(args) => {
+            let config = load_config(&args.selection.config)?;
+            let store = open_store(&config)?;
+            let rows = store
+                .deliveries(
+                    args.selection.subscriber.as_deref(),
+                    args.status,
+                    args.selection.event.as_deref(),
+                )
+                .context("cannot read deliveries")?;
+            print(&rows)
+        }
+    }
+}
+
+pub fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
+    match args.command {
+        DeadLettersCommand::List(sel) => {
+            let config = load_config(&sel.config)?;
+            let store = open_store(&config)?;
+            let rows = store
+                .deliveries(
+                    sel.subscriber.as_deref(),
+                    Some(DeliveryState::Dead),
+                    sel.event.as_deref(),
+                )
+                .context("cannot read dead letters")?;
+            print(&rows)
+        }
+        DeadLettersCommand::Retry(sel) => {
+            let config = load_config(&sel.config)?;
+            let store = open_store(&config)?;
+            let n = store
+                .retry_dead(
+                    sel.subscriber.as_deref(),
+                    sel.event.as_deref(),
+                    chrono::Utc::now(),
+                )
+                .context("cannot requeue dead letters")?;
+            store.flush().context("cannot flush the store")?;
+            eprintln!("requeued {n} dead letter(s); `hirehook run` delivers them");
+            Ok(())
+        }
+    }
+}
+
+pub fn subscribers(args: SubscribersArgs) -> Result<(), Failure> {
+    match args.command {
+        SubscribersCommand::Enable(args) => {
+            let config = load_config(&args.config)?;
+            if config.subscriber(&args.name).is_none() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "no subscriber named `{}` in {}",
+                    args.name,
+                    args.config.display()
+                )));
+            }
+            let store = open_store(&config)?;
+            let was = store
+                .enable_subscriber(&args.name)
+                .context("cannot enable the subscriber")?;
+            store.flush().context("cannot flush the store")?;
+            if was {
+                eprintln!("subscriber {} enabled; its backlog resumes", args.name);
+            } else {
+                eprintln!("subscriber {} was not disabled", args.name);
+            }
+            Ok(())
+        }
+    }
+}
