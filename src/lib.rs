@@ -12,12 +12,14 @@
 //! - [`event`]: the event catalogue, event ids and the webhook body.
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
+//! - [`deliver`]: Standard Webhooks signing and the SSRF-guarded delivery client.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
 pub mod ats;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod diff;
 pub mod event;
 pub mod secret;
