@@ -66,6 +66,24 @@ fn start(config: Config, store: Arc<Store>) -> Running {
     Running { shutdown, task }
 }
 
+/// Waits until `done` holds for the store (polled; `LIMIT` is a safety net).
+async fn wait_store(store: &Store, done: impl Fn(&Store) -> bool) {
+    let wait = async {
+        while !done(store) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .expect("store condition met within the limit");
+}
+
+fn delivered(store: &Store, n: usize) -> bool {
+    store
+        .deliveries(None, Some(DeliveryState::Delivered), None)
+        .is_ok_and(|d| d.len() >= n)
+}
+
 /// Live applications of an integration, in listing order.
 fn live(sim: &RunningSim, integration: &str) -> Vec<String> {
     sim.sim()
@@ -107,18 +125,28 @@ async fn every_event_arrives_verified_once_per_id() {
     let running = start(config, store.clone());
     let got = receiver
         .wait_until(LIMIT, |r| {
-            r.iter().map(|x| x.application().to_owned()).collect::<BTreeSet<_>>() == expected
+            r.iter()
+                .map(|x| x.application().to_owned())
+                .collect::<BTreeSet<_>>()
+                == expected
         })
         .await;
     running.stop().await;
 
-    assert!(got.iter().all(|r| r.verified), "every signature verifies independently");
+    assert!(
+        got.iter().all(|r| r.verified),
+        "every signature verifies independently"
+    );
     assert!(got.iter().all(|r| r.event_type() == "interview_scheduled"));
     let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "once per webhook-id");
     for r in &got {
-        assert_eq!(r.event["data"]["event_id"], r.id.as_str(), "webhook-id is the event id");
+        assert_eq!(
+            r.event["data"]["event_id"],
+            r.id.as_str(),
+            "webhook-id is the event id"
+        );
     }
     let logged: BTreeSet<String> = store
         .events(&EventFilter::default())
@@ -140,7 +168,11 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     let sim = sim(50).await;
     // The first two attempts of every id fail.
     let receiver = Receiver::start_with(Box::new(|_, seen| {
-        if seen < 2 { Reply::Status(500) } else { Reply::Ok }
+        if seen < 2 {
+            Reply::Status(500)
+        } else {
+            Reply::Ok
+        }
     }))
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -163,8 +195,12 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     let got = receiver
         .wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200))
         .await;
+    wait_store(&store, |s| delivered(s, 1)).await;
     assert_eq!(got.len(), 3);
-    assert!(got.iter().all(|r| r.id == got[0].id && r.body == got[0].body));
+    assert!(
+        got.iter()
+            .all(|r| r.id == got[0].id && r.body == got[0].body)
+    );
     assert!(got.iter().all(|r| r.verified));
     let event = store.events(&EventFilter::default()).expect("log");
     let attempts = store.attempts("crm", event[0].log_seq).expect("attempts");
@@ -193,12 +229,19 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let dead = tokio::time::timeout(LIMIT, dead).await.expect("dead-lettered");
+    let dead = tokio::time::timeout(LIMIT, dead)
+        .await
+        .expect("dead-lettered");
     assert_eq!(dead[0].2.attempts, 4);
     assert_eq!(dead[0].2.last_error.as_deref(), Some("HTTP 503"));
 
     receiver.set_behaviour(Box::new(|_, _| Reply::Ok));
-    assert_eq!(store.retry_dead(Some("crm"), None, chrono::Utc::now()).expect("retry"), 1);
+    assert_eq!(
+        store
+            .retry_dead(Some("crm"), None, chrono::Utc::now())
+            .expect("retry"),
+        1
+    );
     let dead_id = dead[0].2.event_id.clone();
     running.shutdown.cancel();
     running.task.await.expect("stopped");
@@ -213,7 +256,9 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     .build();
     let running = start(config, store.clone());
     receiver
-        .wait_until(LIMIT, |r| r.iter().any(|x| x.id == dead_id && x.answered == 200))
+        .wait_until(LIMIT, |r| {
+            r.iter().any(|x| x.id == dead_id && x.answered == 200)
+        })
         .await;
     running.stop().await;
 }
@@ -291,13 +336,15 @@ async fn a_410_disables_the_subscriber_until_enabled() {
     let receiver = Receiver::start_with(Box::new(|_, _| Reply::Status(410))).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let integration = sim.sim().integration_ids()[0].clone();
-    let builder = ConfigBuilder::new(
+    let mut builder = ConfigBuilder::new(
         &dir.path().join("store"),
         sim.base_url(),
         sim.sim().api_key(),
         vec![integration.clone()],
-    )
-    .subscriber("crm", &receiver.url);
+    );
+    // One request at a time, so nothing else is in flight when the 410 comes back.
+    builder.extra_subscriber_keys = "max_in_flight = 1";
+    let builder = builder.subscriber("crm", &receiver.url);
     let store = open_store(&builder.build());
     baseline(&builder.build(), &store).await;
     for id in live(&sim, &integration).into_iter().take(3) {
@@ -312,11 +359,20 @@ async fn a_410_disables_the_subscriber_until_enabled() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(LIMIT, disabled).await.expect("disabled");
+    tokio::time::timeout(LIMIT, disabled)
+        .await
+        .expect("disabled");
     running.stop().await;
-    assert_eq!(receiver.received().len(), 1, "no more requests once disabled");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "no more requests once disabled"
+    );
     assert!(
-        store.disabled_reason("crm").expect("state").is_some_and(|r| r.contains("410")),
+        store
+            .disabled_reason("crm")
+            .expect("state")
+            .is_some_and(|r| r.contains("410")),
         "persisted with its reason"
     );
 
@@ -324,7 +380,9 @@ async fn a_410_disables_the_subscriber_until_enabled() {
     assert!(store.enable_subscriber("crm").expect("enable"));
     let running = start(builder.build(), store.clone());
     receiver
-        .wait_until(LIMIT, |r| r.iter().filter(|x| x.answered == 200).count() == 3)
+        .wait_until(LIMIT, |r| {
+            r.iter().filter(|x| x.answered == 200).count() == 3
+        })
         .await;
     running.stop().await;
 }
@@ -333,7 +391,11 @@ async fn a_410_disables_the_subscriber_until_enabled() {
 async fn retry_after_is_honoured() {
     let sim = sim(40).await;
     let receiver = Receiver::start_with(Box::new(|_, seen| {
-        if seen == 0 { Reply::RetryAfter(429, 1) } else { Reply::Ok }
+        if seen == 0 {
+            Reply::RetryAfter(429, 1)
+        } else {
+            Reply::Ok
+        }
     }))
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -353,13 +415,18 @@ async fn retry_after_is_honoured() {
         .apply(&integration, &app, Mutation::ScheduleInterview)
         .expect("schedule");
     let running = start(config, store.clone());
-    receiver.wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200)).await;
+    receiver
+        .wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200))
+        .await;
     running.stop().await;
     let event = &store.events(&EventFilter::default()).expect("log")[0];
     let attempts = store.attempts("crm", event.log_seq).expect("attempts");
     assert_eq!(attempts.len(), 2);
     let gap = (attempts[1].at - attempts[0].at).num_milliseconds();
-    assert!(gap >= 1000, "waited for Retry-After (1 s), not the 50 ms schedule: {gap} ms");
+    assert!(
+        gap >= 1000,
+        "waited for Retry-After (1 s), not the 50 ms schedule: {gap} ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +463,9 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    let dead = tokio::time::timeout(LIMIT, dead).await.expect("both dead-lettered");
+    let dead = tokio::time::timeout(LIMIT, dead)
+        .await
+        .expect("both dead-lettered");
     running.stop().await;
     assert!(receiver.received().is_empty(), "nothing reached 127.0.0.1");
     let errors: BTreeMap<String, String> = dead
@@ -412,7 +481,12 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
 
     // With the flag, the loopback receiver gets it.
     builder.allow_private_networks = true;
-    assert_eq!(store.retry_dead(Some("crm"), None, chrono::Utc::now()).expect("retry"), 1);
+    assert_eq!(
+        store
+            .retry_dead(Some("crm"), None, chrono::Utc::now())
+            .expect("retry"),
+        1
+    );
     let running = start(builder.build(), store.clone());
     receiver.wait_until(LIMIT, |r| r.len() == 1).await;
     running.stop().await;
@@ -449,7 +523,9 @@ async fn pending_retries_survive_a_restart_with_the_same_ids() {
     let store = open_store(&builder.build());
     let running = start(builder.build(), store.clone());
     let got = receiver
-        .wait_until(LIMIT, |r| r.iter().filter(|x| x.answered == 200).count() == 5)
+        .wait_until(LIMIT, |r| {
+            r.iter().filter(|x| x.answered == 200).count() == 5
+        })
         .await;
     running.stop().await;
     let delivered: BTreeSet<String> = got
@@ -457,7 +533,10 @@ async fn pending_retries_survive_a_restart_with_the_same_ids() {
         .filter(|r| r.answered == 200)
         .map(|r| r.id.clone())
         .collect();
-    assert_eq!(delivered, first_ids, "the same webhook-ids after the restart");
+    assert_eq!(
+        delivered, first_ids,
+        "the same webhook-ids after the restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,8 +561,8 @@ async fn subscriber_filters_select_types_and_integrations() {
         common::SECRET,
         integrations[1]
     ));
-    let config = Config::from_str_with_env(&toml, std::path::Path::new("t.toml"), |_| None)
-        .expect("valid");
+    let config =
+        Config::from_str_with_env(&toml, std::path::Path::new("t.toml"), |_| None).expect("valid");
     let store = open_store(&config);
     baseline(&config, &store).await;
     for integration in &integrations {
@@ -501,5 +580,8 @@ async fn subscriber_filters_select_types_and_integrations() {
     running.stop().await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].event_type(), "interview_scheduled");
-    assert_eq!(got[0].event["data"]["integration_id"], integrations[1].as_str());
+    assert_eq!(
+        got[0].event["data"]["integration_id"],
+        integrations[1].as_str()
+    );
 }

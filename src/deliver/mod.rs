@@ -1,4 +1,12 @@
-//! Delivery: signing, the retry schedule, the SSRF guard and the worker.
+//! Delivery: signing each attempt per Standard Webhooks, the retry schedule, the SSRF
+//! guard, and the worker that sends.
+//!
+//! - [`sign`]: pure signing and receiver-side verification.
+//! - [`retry`]: pure: when a failed delivery is tried again, or dead-lettered.
+//! - [`ssrf`]: refuses non-global addresses; builds the delivery HTTP client.
+//! - [`worker`]: one task per subscriber: due deliveries → sign → POST → record.
 
 pub mod retry;
+pub mod sign;
+pub mod ssrf;
 pub mod worker;

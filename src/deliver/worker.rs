@@ -280,10 +280,8 @@ impl Worker {
         // Shutdown: let deliveries in flight finish within the grace period. One that does
         // not is abandoned; it stays due in the store and is sent again after a restart.
         let grace = this.settings.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(
                 subscriber = %name,
@@ -338,11 +336,11 @@ impl Worker {
             },
             _ => {
                 let in_round = attempt_no.saturating_sub(delivery.entry.round_start);
-                match self
-                    .settings
-                    .schedule
-                    .next(in_round, rand::random::<f64>(), response.retry_after)
-                {
+                match self.settings.schedule.next(
+                    in_round,
+                    rand::random::<f64>(),
+                    response.retry_after,
+                ) {
                     NextAttempt::After(wait) => AttemptResult::Retry {
                         due_at: at
                             + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
@@ -379,9 +377,9 @@ impl Worker {
                 target.name
             ),
         }
-        if let Err(e) =
-            self.store
-                .record_attempt(&target.name, delivery.log_seq, &record, result)
+        if let Err(e) = self
+            .store
+            .record_attempt(&target.name, delivery.log_seq, &record, result)
         {
             tracing::error!(
                 subscriber = %target.name,

@@ -30,7 +30,9 @@ pub struct Received {
 
 impl Received {
     pub fn application(&self) -> &str {
-        self.event["data"]["application"]["id"].as_str().unwrap_or("")
+        self.event["data"]["application"]["id"]
+            .as_str()
+            .unwrap_or("")
     }
     pub fn event_type(&self) -> &str {
         self.event["type"].as_str().unwrap_or("")
@@ -162,7 +164,11 @@ impl Receiver {
 
     /// Waits until `done` holds for what was received; panics after `limit` (a safety net,
     /// not a timing assertion).
-    pub async fn wait_until(&self, limit: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let changed = self.inner.changed.notified();
@@ -175,7 +181,10 @@ impl Receiver {
                 if done(&now) {
                     return now;
                 }
-                panic!("receiver: condition not met within {limit:?}; got {} requests", now.len());
+                panic!(
+                    "receiver: condition not met within {limit:?}; got {} requests",
+                    now.len()
+                );
             }
         }
     }
@@ -196,14 +205,19 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    pub fn new(store: &std::path::Path, base_url: String, api_key: &str, integrations: Vec<String>) -> Self {
+    pub fn new(
+        store: &std::path::Path,
+        base_url: String,
+        api_key: &str,
+        integrations: Vec<String>,
+    ) -> Self {
         Self {
             store: store.to_owned(),
             base_url,
             api_key: api_key.to_owned(),
             integrations,
             subscribers: Vec::new(),
-            poll_interval: "100ms",
+            poll_interval: "1s",
             retry_schedule: r#"["50ms", "100ms", "150ms"]"#,
             allow_private_networks: true,
             extra_subscriber_keys: "",
