@@ -9,6 +9,7 @@
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
 //! - [`config`]: the TOML config: `${VAR}` expansion, defaults, validation, `config check`.
 //! - [`daemon`]: `hirehook run`: pollers and the deliverer until shutdown.
+//! - [`demo`]: `hirehook demo`: everything on loopback, the event stream on screen.
 //! - [`deliver`]: signing, the retry schedule, the SSRF guard, the delivery worker.
 //! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod demo;
 pub mod diff;
 pub mod event;
 pub mod secret;

@@ -32,6 +32,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Simulator + hirehook + a verifying receiver on loopback, live events on screen.
+    Demo(crate::demo::DemoArgs),
     /// Poll and deliver until SIGINT/SIGTERM.
     Run(run::RunArgs),
     /// Poll every integration once, print derived events as JSON lines, queue them.
@@ -76,7 +78,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    init_tracing(cli.log_format);
+    // The demo's screen is its event stream: only warnings and errors interleave with it.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_level);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -99,6 +106,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Deliveries(args) => delivery::deliveries(args),
@@ -111,9 +119,10 @@ async fn run(command: Command) -> Result<(), Failure> {
 }
 
 /// Logs go to stderr; stdout is for data (JSON lines, the simulator's address line).
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
