@@ -10,7 +10,14 @@ use tokio::process::Command;
 fn demo(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hirehook"));
     cmd.arg("demo")
-        .args(["--applications", "80", "--changes-per-second", "25", "--poll-interval", "1s"])
+        .args([
+            "--applications",
+            "80",
+            "--changes-per-second",
+            "25",
+            "--poll-interval",
+            "1s",
+        ])
         .args(args)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -42,7 +49,11 @@ async fn the_demo_delivers_verified_events_and_stops_by_itself() {
     .expect("the demo stops by itself")
     .expect("demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("simulator  http://127.0.0.1:"), "{stdout}");
     let (delivered, verified, refused) = summary(&stdout);
     assert!(delivered > 0, "{stdout}");

@@ -55,6 +55,8 @@ pub enum Reply {
 
 struct Inner {
     secret: String,
+    /// Milliseconds to wait before answering (a slow subscriber).
+    delay_ms: std::sync::atomic::AtomicU64,
     received: Mutex<Vec<Received>>,
     behaviour: Mutex<Behaviour>,
     changed: Notify,
@@ -74,6 +76,10 @@ impl Drop for Receiver {
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let delay = inner.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -129,6 +135,7 @@ impl Receiver {
     pub async fn start_with(behaviour: Behaviour) -> Receiver {
         let inner = Arc::new(Inner {
             secret: SECRET.into(),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
             behaviour: Mutex::new(behaviour),
             changed: Notify::new(),
@@ -144,6 +151,13 @@ impl Receiver {
             let _ = axum::serve(listener, app).await;
         });
         Receiver { url, inner, task }
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -202,6 +216,7 @@ pub struct ConfigBuilder {
     pub allow_private_networks: bool,
     pub extra_subscriber_keys: &'static str,
     pub shutdown_grace: &'static str,
+    pub initial_sync: &'static str,
 }
 
 impl ConfigBuilder {
@@ -222,6 +237,7 @@ impl ConfigBuilder {
             allow_private_networks: true,
             extra_subscriber_keys: "",
             shutdown_grace: "5s",
+            initial_sync: "baseline",
         }
     }
 
@@ -240,6 +256,7 @@ path = "{}"
 base_url = "{}"
 api_key = "{}"
 poll_interval = "{}"
+initial_sync = "{}"
 overlap = "2m"
 request_timeout = "5s"
 
@@ -252,6 +269,7 @@ shutdown_grace = "{}"
             self.base_url,
             self.api_key,
             self.poll_interval,
+            self.initial_sync,
             self.retry_schedule,
             self.allow_private_networks,
             self.shutdown_grace,
