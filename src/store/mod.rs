@@ -192,9 +192,28 @@ impl std::fmt::Debug for Store {
 
 const FORMAT_VERSION: &[u8] = b"1";
 
+/// How long [`Store::open`] waits for a lock that a closing handle still holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     /// Opens (or creates) the store at `path` with a cache of `cache_bytes`.
+    ///
+    /// sled releases its directory lock from a background thread a moment after the last
+    /// handle is dropped, so a lock held when we start is waited for briefly (up to
+    /// [`LOCK_WAIT`]) before it is reported as another process's.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Self::open_once(path, cache_bytes) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
