@@ -137,12 +137,34 @@ pub enum SyncError {
     },
 }
 
+/// Progress of a sync after a committed page: for benchmarks and progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageProgress {
+    /// Pages committed so far in this sync.
+    pub pages: u32,
+    /// Records read so far in this sync.
+    pub records: u64,
+}
+
+/// Called after each committed page.
+pub type ProgressObserver = Arc<dyn Fn(&str, PageProgress) + Send + Sync>;
+
 /// Runs syncs against one store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Syncer {
     client: KomboClient,
     store: Arc<Store>,
     settings: Arc<SyncSettings>,
+    progress: Option<ProgressObserver>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("client", &self.client)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Syncer {
@@ -151,7 +173,14 @@ impl Syncer {
             client,
             store,
             settings: Arc::new(settings),
+            progress: None,
         }
+    }
+
+    /// Calls `observer(integration_id, progress)` after each committed page.
+    pub fn with_progress(mut self, observer: ProgressObserver) -> Self {
+        self.progress = Some(observer);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -266,6 +295,15 @@ impl Syncer {
                 }
                 let logged: Vec<EventRecord> = logged.into_iter().cloned().collect();
                 on_events(&logged);
+            }
+            if let Some(observer) = &self.progress {
+                observer(
+                    integration_id,
+                    PageProgress {
+                        pages: report.pages,
+                        records: report.records,
+                    },
+                );
             }
         }
 

@@ -1,0 +1,500 @@
+//! End-to-end benchmarks: backfill ingest, incremental sync, delivery throughput, latency.
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example bench -- --applications 1000000
+//! ```
+//!
+//! Each figure is printed next to a ceiling measured in the same run on the same machine
+//! (raw page fetch + parse; a bare reqwest sender), with the ratio. The simulator runs as a
+//! separate process (`target/release/hirehook sim`) so this process's peak RSS is
+//! hirehook's own. Method and results: BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use hirehook::ats::{ApplicationsQuery, ClientConfig, KomboClient, RetryPolicy};
+use hirehook::config::Config;
+use hirehook::deliver::worker::{Deliverer, DeliverySettings, Target};
+use hirehook::secret::Secret;
+use hirehook::store::{DeliveryState, Store};
+use hirehook::sync::{PageProgress, SyncSettings, Syncer};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Applications in the backfill world.
+    #[arg(long, default_value_t = 1_000_000)]
+    applications: usize,
+    /// Share of applications changed for the incremental sync.
+    #[arg(long, default_value_t = 0.01)]
+    changed_share: f64,
+    /// Events for the delivery throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Seconds of the latency run (at ~100 events/s).
+    #[arg(long, default_value_t = 20)]
+    latency_secs: u64,
+    /// sled cache for the ingest store, bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    cache_bytes: u64,
+    /// Only these parts (ingest, delivery, latency); default all.
+    #[arg(long)]
+    only: Vec<String>,
+}
+
+const SECRET: &str = "whsec_YmVuY2htYXJrIHNpZ25pbmcga2V5";
+
+/// A `hirehook sim` child process.
+struct SimProcess {
+    child: std::process::Child,
+    base_url: String,
+    api_key: String,
+    integrations: Vec<String>,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hirehook_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/examples/bench → target/<profile>/hirehook
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("hirehook"))
+        .context("locating the target directory")?;
+    if !bin.exists() {
+        bail!(
+            "{} not found: run `cargo build --release` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn start_sim(
+    applications: usize,
+    changes_per_second: f64,
+    seed: u64,
+) -> anyhow::Result<SimProcess> {
+    let mut child = std::process::Command::new(hirehook_binary()?)
+        .args(["sim", "--listen", "127.0.0.1:0", "--integrations", "1"])
+        .args(["--applications", &applications.to_string()])
+        .args(["--seed", &seed.to_string()])
+        .args(["--changes-per-second", &changes_per_second.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the simulator")?;
+    let stdout = child.stdout.take().context("sim stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let v: serde_json::Value = serde_json::from_str(&line).context("sim address line")?;
+    Ok(SimProcess {
+        child,
+        base_url: v["base_url"].as_str().unwrap_or_default().to_owned(),
+        api_key: v["api_key"].as_str().unwrap_or_default().to_owned(),
+        integrations: v["integrations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn client(sim: &SimProcess) -> anyhow::Result<KomboClient> {
+    Ok(KomboClient::new(ClientConfig {
+        base_url: sim.base_url.clone(),
+        api_key: Secret::new(sim.api_key.clone()),
+        request_timeout: Duration::from_secs(60),
+        retry: RetryPolicy::default(),
+    })?)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn config(
+    store: &Path,
+    sim: &SimProcess,
+    subscribers: &[String],
+    cache: u64,
+    initial: &str,
+) -> anyhow::Result<Config> {
+    let mut toml = format!(
+        "[store]\npath = \"{}\"\ncache_capacity = {cache}\n\n[kombo]\nbase_url = \"{}\"\napi_key = \"{}\"\ninitial_sync = \"{initial}\"\nrequest_timeout = \"60s\"\n\n[delivery]\nallow_private_networks = true\n",
+        store.display(),
+        sim.base_url,
+        sim.api_key
+    );
+    for id in &sim.integrations {
+        toml.push_str(&format!("\n[[integrations]]\nid = \"{id}\"\n"));
+    }
+    for (i, url) in subscribers.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[subscribers]]\nname = \"s{i}\"\nurl = \"{url}\"\nsecrets = [\"{SECRET}\"]\nmax_in_flight = 64\n"
+        ));
+    }
+    Ok(Config::from_str_with_env(
+        &toml,
+        Path::new("<bench>"),
+        |_| None,
+    )?)
+}
+
+/// The ceiling: fetch and parse every page, nothing else.
+async fn fetch_parse_all(sim: &SimProcess) -> anyhow::Result<(u64, Duration)> {
+    let client = client(sim)?;
+    let started = Instant::now();
+    let mut pager = client.applications(
+        &sim.integrations[0],
+        ApplicationsQuery {
+            include_deleted: true,
+            ..Default::default()
+        },
+    );
+    let mut n = 0u64;
+    while let Some(page) = pager.next_page().await? {
+        n += page.records.len() as u64;
+    }
+    Ok((n, started.elapsed()))
+}
+
+async fn ingest(args: &Args) -> anyhow::Result<()> {
+    println!("## Backfill ingest: {} applications", args.applications);
+    let started = Instant::now();
+    let sim = start_sim(args.applications, 0.0, 1)?;
+    println!(
+        "simulator ready in {:.1?} (separate process)",
+        started.elapsed()
+    );
+
+    let (n, took) = fetch_parse_all(&sim).await?;
+    let ceiling = n as f64 / took.as_secs_f64();
+    println!("ceiling (fetch + parse only): {n} records in {took:.2?} = {ceiling:.0}/s");
+
+    let dir = tempfile::tempdir()?;
+    let cfg = config(
+        &dir.path().join("store"),
+        &sim,
+        &[],
+        args.cache_bytes,
+        "baseline",
+    )?;
+    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+    let slices: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = slices.clone();
+    let syncer = Syncer::new(
+        client(&sim)?,
+        store.clone(),
+        SyncSettings::from_config(&cfg),
+    )
+    .with_progress(Arc::new(move |_, p: PageProgress| {
+        if let Ok(mut s) = sink.lock() {
+            s.push((p.records, Instant::now()));
+        }
+    }));
+    let started = Instant::now();
+    let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
+    let took = started.elapsed();
+    let rate = report.records as f64 / took.as_secs_f64();
+    store.flush()?;
+    let disk = store.size_on_disk()?;
+    println!(
+        "ingest (fetch + parse + diff + commit): {} records in {took:.2?} = {rate:.0}/s ({:.0} % of the ceiling)",
+        report.records,
+        100.0 * rate / ceiling
+    );
+    println!("peak RSS of this process: {:.0} MB", peak_rss_mb());
+    println!(
+        "store on disk: {:.1} MB = {:.0} bytes/application",
+        disk as f64 / 1e6,
+        disk as f64 / report.records.max(1) as f64
+    );
+    let slices = slices.lock().map(|s| s.clone()).unwrap_or_default();
+    let step = 100_000u64;
+    let mut boundary = step;
+    let mut last = (0u64, started);
+    let mut row = Vec::new();
+    for (records, at) in slices {
+        if records >= boundary {
+            let rate = (records - last.0) as f64 / at.duration_since(last.1).as_secs_f64();
+            row.push(format!("{:.0}k", rate / 1000.0));
+            last = (records, at);
+            boundary += step;
+        }
+    }
+    println!("rate per 100k slice (apps/s): {}", row.join(" "));
+
+    // Incremental: change a share, sync again, count requests.
+    let changes = (args.applications as f64 * args.changed_share).round() as usize;
+    let http = reqwest::Client::new();
+    let root = sim.base_url.trim_end_matches("/v1").to_owned();
+    let requests = |v: serde_json::Value| v["requests"].as_u64().unwrap_or(0);
+    let truth: serde_json::Value = http
+        .post(format!("{root}/_sim/mutate?n={changes}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let changed: std::collections::HashSet<String> = truth["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["application_id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let before = requests(
+        http.get(format!("{root}/_sim/stats"))
+            .send()
+            .await?
+            .json()
+            .await?,
+    );
+    let started = Instant::now();
+    let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
+    let took = started.elapsed();
+    let after = requests(
+        http.get(format!("{root}/_sim/stats"))
+            .send()
+            .await?
+            .json()
+            .await?,
+    );
+    let minimum = changed.len().div_ceil(250) + 1;
+    println!(
+        "incremental: {changes} changes to {} applications → {} records, {} events, {} requests (minimum {minimum}), {took:.2?}",
+        changed.len(),
+        report.records,
+        report.events(),
+        after - before
+    );
+    Ok(())
+}
+
+/// A receiver that answers 200 at once and counts.
+async fn counting_receiver() -> anyhow::Result<(String, Arc<AtomicU64>)> {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move || {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, count))
+}
+
+async fn wait_count(count: &AtomicU64, want: u64, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while count.load(Ordering::Relaxed) < want {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {want} within {limit:?}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Bare reqwest: POST `n` bodies at concurrency `c`, no signing, no store.
+async fn bare_sender(url: &str, n: usize, c: usize, body: Vec<u8>) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..c {
+        let (client, next, url, body) =
+            (client.clone(), next.clone(), url.to_owned(), body.clone());
+        tasks.spawn(async move {
+            while (next.fetch_add(1, Ordering::Relaxed) as usize) < n {
+                let _ = client.post(&url).body(body.clone()).send().await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn delivery(args: &Args) -> anyhow::Result<()> {
+    println!("\n## Delivery throughput: {} events", args.events);
+    let sim = start_sim(args.events, 0.0, 2)?;
+    for subscribers in [1usize, 4] {
+        let mut urls = Vec::new();
+        let mut counts = Vec::new();
+        for _ in 0..subscribers {
+            let (url, count) = counting_receiver().await?;
+            urls.push(url);
+            counts.push(count);
+        }
+        let dir = tempfile::tempdir()?;
+        let cfg = config(&dir.path().join("store"), &sim, &urls, 64 << 20, "emit")?;
+        let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+        let syncer = Syncer::new(
+            client(&sim)?,
+            store.clone(),
+            SyncSettings::from_config(&cfg),
+        );
+        let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
+        let events = report.events();
+        let total = events * subscribers as u64;
+        let deliverer = Deliverer::new(
+            store.clone(),
+            Target::from_config(&cfg)?,
+            DeliverySettings::from_config(&cfg),
+        )?;
+        let shutdown = CancellationToken::new();
+        let started = Instant::now();
+        let task = tokio::spawn(deliverer.run(shutdown.clone()));
+        for c in &counts {
+            wait_count(c, events, Duration::from_secs(600)).await?;
+        }
+        // Durably recorded: every delivery marked delivered in the store, flushed.
+        loop {
+            let pending = store
+                .deliveries(None, Some(DeliveryState::Pending), None)?
+                .len();
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.flush_async().await?;
+        let took = started.elapsed();
+        shutdown.cancel();
+        let _ = task.await;
+        let rate = total as f64 / took.as_secs_f64();
+        let body = store
+            .events(&Default::default())?
+            .first()
+            .map(|e| e.body.clone())
+            .unwrap_or_default();
+        let bare = bare_sender(&urls[0], 20_000, 32, body).await?;
+        println!(
+            "{subscribers} subscriber(s): {total} deliveries in {took:.2?} = {rate:.0}/s; bare reqwest (c=32) {bare:.0}/s; ratio {:.0} %",
+            100.0 * rate / bare
+        );
+    }
+    Ok(())
+}
+
+async fn latency(args: &Args) -> anyhow::Result<()> {
+    println!(
+        "\n## Latency: commit → 2xx at ~100 events/s for {} s",
+        args.latency_secs
+    );
+    let sim = start_sim(20_000, 100.0, 3)?;
+    let (url, _count) = counting_receiver().await?;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = config(
+        &dir.path().join("store"),
+        &sim,
+        &[url],
+        64 << 20,
+        "baseline",
+    )?;
+    cfg.kombo.poll_interval = Duration::from_secs(1);
+    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+    let daemon = hirehook::daemon::Daemon::new(cfg, store.clone())?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(daemon.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(args.latency_secs)).await;
+    shutdown.cancel();
+    let _ = task.await;
+    let detected: BTreeMap<u64, hirehook::ats::Timestamp> = store
+        .events(&Default::default())?
+        .into_iter()
+        .map(|e| (e.log_seq, e.detected_at))
+        .collect();
+    let mut ms: Vec<f64> = Vec::new();
+    for (sub, seq, _) in store.deliveries(None, Some(DeliveryState::Delivered), None)? {
+        let (Some(at), Some(last)) = (detected.get(&seq), store.attempts(&sub, seq)?.pop()) else {
+            continue;
+        };
+        let done = last.at + chrono::Duration::milliseconds(last.latency_ms as i64);
+        ms.push((done - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "{} events: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (detected → 2xx; detection precedes the commit by the page's diff time)",
+        ms.len(),
+        pct(0.50),
+        pct(0.99),
+        ms.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let want = |part: &str| args.only.is_empty() || args.only.iter().any(|o| o == part);
+    println!(
+        "machine: {} cores; hirehook {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut failures = BTreeMap::new();
+    if want("ingest")
+        && let Err(e) = ingest(&args).await
+    {
+        failures.insert("ingest", e);
+    }
+    if want("delivery")
+        && let Err(e) = delivery(&args).await
+    {
+        failures.insert("delivery", e);
+    }
+    if want("latency")
+        && let Err(e) = latency(&args).await
+    {
+        failures.insert("latency", e);
+    }
+    for (part, e) in &failures {
+        eprintln!("{part} failed: {e:#}");
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} part(s) failed", failures.len())
+    }
+}
