@@ -358,6 +358,7 @@ async fn receive(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Byte
 pub async fn main_for(target: Target, render: Render) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
