@@ -322,7 +322,9 @@ async fn receive(State(relay): State<Arc<Relay>>, headers: HeaderMap, body: Byte
             (StatusCode::OK, "relayed\n").into_response()
         }
         Err(PostError::Refused { status, body }) => {
-            // The chat tool's answer (e.g. Slack's `invalid_blocks`), not the message.
+            // The chat tool's answer (e.g. Slack's `invalid_blocks`), not the message. Its
+            // status is not passed on: a 410 from Slack (archived channel) would make
+            // hirehook disable the subscriber.
             tracing::error!(webhook_id = id, event_type, status, response = %body, "{target} refused the message");
             (
                 StatusCode::BAD_GATEWAY,
