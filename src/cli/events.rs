@@ -82,7 +82,7 @@ pub struct HeldArgs {
 }
 
 /// Accepts RFC 3339, or a humantime age counted back from now.
-fn parse_time(s: &str) -> Result<Timestamp, String> {
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

@@ -202,6 +202,10 @@ pub struct ConfigBuilder {
     pub allow_private_networks: bool,
     pub extra_subscriber_keys: &'static str,
     pub shutdown_grace: &'static str,
+    /// `[admin] listen`: port 0 by default, so that daemons in parallel tests never collide.
+    pub admin_listen: String,
+    pub admin_token: Option<String>,
+    pub kombo_webhook_secret: Option<String>,
 }
 
 impl ConfigBuilder {
@@ -222,6 +226,9 @@ impl ConfigBuilder {
             allow_private_networks: true,
             extra_subscriber_keys: "",
             shutdown_grace: "5s",
+            admin_listen: "127.0.0.1:0".into(),
+            admin_token: None,
+            kombo_webhook_secret: None,
         }
     }
 
@@ -242,7 +249,7 @@ api_key = "{}"
 poll_interval = "{}"
 overlap = "2m"
 request_timeout = "5s"
-
+{}
 [delivery]
 retry_schedule = {}
 allow_private_networks = {}
@@ -252,10 +259,18 @@ shutdown_grace = "{}"
             self.base_url,
             self.api_key,
             self.poll_interval,
+            self.kombo_webhook_secret
+                .as_ref()
+                .map(|s| format!("webhook_secret = \"{s}\"\n"))
+                .unwrap_or_default(),
             self.retry_schedule,
             self.allow_private_networks,
             self.shutdown_grace,
         );
+        t.push_str(&format!("\n[admin]\nlisten = \"{}\"\n", self.admin_listen));
+        if let Some(token) = &self.admin_token {
+            t.push_str(&format!("token = \"{token}\"\n"));
+        }
         for id in &self.integrations {
             t.push_str(&format!("\n[[integrations]]\nid = \"{id}\"\n"));
         }
