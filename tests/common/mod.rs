@@ -2,6 +2,8 @@
 //! config builder for hirehook against the simulator.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
