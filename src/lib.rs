@@ -17,6 +17,7 @@
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
 //! - [`metrics`]: Prometheus metrics: one registry per daemon, store gauges on scrape.
+//! - [`replay`]: re-sending logged or exported events to a URL, signed, in log order.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
@@ -30,6 +31,7 @@ pub mod diff;
 pub mod event;
 pub mod inspect;
 pub mod metrics;
+pub mod replay;
 pub mod secret;
 pub mod sim;
 pub mod store;

@@ -29,6 +29,9 @@ pub enum EventsCommand {
     Release(HeldArgs),
     /// Discard the events the mass-change guard held for an integration.
     Drop(HeldArgs),
+    /// One event: its body, deliveries and attempts (through the admin API when the
+    /// daemon runs).
+    Show(super::inspect::ShowArgs),
 }
 
 /// Which events.
@@ -114,8 +117,9 @@ impl FilterArgs {
     }
 }
 
-pub fn run(args: EventsArgs) -> Result<(), Failure> {
+pub async fn run(args: EventsArgs) -> Result<(), Failure> {
     match args.command {
+        EventsCommand::Show(args) => super::inspect::show_event(args).await,
         EventsCommand::List(args) => list(args),
         EventsCommand::Export(args) => export(args),
         EventsCommand::Release(args) => release(args),
