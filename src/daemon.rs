@@ -1,14 +1,21 @@
-//! `hirehook run`: pollers and the deliverer in one process, until shut down.
+//! `hirehook run`: pollers, the deliverer and the admin server in one process, until shut
+//! down.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{AdminError, AdminState};
 use crate::ats::KomboClient;
 use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
-use crate::store::Store;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
 use crate::sync::{SyncSettings, Syncer};
 
 /// Why the daemon could not start.
@@ -18,6 +25,58 @@ pub enum StartError {
     Deliver(#[from] DeliverError),
     #[error("cannot build the HTTP client for Kombo: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// "Poll now" for each configured integration. Cheap to clone.
+///
+/// A trigger while the integration's sync runs makes one more sync follow it; any number
+/// of triggers before the poller gets to them count as one (a `Notify` permit).
+#[derive(Debug, Clone, Default)]
+pub struct PollTriggers {
+    by_integration: Arc<HashMap<String, Arc<Notify>>>,
+}
+
+impl PollTriggers {
+    /// One trigger per integration id.
+    pub fn new<'a>(integration_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            by_integration: Arc::new(
+                integration_ids
+                    .into_iter()
+                    .map(|id| (id.to_owned(), Arc::new(Notify::new())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Asks for a poll of `integration_id` now. False when it is not configured.
+    pub fn trigger(&self, integration_id: &str) -> bool {
+        match self.by_integration.get(integration_id) {
+            Some(notify) => {
+                notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn notify(&self, integration_id: &str) -> Arc<Notify> {
+        self.by_integration
+            .get(integration_id)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// Everything `hirehook run` runs.
@@ -26,35 +85,90 @@ pub struct Daemon {
     store: Arc<Store>,
     syncer: Syncer,
     deliverer: Deliverer,
+    /// One registry for this daemon, served at `/metrics`.
+    metrics: Metrics,
+    triggers: PollTriggers,
+    /// The admin listener, once bound (by [`Daemon::bind_admin`] or handed in).
+    admin: Option<TcpListener>,
 }
 
 impl Daemon {
+    /// Builds the pollers and the deliverer of `config`. Nothing runs or listens yet.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, StartError> {
-        let client = KomboClient::new(config.kombo.client_config())?;
-        let syncer = Syncer::new(client, store.clone(), SyncSettings::from_config(&config));
+        let metrics = Metrics::new();
+        let client = KomboClient::new(config.kombo.client_config())?.with_metrics(metrics.clone());
+        let syncer = Syncer::new(client, store.clone(), SyncSettings::from_config(&config))
+            .with_metrics(metrics.clone());
         let deliverer = Deliverer::new(
             store.clone(),
             Target::from_config(&config)?,
             DeliverySettings::from_config(&config),
-        )?;
+        )?
+        .with_metrics(metrics.clone());
+        let triggers = PollTriggers::new(config.integrations.iter().map(|i| i.id.as_str()));
         Ok(Self {
             config: Arc::new(config),
             store,
             syncer,
             deliverer,
+            metrics,
+            triggers,
+            admin: None,
         })
     }
 
-    /// Polls every integration on its interval and delivers until `shutdown`; then stops
-    /// polling, lets deliveries in flight finish (grace period), flushes the store.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), crate::store::StoreError> {
+    /// Binds `[admin] listen` now (refusing a non-loopback address without a token) and
+    /// returns the bound address (useful with port 0). [`Daemon::run`] binds if this was
+    /// not called.
+    pub async fn bind_admin(&mut self) -> Result<SocketAddr, StartError> {
+        let listener = crate::admin::bind(&self.config).await?;
+        self.set_admin_listener(listener)
+    }
+
+    /// Serves the admin API on an already bound listener instead of `[admin] listen`
+    /// (still refused on a non-loopback address without a token).
+    pub fn set_admin_listener(&mut self, listener: TcpListener) -> Result<SocketAddr, StartError> {
+        let addr = listener.local_addr().map_err(|source| AdminError::Bind {
+            listen: self.config.admin.listen,
+            source,
+        })?;
+        crate::admin::check_exposure(addr, self.config.admin.token.as_ref())?;
+        self.admin = Some(listener);
+        Ok(addr)
+    }
+
+    /// The "poll now" triggers (what `POST /v1/integrations/{id}/sync` pulls).
+    pub fn triggers(&self) -> PollTriggers {
+        self.triggers.clone()
+    }
+
+    /// Polls every integration on its interval (or at once when triggered), delivers, and
+    /// serves the admin API until `shutdown`; then stops polling and serving, lets
+    /// deliveries in flight finish (grace period), flushes the store.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let listener = match self.admin.take() {
+            Some(listener) => listener,
+            None => crate::admin::bind(&self.config).await?,
+        };
         let waker = self.deliverer.waker();
+        let admin_state = AdminState::new(
+            self.config.clone(),
+            self.store.clone(),
+            self.metrics.clone(),
+            self.triggers.clone(),
+            waker.clone(),
+        );
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "admin API listening");
+        }
+        let admin = tokio::spawn(crate::admin::serve(listener, admin_state, shutdown.clone()));
         let mut pollers = tokio::task::JoinSet::new();
         for integration in &self.config.integrations {
             pollers.spawn(poll_loop(
                 self.syncer.clone(),
                 integration.id.clone(),
                 self.config.kombo.poll_interval,
+                self.triggers.notify(&integration.id),
                 waker.clone(),
                 shutdown.clone(),
             ));
@@ -63,18 +177,25 @@ impl Daemon {
         waker.wake();
         self.deliverer.run(shutdown.clone()).await;
         while pollers.join_next().await.is_some() {}
+        match admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("{e}"),
+            Err(e) => tracing::error!("the admin server task failed: {e}"),
+        }
         self.store.flush_async().await?;
         tracing::info!("stopped; store flushed");
         Ok(())
     }
 }
 
-/// Syncs one integration every `interval` until shut down. A sync cut short by shutdown
-/// loses nothing: pages are atomic and the watermark only moves at the end.
+/// Syncs one integration every `interval`, or as soon as `trigger` is notified, until
+/// shut down. A sync cut short by shutdown loses nothing: pages are atomic and the
+/// watermark only moves at the end.
 async fn poll_loop(
     syncer: Syncer,
     integration_id: String,
     interval: Duration,
+    trigger: Arc<Notify>,
     waker: Waker,
     shutdown: CancellationToken,
 ) {
@@ -101,6 +222,9 @@ async fn poll_loop(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+            _ = trigger.notified() => {
+                tracing::debug!(integration = %integration_id, "poll triggered");
+            }
         }
     }
 }

@@ -5,19 +5,24 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin HTTP server: health, metrics, the `/v1` API, Kombo's push trigger.
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
 //! - [`config`]: the TOML config: `${VAR}` expansion, defaults, validation, `config check`.
-//! - [`daemon`]: `hirehook run`: pollers and the deliverer until shutdown.
+//! - [`daemon`]: `hirehook run`: pollers, the deliverer and the admin server until shutdown.
 //! - [`demo`]: `hirehook demo`: everything on loopback, the event stream on screen.
 //! - [`deliver`]: signing, the retry schedule, the SSRF guard, the delivery worker.
 //! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
+//! - [`inspect`]: operator views (status, event with deliveries) for the API and the CLI.
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
+//! - [`metrics`]: Prometheus metrics: one registry per daemon, store gauges on scrape.
+//! - [`replay`]: re-sending logged or exported events to a URL, signed, in log order.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
+pub mod admin;
 pub mod ats;
 pub mod cli;
 pub mod config;
@@ -26,6 +31,9 @@ pub mod deliver;
 pub mod demo;
 pub mod diff;
 pub mod event;
+pub mod inspect;
+pub mod metrics;
+pub mod replay;
 pub mod secret;
 pub mod sim;
 pub mod store;

@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use tracing::Instrument as _;
 
 use crate::ats::{Application, ApplicationsQuery, KomboClient, KomboError, Timestamp};
 use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
 use crate::event::{Event, EventDetail, EventType};
+use crate::metrics::Metrics;
 use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, StoreError};
 
 /// Where events of an integration go: one route per subscriber.
@@ -156,6 +158,8 @@ pub struct Syncer {
     store: Arc<Store>,
     settings: Arc<SyncSettings>,
     progress: Option<ProgressObserver>,
+    /// Syncs, pages, records and events are counted here.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -174,12 +178,19 @@ impl Syncer {
             store,
             settings: Arc::new(settings),
             progress: None,
+            metrics: Metrics::default(),
         }
     }
 
     /// Calls `observer(integration_id, progress)` after each committed page.
     pub fn with_progress(mut self, observer: ProgressObserver) -> Self {
         self.progress = Some(observer);
+        self
+    }
+
+    /// Counts syncs, pages, records and events in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -194,10 +205,26 @@ impl Syncer {
         integration_id: &str,
         mut on_events: impl FnMut(&[EventRecord]),
     ) -> Result<SyncReport, SyncError> {
-        let result = self.sync_inner(integration_id, &mut on_events).await;
-        if let Err(err) = &result {
-            // Best effort: the failure itself is what the caller reports.
-            let _ = self.record_failure(integration_id, err);
+        let clock = Instant::now();
+        let metrics = &self.metrics;
+        let mut on_events = |events: &[EventRecord]| {
+            for e in events {
+                metrics.event_logged(integration_id, e.event_type);
+            }
+            on_events(events);
+        };
+        let span = tracing::info_span!("sync", integration = %integration_id);
+        let result = self
+            .sync_inner(integration_id, &mut on_events)
+            .instrument(span)
+            .await;
+        metrics.sync_finished(integration_id, result.is_ok(), clock.elapsed());
+        match &result {
+            Ok(report) => metrics.events_held(integration_id, report.held),
+            Err(err) => {
+                // Best effort: the failure itself is what the caller reports.
+                let _ = self.record_failure(integration_id, err);
+            }
         }
         result
     }
@@ -260,6 +287,8 @@ impl Syncer {
         while let Some(page) = pager.next_page().await? {
             report.pages += 1;
             report.records += page.records.len() as u64;
+            self.metrics
+                .page_fetched(integration_id, page.records.len(), page.rejected.len());
             for rejected in &page.rejected {
                 let line = format!("{}: {rejected}", page.at);
                 tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");

@@ -166,6 +166,8 @@ pub struct KomboClient {
     api_key: Secret,
     retry: RetryPolicy,
     on_retry: Option<RetryObserver>,
+    /// Failed requests are counted here, by error code.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for KomboClient {
@@ -190,12 +192,19 @@ impl KomboClient {
             api_key: config.api_key,
             retry: config.retry,
             on_retry: None,
+            metrics: None,
         })
     }
 
     /// Calls `observer` before every retry.
     pub fn with_retry_observer(mut self, observer: RetryObserver) -> Self {
         self.on_retry = Some(observer);
+        self
+    }
+
+    /// Counts every failed request (retried or not) in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -225,9 +234,13 @@ impl KomboClient {
             let outcome = self.fetch_once(at, params, cursor, attempt).await;
             let (err, hint) = match outcome {
                 Ok(page) => return Ok(page),
-                Err(Failure::Final(err)) => return Err(err),
+                Err(Failure::Final(err)) => {
+                    self.count_error(&err);
+                    return Err(err);
+                }
                 Err(Failure::Retryable(err, hint)) => (err, hint),
             };
+            self.count_error(&err);
             if attempt >= self.retry.max_attempts {
                 return Err(err);
             }
@@ -251,6 +264,12 @@ impl KomboClient {
                 observer(&notice);
             }
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn count_error(&self, err: &KomboError) {
+        if let Some(metrics) = &self.metrics {
+            metrics.kombo_error(&err.at().integration_id, err);
         }
     }
 

@@ -46,6 +46,9 @@ pub struct SubscribersArgs {
 pub enum SubscribersCommand {
     /// Re-enable a subscriber disabled by a 410 Gone; its backlog resumes.
     Enable(EnableArgs),
+    /// Every subscriber: state, backlog, oldest pending, last error (through the admin
+    /// API when the daemon runs).
+    List(super::inspect::SubscribersListArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,8 +153,9 @@ pub fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
     }
 }
 
-pub fn subscribers(args: SubscribersArgs) -> Result<(), Failure> {
+pub async fn subscribers(args: SubscribersArgs) -> Result<(), Failure> {
     match args.command {
+        SubscribersCommand::List(args) => super::inspect::list_subscribers(args).await,
         SubscribersCommand::Enable(args) => {
             let config = load_config(&args.config)?;
             if config.subscriber(&args.name).is_none() {

@@ -29,6 +29,9 @@ pub enum EventsCommand {
     Release(HeldArgs),
     /// Discard the events the mass-change guard held for an integration.
     Drop(HeldArgs),
+    /// One event: its body, deliveries and attempts (through the admin API when the
+    /// daemon runs).
+    Show(super::inspect::ShowArgs),
 }
 
 /// Which events.
@@ -82,7 +85,7 @@ pub struct HeldArgs {
 }
 
 /// Accepts RFC 3339, or a humantime age counted back from now.
-fn parse_time(s: &str) -> Result<Timestamp, String> {
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -114,8 +117,9 @@ impl FilterArgs {
     }
 }
 
-pub fn run(args: EventsArgs) -> Result<(), Failure> {
+pub async fn run(args: EventsArgs) -> Result<(), Failure> {
     match args.command {
+        EventsCommand::Show(args) => super::inspect::show_event(args).await,
         EventsCommand::List(args) => list(args),
         EventsCommand::Export(args) => export(args),
         EventsCommand::Release(args) => release(args),

@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
+pub mod admin_client;
 pub mod delivery;
 pub mod events;
+pub mod inspect;
+pub mod replay;
 pub mod run;
 pub mod sync;
 
@@ -45,8 +48,12 @@ pub enum Command {
     /// List or retry dead letters.
     #[command(name = "dead-letters")]
     DeadLetters(delivery::DeadLettersArgs),
-    /// Repair subscribers.
+    /// List or repair subscribers.
     Subscribers(delivery::SubscribersArgs),
+    /// Integrations (last sync, watermark, errors) and subscribers (backlog) at a glance.
+    Status(inspect::StatusArgs),
+    /// Re-send logged or exported events to a URL, signed, with their original ids.
+    Replay(replay::ReplayArgs),
     /// Run the built-in Kombo-compatible simulator.
     Sim(crate::sim::cli::SimArgs),
     /// Inspect configuration files.
@@ -111,8 +118,10 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Sync(args) => sync::run(args).await,
         Command::Deliveries(args) => delivery::deliveries(args),
         Command::DeadLetters(args) => delivery::dead_letters(args),
-        Command::Subscribers(args) => delivery::subscribers(args),
-        Command::Events(args) => events::run(args),
+        Command::Subscribers(args) => delivery::subscribers(args).await,
+        Command::Status(args) => inspect::status(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::Sim(args) => crate::sim::cli::run(args).await,
         Command::Config(args) => crate::config::cli::run(args),
     }

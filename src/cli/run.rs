@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Failure;
 use super::sync::{load_config, open_store};
-use crate::daemon::Daemon;
+use crate::admin::AdminError;
+use crate::daemon::{Daemon, StartError};
 
 /// Options of `hirehook run`.
 #[derive(Debug, clap::Args)]
@@ -27,7 +28,11 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         store = %config.store.path.display(),
         "hirehook running"
     );
-    let daemon = Daemon::new(config, store).map_err(|e| Failure::Usage(e.into()))?;
+    let mut daemon = Daemon::new(config, store).map_err(|e| Failure::Usage(e.into()))?;
+    daemon.bind_admin().await.map_err(|e| match e {
+        StartError::Admin(AdminError::Bind { .. }) => Failure::Runtime(e.into()),
+        e => Failure::Usage(e.into()),
+    })?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     daemon

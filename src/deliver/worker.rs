@@ -14,12 +14,14 @@ use reqwest::StatusCode;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use url::Url;
 
 use super::retry::{NextAttempt, RetrySchedule};
 use super::sign::{SigningKey, signed_headers};
 use super::ssrf;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store};
 
 /// How much of a response body is kept with an attempt.
@@ -136,6 +138,8 @@ pub struct Deliverer {
     settings: Arc<DeliverySettings>,
     workers: Vec<(Target, reqwest::Client, Arc<Notify>)>,
     waker: Waker,
+    /// Attempts, deliveries and latencies are counted here.
+    metrics: Metrics,
 }
 
 impl Deliverer {
@@ -168,7 +172,14 @@ impl Deliverer {
             settings: Arc::new(settings),
             workers,
             waker,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Counts attempts, deliveries and delivery latency in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// A handle that wakes the workers.
@@ -188,6 +199,7 @@ impl Deliverer {
                 client,
                 notify,
                 in_flight: Arc::new(Mutex::new(HashSet::new())),
+                metrics: self.metrics.clone(),
             };
             set.spawn(worker.run(shutdown.clone()));
         }
@@ -204,6 +216,7 @@ struct Worker {
     notify: Arc<Notify>,
     /// Log sequences being sent right now: not to be picked again.
     in_flight: Arc<Mutex<HashSet<u64>>>,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -268,13 +281,21 @@ impl Worker {
                 };
                 this.in_flight().insert(delivery.log_seq);
                 let worker = this.clone();
-                tasks.spawn(async move {
-                    let log_seq = delivery.log_seq;
-                    worker.attempt(delivery).await;
-                    worker.in_flight().remove(&log_seq);
-                    worker.notify.notify_one();
-                    drop(permit);
-                });
+                let span = tracing::info_span!(
+                    "delivery",
+                    subscriber = %name,
+                    event_id = %delivery.entry.event_id
+                );
+                tasks.spawn(
+                    async move {
+                        let log_seq = delivery.log_seq;
+                        worker.attempt(delivery).await;
+                        worker.in_flight().remove(&log_seq);
+                        worker.notify.notify_one();
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
         }
         // Shutdown: let deliveries in flight finish within the grace period. One that does
@@ -350,6 +371,15 @@ impl Worker {
             }
         };
         let what = response.describe();
+        self.metrics.attempt(&target.name, &result);
+        if result == AttemptResult::Delivered
+            && let Ok(header) = crate::event::EventHeader::parse(&delivery.body)
+        {
+            let latency = (Utc::now() - header.detected_at)
+                .to_std()
+                .unwrap_or_default();
+            self.metrics.delivered_after(&target.name, latency);
+        }
         match &result {
             AttemptResult::Delivered => tracing::debug!(
                 subscriber = %target.name,

@@ -198,6 +198,9 @@ allow_private_networks = true
 retry_schedule = ["1s", "5s", "30s"]
 shutdown_grace = "5s"
 
+[admin]
+listen = "127.0.0.1:0"
+
 [[subscribers]]
 name = "demo-receiver"
 url = "{receiver_url}"
@@ -217,7 +220,11 @@ secrets = ["{secret}"]
         Store::open(&config.store.path, config.store.cache_capacity.0)
             .context("cannot open the demo store")?,
     );
-    let daemon = Daemon::new(config, store).context("cannot start hirehook")?;
+    let mut daemon = Daemon::new(config, store).context("cannot start hirehook")?;
+    let admin = daemon
+        .bind_admin()
+        .await
+        .context("cannot bind the admin API")?;
 
     let (b, r) = if colour {
         ("\x1b[1m", "\x1b[0m")
@@ -233,6 +240,9 @@ secrets = ["{secret}"]
         args.changes_per_second
     );
     println!("  receiver   {receiver_url}  (checks every Standard Webhooks signature)");
+    println!(
+        "  admin      http://{admin}/metrics  http://{admin}/v1/status  (health: /healthz /readyz)"
+    );
     println!(
         "  store      {} (removed on exit)",
         store_dir.path().display()

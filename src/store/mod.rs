@@ -9,8 +9,10 @@
 
 pub mod keys;
 mod outbox;
+mod stats;
 
 pub use outbox::{AttemptRecord, AttemptResult, DueDelivery};
+pub use stats::SubscriberBacklog;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

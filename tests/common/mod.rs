@@ -2,6 +2,8 @@
 //! config builder for hirehook against the simulator.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -217,6 +219,10 @@ pub struct ConfigBuilder {
     pub extra_subscriber_keys: &'static str,
     pub shutdown_grace: &'static str,
     pub initial_sync: &'static str,
+    /// `[admin] listen`: port 0 by default, so that daemons in parallel tests never collide.
+    pub admin_listen: String,
+    pub admin_token: Option<String>,
+    pub kombo_webhook_secret: Option<String>,
 }
 
 impl ConfigBuilder {
@@ -238,6 +244,9 @@ impl ConfigBuilder {
             extra_subscriber_keys: "",
             shutdown_grace: "5s",
             initial_sync: "baseline",
+            admin_listen: "127.0.0.1:0".into(),
+            admin_token: None,
+            kombo_webhook_secret: None,
         }
     }
 
@@ -259,7 +268,7 @@ poll_interval = "{}"
 initial_sync = "{}"
 overlap = "2m"
 request_timeout = "5s"
-
+{}
 [delivery]
 retry_schedule = {}
 allow_private_networks = {}
@@ -270,10 +279,18 @@ shutdown_grace = "{}"
             self.api_key,
             self.poll_interval,
             self.initial_sync,
+            self.kombo_webhook_secret
+                .as_ref()
+                .map(|s| format!("webhook_secret = \"{s}\"\n"))
+                .unwrap_or_default(),
             self.retry_schedule,
             self.allow_private_networks,
             self.shutdown_grace,
         );
+        t.push_str(&format!("\n[admin]\nlisten = \"{}\"\n", self.admin_listen));
+        if let Some(token) = &self.admin_token {
+            t.push_str(&format!("token = \"{token}\"\n"));
+        }
         for id in &self.integrations {
             t.push_str(&format!("\n[[integrations]]\nid = \"{id}\"\n"));
         }

@@ -1,0 +1,501 @@
+//! The `/v1` JSON API. Every route is added through [`RouteTable`], which records its
+//! method and path: the OpenAPI document (`openapi.json`, served at `/v1/openapi.json`) is
+//! tested against that list, both ways.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::handler::Handler;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AdminState;
+use super::error::ApiError;
+use crate::event::{EventType, is_event_id};
+use crate::inspect::{self, DeliveryRow, EventSummary, EventView, StatusView, SubscriberStatus};
+use crate::store::{DeliveryState, EventFilter};
+
+/// The OpenAPI document of `/v1`, kept in the repository beside this file.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Events per page of `GET /v1/events` unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// The most `limit` may ask for.
+pub const MAX_LIMIT: usize = 1000;
+
+/// A router that remembers the `(method, path)` of every route added.
+pub struct RouteTable {
+    router: Router<AdminState>,
+    routes: Vec<(&'static str, &'static str)>,
+}
+
+impl RouteTable {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    fn get<H, T>(mut self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AdminState>,
+        T: 'static,
+    {
+        self.router = self.router.route(path, axum::routing::get(handler));
+        self.routes.push(("get", path));
+        self
+    }
+
+    fn post<H, T>(mut self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AdminState>,
+        T: 'static,
+    {
+        self.router = self.router.route(path, axum::routing::post(handler));
+        self.routes.push(("post", path));
+        self
+    }
+}
+
+/// The `/v1` router (to be nested under `/v1`) and its `(method, path)` list, paths
+/// relative to `/v1`.
+pub fn routes() -> (Router<AdminState>, Vec<(&'static str, &'static str)>) {
+    let table = RouteTable::new()
+        .get("/openapi.json", openapi)
+        .get("/status", status)
+        .get("/events", list_events)
+        .get("/events/{id}", show_event)
+        .get("/subscribers", list_subscribers)
+        .post("/subscribers/{name}/enable", enable_subscriber)
+        .get("/dead-letters", list_dead_letters)
+        .post("/dead-letters/retry", retry_dead_letters)
+        .post("/integrations/{id}/sync", sync_now);
+    (table.router, table.routes)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn status(State(state): State<AdminState>) -> Result<Json<StatusView>, ApiError> {
+    state
+        .with_store(|store, config| Ok(inspect::status(store, config, Utc::now())?))
+        .await
+        .map(Json)
+}
+
+/// A page of `GET /v1/events`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// Oldest first.
+    pub events: Vec<EventSummary>,
+    /// Pass as `cursor` for the next page; `null` when this page is the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The opaque cursor that continues after log position `log_seq`.
+pub fn encode_cursor(log_seq: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("ls:{log_seq}"))
+}
+
+/// The log position a cursor continues after.
+pub fn decode_cursor(cursor: &str) -> Option<u64> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    std::str::from_utf8(&bytes)
+        .ok()?
+        .strip_prefix("ls:")?
+        .parse()
+        .ok()
+}
+
+/// The query pairs, each key at most once (except those in `repeatable`), every key known.
+fn query_pairs(
+    query: Option<&str>,
+    known: &[&str],
+    repeatable: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !known.contains(&key.as_ref()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{key}`; known: {}",
+                known.join(", ")
+            )));
+        }
+        if !repeatable.contains(&key.as_ref()) && pairs.iter().any(|(k, _)| *k == key) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `{key}` given twice"
+            )));
+        }
+        pairs.push((key.into_owned(), value.into_owned()));
+    }
+    Ok(pairs)
+}
+
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`limit` must be an integer from 1 to {MAX_LIMIT}, not {value:?}"
+            ))
+        })
+}
+
+/// The filter of `GET /v1/events`: the CLI's filters, `limit` and `cursor`.
+pub fn events_filter(query: Option<&str>) -> Result<EventFilter, ApiError> {
+    let known = [
+        "since",
+        "until",
+        "type",
+        "integration",
+        "application",
+        "limit",
+        "cursor",
+    ];
+    let mut filter = EventFilter {
+        limit: Some(DEFAULT_LIMIT),
+        ..Default::default()
+    };
+    for (key, value) in query_pairs(query, &known, &["type"])? {
+        let time = |v: &str| {
+            crate::cli::events::parse_time(v)
+                .map_err(|e| ApiError::bad_request(format!("`{key}`: {e}")))
+        };
+        match key.as_str() {
+            "since" => filter.since = Some(time(&value)?),
+            "until" => filter.until = Some(time(&value)?),
+            "type" => {
+                for name in value.split(',').filter(|s| !s.is_empty()) {
+                    let t = EventType::parse(name).ok_or_else(|| {
+                        ApiError::bad_request(format!("unknown event type `{name}`"))
+                    })?;
+                    filter.types.push(t);
+                }
+            }
+            "integration" => filter.integration_id = Some(value),
+            "application" => filter.application_id = Some(value),
+            "limit" => filter.limit = Some(parse_limit(&value)?),
+            "cursor" => {
+                filter.after_log_seq = Some(decode_cursor(&value).ok_or_else(|| {
+                    ApiError::bad_request("bad `cursor`: pass back a `next_cursor` unchanged")
+                })?)
+            }
+            _ => {}
+        }
+    }
+    Ok(filter)
+}
+
+async fn list_events(
+    State(state): State<AdminState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<EventsPage>, ApiError> {
+    let filter = events_filter(query.as_deref())?;
+    state
+        .with_store(move |store, _| {
+            let records = store.events(&filter)?;
+            let full = filter.limit.is_some_and(|l| records.len() >= l);
+            let next_cursor = records
+                .last()
+                .filter(|_| full)
+                .map(|r| encode_cursor(r.log_seq));
+            let events = records
+                .into_iter()
+                .map(EventSummary::from_record)
+                .collect::<Result<_, _>>()?;
+            Ok(EventsPage {
+                events,
+                next_cursor,
+            })
+        })
+        .await
+        .map(Json)
+}
+
+async fn show_event(
+    State(state): State<AdminState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventView>, ApiError> {
+    let Path(id) = id?;
+    if !is_event_id(&id) {
+        return Err(ApiError::bad_request(format!(
+            "`{id}` is not an event id (`evt_` + 32 lowercase hex digits)"
+        )));
+    }
+    state
+        .with_store(move |store, _| {
+            inspect::event(store, &id)?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))
+        })
+        .await
+        .map(Json)
+}
+
+/// `GET /v1/subscribers`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubscribersList {
+    pub subscribers: Vec<SubscriberStatus>,
+}
+
+async fn list_subscribers(
+    State(state): State<AdminState>,
+) -> Result<Json<SubscribersList>, ApiError> {
+    state
+        .with_store(|store, config| {
+            Ok(SubscribersList {
+                subscribers: inspect::subscribers(store, config, Utc::now())?,
+            })
+        })
+        .await
+        .map(Json)
+}
+
+async fn enable_subscriber(
+    State(state): State<AdminState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(name) = name?;
+    let was_disabled = state
+        .with_store(move |store, config| {
+            if config.subscriber(&name).is_none() {
+                return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
+            }
+            let was = store.enable_subscriber(&name)?;
+            store.flush()?;
+            if was {
+                tracing::info!(subscriber = %name, "subscriber enabled through the admin API");
+            }
+            Ok((name, was))
+        })
+        .await?;
+    state.inner.waker.wake();
+    Ok(Json(
+        json!({"subscriber": was_disabled.0, "was_disabled": was_disabled.1}),
+    ))
+}
+
+/// `GET /v1/dead-letters`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeadLetters {
+    /// Oldest first within each subscriber.
+    pub dead_letters: Vec<DeliveryRow>,
+    /// More dead letters match than `limit` allowed.
+    pub truncated: bool,
+}
+
+async fn list_dead_letters(
+    State(state): State<AdminState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<DeadLetters>, ApiError> {
+    let mut subscriber = None;
+    let mut event = None;
+    let mut limit = DEFAULT_LIMIT;
+    for (key, value) in query_pairs(query.as_deref(), &["subscriber", "event", "limit"], &[])? {
+        match key.as_str() {
+            "subscriber" => subscriber = Some(value),
+            "event" => event = Some(value),
+            "limit" => limit = parse_limit(&value)?,
+            _ => {}
+        }
+    }
+    state
+        .with_store(move |store, _| {
+            let rows = store.deliveries(
+                subscriber.as_deref(),
+                Some(DeliveryState::Dead),
+                event.as_deref(),
+            )?;
+            let truncated = rows.len() > limit;
+            Ok(DeadLetters {
+                dead_letters: rows
+                    .into_iter()
+                    .take(limit)
+                    .map(|(subscriber, log_seq, entry)| DeliveryRow {
+                        subscriber,
+                        log_seq,
+                        entry,
+                    })
+                    .collect(),
+                truncated,
+            })
+        })
+        .await
+        .map(Json)
+}
+
+/// Which dead letters `POST /v1/dead-letters/retry` requeues: by subscriber, by event,
+/// both, or `all: true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryRequest {
+    #[serde(default)]
+    subscriber: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn retry_dead_letters(
+    State(state): State<AdminState>,
+    body: Result<Json<RetryRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(request) = body?;
+    match (&request.subscriber, &request.event, request.all) {
+        (None, None, false) => {
+            return Err(ApiError::bad_request(
+                "say which dead letters: `subscriber`, `event`, or `\"all\": true`",
+            ));
+        }
+        (Some(_), _, true) | (_, Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "`all` cannot be combined with `subscriber` or `event`",
+            ));
+        }
+        _ => {}
+    }
+    let requeued = state
+        .with_store(move |store, config| {
+            if let Some(name) = &request.subscriber
+                && config.subscriber(name).is_none()
+            {
+                return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
+            }
+            let n = store.retry_dead(
+                request.subscriber.as_deref(),
+                request.event.as_deref(),
+                Utc::now(),
+            )?;
+            store.flush()?;
+            Ok(n)
+        })
+        .await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "dead letters requeued through the admin API");
+        state.inner.waker.wake();
+    }
+    Ok(Json(json!({"requeued": requeued})))
+}
+
+async fn sync_now(
+    State(state): State<AdminState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Path(id) = id?;
+    if !state.inner.triggers.trigger(&id) {
+        return Err(ApiError::not_found(format!(
+            "no integration `{id}` in the config"
+        )));
+    }
+    tracing::info!(integration = %id, "poll requested through the admin API");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"integration_id": id, "triggered": true})),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        for seq in [0, 1, 42, u64::MAX] {
+            assert_eq!(decode_cursor(&encode_cursor(seq)), Some(seq));
+        }
+        for bad in ["", "42", "bHM6", "bHM6eA", "!!!", "ls:42"] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn events_filter_parses_the_cli_filters() {
+        let f = events_filter(Some(
+            "type=stage_changed,rejected&type=outcome_hired&integration=gh%3A1&limit=5",
+        ))
+        .expect("parses");
+        assert_eq!(
+            f.types,
+            vec![
+                EventType::StageChanged,
+                EventType::Rejected,
+                EventType::OutcomeHired
+            ]
+        );
+        assert_eq!(f.integration_id.as_deref(), Some("gh:1"));
+        assert_eq!(f.limit, Some(5));
+        assert_eq!(
+            events_filter(None).expect("empty").limit,
+            Some(DEFAULT_LIMIT)
+        );
+        for bad in [
+            "type=nope",
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "cursor=zz",
+            "since=yesterday",
+            "color=red",
+            "integration=a&integration=b",
+        ] {
+            let err = events_filter(Some(bad)).expect_err(bad);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    /// Every route of the router is in the OpenAPI document, and every operation of the
+    /// document is a route.
+    #[test]
+    fn openapi_document_matches_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if ["get", "post", "put", "patch", "delete", "head", "options"]
+                    .contains(&method.as_str())
+                {
+                    documented.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        let (_, routes) = routes();
+        let served: BTreeSet<(String, String)> = routes
+            .iter()
+            .map(|(m, p)| (m.to_string(), format!("/v1{p}")))
+            .collect();
+        assert_eq!(served.len(), routes.len(), "no route twice");
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from openapi.json: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "openapi.json documents routes that do not exist: {unserved:?}"
+        );
+        // Every $ref resolves.
+        let text = OPENAPI;
+        for (i, _) in text.match_indices("\"$ref\": \"#/components/schemas/") {
+            let rest = &text[i + "\"$ref\": \"#/components/schemas/".len()..];
+            let name = &rest[..rest.find('"').expect("closing quote")];
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "unresolved $ref {name}"
+            );
+        }
+    }
+}

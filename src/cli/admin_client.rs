@@ -1,0 +1,116 @@
+//! Reading from a running daemon's admin API, for the inspection commands when the store
+//! is locked by `hirehook run`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::de::DeserializeOwned;
+
+use super::Failure;
+use super::sync::open_store;
+use crate::config::Config;
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+
+/// A client of the admin API `[admin] listen` and `[admin] token` describe.
+pub struct AdminClient {
+    /// `http://host:port`.
+    base: String,
+    token: Option<Secret>,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// The daemon's API as its config describes it (an unspecified listen address is
+    /// reached on loopback).
+    pub fn from_config(config: &Config) -> Result<Self, Failure> {
+        let listen = config.admin.listen;
+        let ip = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
+            .build()
+            .context("cannot build the HTTP client for the admin API")?;
+        Ok(Self {
+            base: format!("http://{}", SocketAddr::new(ip, listen.port())),
+            token: config.admin.token.clone(),
+            http,
+        })
+    }
+
+    /// The URL of `path` (e.g. `/v1/status`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GETs `path` and reads the JSON answer; an error answer becomes an error naming the
+    /// URL, status and the API's message. `Ok(None)` for a 404.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, Failure> {
+        let url = self.url(path);
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the admin API at {url}"))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "the admin API at {url} answered {status}: {message}"
+            )));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("unexpected answer from {url}"))
+            .map_err(Failure::Runtime)
+    }
+}
+
+/// Where an inspection command reads from.
+pub enum Source {
+    /// The daemon is stopped: the store itself.
+    Store(Arc<Store>),
+    /// The daemon runs (it holds the store's lock): its admin API.
+    Api(AdminClient),
+}
+
+/// Opens the store, or, when a running daemon holds it, says so and goes through the
+/// daemon's admin API.
+pub fn store_or_api(config: &Config) -> Result<Source, Failure> {
+    match open_store(config) {
+        Ok(store) => Ok(Source::Store(store)),
+        Err(Failure::Runtime(e))
+            if matches!(
+                e.downcast_ref::<StoreError>(),
+                Some(StoreError::Locked { .. })
+            ) =>
+        {
+            let client = AdminClient::from_config(config)?;
+            eprintln!(
+                "note: the store is in use by a running daemon; reading through its admin API at {}",
+                client.url("/v1")
+            );
+            Ok(Source::Api(client))
+        }
+        Err(e) => Err(e),
+    }
+}
