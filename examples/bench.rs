@@ -227,6 +227,10 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
         report.records,
         100.0 * rate / ceiling
     );
+    println!(
+        "  of which: waiting for the next page {:.2?}, diffing {:.2?}, committing {:.2?}",
+        report.timings.waiting_for_kombo, report.timings.diffing, report.timings.committing
+    );
     println!("peak RSS of this process: {:.0} MB", peak_rss_mb());
     println!(
         "store on disk: {:.1} MB = {:.0} bytes/application",

@@ -118,6 +118,17 @@ pub struct SyncReport {
     /// Whether the watermark moved to this sync's start.
     pub watermark_advanced: bool,
     pub duration: Duration,
+    /// Where the time went: waiting for Kombo (fetch and parse of pages not yet ready),
+    /// diffing, and committing (including flushes before events are handed on).
+    pub timings: SyncTimings,
+}
+
+/// The parts of a sync's duration.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SyncTimings {
+    pub waiting_for_kombo: Duration,
+    pub diffing: Duration,
+    pub committing: Duration,
 }
 
 impl SyncReport {
@@ -280,11 +291,14 @@ impl Syncer {
             held: 0,
             watermark_advanced: false,
             duration: Duration::ZERO,
+            timings: SyncTimings::default(),
         };
         let mut held_this_sync: Vec<u64> = Vec::new();
         let mut suspicious_apps: u64 = 0;
         let mut pager = self.client.applications(integration_id, query);
+        let mut waited = Instant::now();
         while let Some(page) = pager.next_page().await? {
+            report.timings.waiting_for_kombo += waited.elapsed();
             report.pages += 1;
             report.records += page.records.len() as u64;
             self.metrics
@@ -300,10 +314,13 @@ impl Syncer {
                 detected_at,
                 first_sight,
             };
+            let started = Instant::now();
             let (commit, suspicious) = self
                 .diff_page(integration_id, &page.records, &ctx)
                 .map_err(store_err)?;
             suspicious_apps += suspicious;
+            let diffed = Instant::now();
+            report.timings.diffing += diffed - started;
             let held_ids: HashSet<String> = commit
                 .events
                 .iter()
@@ -325,6 +342,8 @@ impl Syncer {
                 let logged: Vec<EventRecord> = logged.into_iter().cloned().collect();
                 on_events(&logged);
             }
+            report.timings.committing += diffed.elapsed();
+            waited = Instant::now();
             if let Some(observer) = &self.progress {
                 observer(
                     integration_id,

@@ -214,10 +214,11 @@ impl KomboClient {
         Pager {
             client: self.clone(),
             integration_id: integration_id.to_owned(),
-            params: query.params(),
+            params: Arc::new(query.params()),
             cursor: None,
             pages_fetched: 0,
             finished: false,
+            prefetch: None,
         }
     }
 
@@ -407,15 +408,31 @@ pub fn server_wait(headers: &HeaderMap) -> Option<Duration> {
 pub struct Pager {
     client: KomboClient,
     integration_id: String,
-    params: Vec<(&'static str, String)>,
+    params: Arc<Vec<(&'static str, String)>>,
     cursor: Option<String>,
     pages_fetched: u32,
     finished: bool,
+    /// The next page, being fetched and parsed while the caller works on this one. At most
+    /// one page ahead: a sync holds two pages in memory at the most.
+    prefetch: Option<Prefetch>,
+}
+
+/// A page fetch running in its own task; aborted if the pager is dropped first.
+#[derive(Debug)]
+struct Prefetch(tokio::task::JoinHandle<Result<ParsedPage, KomboError>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Pager {
     /// The next page, or `None` after the last. After an error the same call can be made
     /// again: it retries the same page.
+    ///
+    /// While the caller processes a page, the next one is already being fetched and parsed
+    /// (on another worker thread of the runtime).
     pub async fn next_page(&mut self) -> Result<Option<Page>, KomboError> {
         if self.finished {
             return Ok(None);
@@ -424,19 +441,44 @@ impl Pager {
             integration_id: self.integration_id.clone(),
             page: self.pages_fetched + 1,
         };
-        let parsed = self
-            .client
-            .fetch(&at, &self.params, self.cursor.as_deref())
-            .await?;
+        let prefetched = match self.prefetch.take() {
+            // A prefetch that panicked or was cancelled is simply fetched again.
+            Some(mut task) => (&mut task.0).await.ok(),
+            None => None,
+        };
+        let parsed = match prefetched {
+            Some(result) => result?,
+            None => {
+                self.client
+                    .fetch(&at, &self.params, self.cursor.as_deref())
+                    .await?
+            }
+        };
         self.pages_fetched += 1;
         self.finished = parsed.next.is_none();
         self.cursor = parsed.next;
+        if !self.finished {
+            self.start_prefetch();
+        }
         Ok(Some(Page {
             at,
             records: parsed.records,
             rejected: parsed.rejected,
             has_more: !self.finished,
         }))
+    }
+
+    fn start_prefetch(&mut self) {
+        let client = self.client.clone();
+        let params = self.params.clone();
+        let cursor = self.cursor.clone();
+        let at = PageRef {
+            integration_id: self.integration_id.clone(),
+            page: self.pages_fetched + 1,
+        };
+        self.prefetch = Some(Prefetch(tokio::spawn(async move {
+            client.fetch(&at, &params, cursor.as_deref()).await
+        })));
     }
 
     /// Pages fetched so far.

@@ -97,12 +97,44 @@ pub fn parse_page(body: &[u8]) -> Result<ParsedPage, EnvelopeError> {
 }
 
 /// Parses one record, reporting the path of the first bad field.
+///
+/// The happy path parses directly; only a record that fails is parsed again with path
+/// tracking (which costs about 70 % more) to say where it failed.
 pub fn parse_record(json: &str) -> Result<Application, (String, String)> {
+    if let Ok(app) = serde_json::from_str(json) {
+        return Ok(app);
+    }
     let mut de = serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        (path, e.into_inner().to_string())
-    })
+    match serde_path_to_error::deserialize::<_, Application>(&mut de) {
+        Ok(app) => Ok(app),
+        Err(e) => {
+            let path = e.path().to_string();
+            Err((path, redact_values(&e.into_inner().to_string())))
+        }
+    }
+}
+
+/// serde_json quotes the offending value in its messages (`invalid type: string "Jane"`);
+/// a record's values may be candidate data, which must not reach logs or the status API.
+/// Field names (in backticks) and types stay.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quotes = false;
+    for c in message.chars() {
+        match (c, in_quotes) {
+            ('"', false) => {
+                in_quotes = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                in_quotes = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// The `id` of a record that failed to parse, if it has a readable one.
@@ -135,6 +167,24 @@ mod tests {
         assert_eq!(page.rejected[0].id.as_deref(), Some("bad"));
         assert_eq!(page.rejected[0].path, "changed_at");
         assert_eq!(page.rejected[1].id, None);
+    }
+
+    #[test]
+    fn rejected_values_are_not_repeated_in_messages() {
+        let (path, message) =
+            parse_record(r#"{"id":"a","changed_at":"2024-01-02T03:04:05Z","candidate":{"id":"c","first_name":7,"last_name":"Roe","tags":"Jane Roe"}}"#)
+                .unwrap_err();
+        assert_eq!(path, "candidate.first_name");
+        assert!(message.contains("integer"), "{message}");
+        let (path, message) = parse_record(
+            r#"{"id":"a","changed_at":"2024-01-02T03:04:05Z","remote_url":{"secret":"jane@example.com"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(path, "remote_url");
+        assert!(!message.contains("jane@example.com"), "{message}");
+        let (_, message) =
+            parse_record(r#"{"id":"a","changed_at":"Jane Roe's birthday"}"#).unwrap_err();
+        assert!(!message.contains("Jane"), "{message}");
     }
 
     #[test]
