@@ -1,5 +1,6 @@
 //! The Kombo client: `GET /ats/applications`, page by page, with retries.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -219,22 +220,50 @@ impl KomboClient {
             pages_fetched: 0,
             finished: false,
             prefetch: None,
+            ahead: Arc::new(tokio::sync::Semaphore::new(PAGES_AHEAD)),
         }
     }
 
-    /// One page request with retries.
+    /// One page request with retries, parsed.
     async fn fetch(
         &self,
         at: &PageRef,
         params: &[(&'static str, String)],
         cursor: Option<&str>,
     ) -> Result<ParsedPage, KomboError> {
+        self.with_retries(at, |attempt| async move {
+            let body = self.request_once(at, params, cursor, attempt).await?;
+            parse_body(at, &body, attempt)
+        })
+        .await
+    }
+
+    /// One page request with retries, unparsed: a 2xx body.
+    async fn fetch_raw(
+        &self,
+        at: &PageRef,
+        params: &[(&'static str, String)],
+        cursor: Option<&str>,
+    ) -> Result<bytes::Bytes, KomboError> {
+        self.with_retries(at, |attempt| self.request_once(at, params, cursor, attempt))
+            .await
+    }
+
+    /// Runs `step(attempt)` until it succeeds, fails for good, or the attempts run out,
+    /// waiting between attempts as the retry policy and the server say.
+    async fn with_retries<T, Fut>(
+        &self,
+        at: &PageRef,
+        mut step: impl FnMut(u32) -> Fut,
+    ) -> Result<T, KomboError>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = self.fetch_once(at, params, cursor, attempt).await;
-            let (err, hint) = match outcome {
-                Ok(page) => return Ok(page),
+            let (err, hint) = match step(attempt).await {
+                Ok(value) => return Ok(value),
                 Err(Failure::Final(err)) => {
                     self.count_error(&err);
                     return Err(err);
@@ -274,13 +303,14 @@ impl KomboClient {
         }
     }
 
-    async fn fetch_once(
+    /// One HTTP request: the body of a 2xx, or the failure classified.
+    async fn request_once(
         &self,
         at: &PageRef,
         params: &[(&'static str, String)],
         cursor: Option<&str>,
         attempts: u32,
-    ) -> Result<ParsedPage, Failure> {
+    ) -> Result<bytes::Bytes, Failure> {
         let mut request = self
             .http
             .get(&self.endpoint)
@@ -307,22 +337,48 @@ impl KomboClient {
         let body = response.bytes().await.map_err(transport)?;
 
         if status.is_success() {
-            return parse_page(&body).map_err(|source| {
-                let truncated = source.truncated;
-                let err = KomboError::Malformed {
-                    at: at.clone(),
-                    source,
-                    attempts,
-                };
-                if truncated {
-                    Failure::Retryable(err, None)
-                } else {
-                    Failure::Final(err)
-                }
-            });
+            return Ok(body);
         }
         Err(classify_error(at, status, &headers, &body, attempts))
     }
+}
+
+/// Parses a 2xx body; a truncated one is worth another attempt.
+fn parse_body(at: &PageRef, body: &[u8], attempts: u32) -> Result<ParsedPage, Failure> {
+    parse_page(body).map_err(|source| {
+        let truncated = source.truncated;
+        let err = KomboError::Malformed {
+            at: at.clone(),
+            source,
+            attempts,
+        };
+        if truncated {
+            Failure::Retryable(err, None)
+        } else {
+            Failure::Final(err)
+        }
+    })
+}
+
+/// The `data.next` cursor read from the first bytes of a page, before the records are
+/// parsed, so that the next request can go out while this page is being parsed. `None`
+/// when it cannot be read that cheaply (the caller then waits for the full parse, which
+/// is also what confirms the value).
+fn quick_next(body: &[u8]) -> Option<Option<String>> {
+    use serde::Deserialize as _;
+    let head = &body[..body.len().min(1024)];
+    let find = |needle: &[u8]| head.windows(needle.len()).position(|w| w == needle);
+    let key = find(b"\"next\"")?;
+    if find(b"\"results\"").is_some_and(|results| results < key) {
+        return None;
+    }
+    let rest = &body[key + 6..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..]);
+    Option::<String>::deserialize(&mut de).ok()
 }
 
 /// An attempt's failure, and whether another attempt may help.
@@ -412,18 +468,95 @@ pub struct Pager {
     cursor: Option<String>,
     pages_fetched: u32,
     finished: bool,
-    /// The next page, being fetched and parsed while the caller works on this one. At most
-    /// one page ahead: a sync holds two pages in memory at the most.
+    /// The next page, being fetched and parsed while the caller works on this one.
     prefetch: Option<Prefetch>,
+    /// Pages fetched ahead of the caller at most: each prefetch holds a permit from
+    /// before its request until the caller takes its page. With the page the caller holds,
+    /// a sync keeps at most three pages in memory.
+    ahead: Arc<tokio::sync::Semaphore>,
 }
 
-/// A page fetch running in its own task; aborted if the pager is dropped first.
+/// How many pages a pager fetches ahead of its caller.
+const PAGES_AHEAD: usize = 2;
+
+/// A page fetch running in its own task; aborted (with any fetch it started) if dropped.
 #[derive(Debug)]
-struct Prefetch(tokio::task::JoinHandle<Result<ParsedPage, KomboError>>);
+struct Prefetch {
+    /// The cursor it fetches (`None`: the first page).
+    cursor: Option<String>,
+    task: tokio::task::JoinHandle<Prefetched>,
+}
+
+/// What a prefetch task hands back.
+#[derive(Debug)]
+struct Prefetched {
+    page: Result<ParsedPage, KomboError>,
+    /// The fetch of the page after it, started as soon as this page's cursor was readable.
+    next: Option<Prefetch>,
+    /// Released when the caller takes the page.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
 
 impl Drop for Prefetch {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
+    }
+}
+
+impl Prefetch {
+    /// Fetches page `page` at `cursor`: waits for a permit, requests the raw body, starts
+    /// the following page's request as soon as its cursor can be read, then parses.
+    fn start(
+        client: KomboClient,
+        params: Arc<Vec<(&'static str, String)>>,
+        at: PageRef,
+        cursor: Option<String>,
+        ahead: Arc<tokio::sync::Semaphore>,
+    ) -> Prefetch {
+        let task_cursor = cursor.clone();
+        let task = tokio::spawn(async move {
+            let permit = ahead.clone().acquire_owned().await.ok();
+            let body = match client.fetch_raw(&at, &params, task_cursor.as_deref()).await {
+                Ok(body) => body,
+                Err(e) => {
+                    return Prefetched {
+                        page: Err(e),
+                        next: None,
+                        _permit: permit,
+                    };
+                }
+            };
+            let next = match quick_next(&body) {
+                Some(Some(cursor)) => Some(Prefetch::start(
+                    client.clone(),
+                    params.clone(),
+                    PageRef {
+                        integration_id: at.integration_id.clone(),
+                        page: at.page + 1,
+                    },
+                    Some(cursor),
+                    ahead,
+                )),
+                _ => None,
+            };
+            let page = match parse_body(&at, &body, 1) {
+                Ok(page) => Ok(page),
+                // A truncated body is fetched again, with the usual retries.
+                Err(Failure::Retryable(..)) => {
+                    client.fetch(&at, &params, task_cursor.as_deref()).await
+                }
+                Err(Failure::Final(e)) => {
+                    client.count_error(&e);
+                    Err(e)
+                }
+            };
+            Prefetched {
+                page,
+                next,
+                _permit: permit,
+            }
+        });
+        Prefetch { cursor, task }
     }
 }
 
@@ -431,8 +564,8 @@ impl Pager {
     /// The next page, or `None` after the last. After an error the same call can be made
     /// again: it retries the same page.
     ///
-    /// While the caller processes a page, the next one is already being fetched and parsed
-    /// (on another worker thread of the runtime).
+    /// Pages are fetched ahead (up to two): while the caller processes a page, the next is
+    /// parsed and the one after it requested, each on the runtime's worker threads.
     pub async fn next_page(&mut self) -> Result<Option<Page>, KomboError> {
         if self.finished {
             return Ok(None);
@@ -441,24 +574,36 @@ impl Pager {
             integration_id: self.integration_id.clone(),
             page: self.pages_fetched + 1,
         };
-        let prefetched = match self.prefetch.take() {
-            // A prefetch that panicked or was cancelled is simply fetched again.
-            Some(mut task) => (&mut task.0).await.ok(),
-            None => None,
+        let prefetch = match self.prefetch.take() {
+            Some(p) => p,
+            None => self.prefetch_at(self.cursor.clone()),
         };
-        let parsed = match prefetched {
-            Some(result) => result?,
-            None => {
-                self.client
+        let Prefetched {
+            page,
+            next,
+            _permit,
+        } = match (&mut { prefetch }.task).await {
+            Ok(done) => done,
+            // A prefetch that panicked or was cancelled is simply fetched here.
+            Err(_) => Prefetched {
+                page: self
+                    .client
                     .fetch(&at, &self.params, self.cursor.as_deref())
-                    .await?
-            }
+                    .await,
+                next: None,
+                _permit: None,
+            },
         };
+        let parsed = page?;
         self.pages_fetched += 1;
         self.finished = parsed.next.is_none();
         self.cursor = parsed.next;
         if !self.finished {
-            self.start_prefetch();
+            // Keep the speculative fetch only if it used the cursor the full parse confirms.
+            self.prefetch = match next {
+                Some(p) if p.cursor == self.cursor => Some(p),
+                _ => Some(self.prefetch_at(self.cursor.clone())),
+            };
         }
         Ok(Some(Page {
             at,
@@ -468,17 +613,17 @@ impl Pager {
         }))
     }
 
-    fn start_prefetch(&mut self) {
-        let client = self.client.clone();
-        let params = self.params.clone();
-        let cursor = self.cursor.clone();
-        let at = PageRef {
-            integration_id: self.integration_id.clone(),
-            page: self.pages_fetched + 1,
-        };
-        self.prefetch = Some(Prefetch(tokio::spawn(async move {
-            client.fetch(&at, &params, cursor.as_deref()).await
-        })));
+    fn prefetch_at(&self, cursor: Option<String>) -> Prefetch {
+        Prefetch::start(
+            self.client.clone(),
+            self.params.clone(),
+            PageRef {
+                integration_id: self.integration_id.clone(),
+                page: self.pages_fetched + 1,
+            },
+            cursor,
+            self.ahead.clone(),
+        )
     }
 
     /// Pages fetched so far.
@@ -523,6 +668,32 @@ mod tests {
                 want,
                 "attempt {attempt} hint {hint:?}"
             );
+        }
+    }
+
+    #[test]
+    fn quick_next_reads_the_cursor_only_when_it_comes_first() {
+        let cases: [(&str, Option<Option<&str>>); 7] = [
+            (
+                r#"{"status":"success","data":{"next":"abc","results":[]}}"#,
+                Some(Some("abc")),
+            ),
+            (
+                r#"{"status":"success","data":{"next" : null,"results":[]}}"#,
+                Some(None),
+            ),
+            (
+                r#"{"data":{"results":[{"custom_fields":{"next":"x"}}],"next":"abc"}}"#,
+                None,
+            ),
+            (r#"{"data":{"results":[]}}"#, None),
+            (r#"{"data":{"next":"ab"#, None),
+            (r#"{"data":{"next" "abc"}}"#, None),
+            (r#"{"data":{"next":42}}"#, None),
+        ];
+        for (body, want) in cases {
+            let got = quick_next(body.as_bytes());
+            assert_eq!(got, want.map(|o| o.map(String::from)), "{body}");
         }
     }
 
