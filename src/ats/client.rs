@@ -265,10 +265,11 @@ impl KomboClient {
             let (err, hint) = match step(attempt).await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Final(err)) => {
+                    let err = *err;
                     self.count_error(&err);
                     return Err(err);
                 }
-                Err(Failure::Retryable(err, hint)) => (err, hint),
+                Err(Failure::Retryable(err, hint)) => (*err, hint),
             };
             self.count_error(&err);
             if attempt >= self.retry.max_attempts {
@@ -323,11 +324,11 @@ impl KomboClient {
         }
         let transport = |source: reqwest::Error| {
             Failure::Retryable(
-                KomboError::Transport {
+                Box::new(KomboError::Transport {
                     at: at.clone(),
                     source,
                     attempts,
-                },
+                }),
                 None,
             )
         };
@@ -353,9 +354,9 @@ fn parse_body(at: &PageRef, body: &[u8], attempts: u32) -> Result<ParsedPage, Fa
             attempts,
         };
         if truncated {
-            Failure::Retryable(err, None)
+            Failure::Retryable(Box::new(err), None)
         } else {
-            Failure::Final(err)
+            Failure::Final(Box::new(err))
         }
     })
 }
@@ -383,9 +384,9 @@ fn quick_next(body: &[u8]) -> Option<Option<String>> {
 
 /// An attempt's failure, and whether another attempt may help.
 enum Failure {
-    Final(KomboError),
+    Final(Box<KomboError>),
     /// With the wait the server asked for, if any.
-    Retryable(KomboError, Option<Duration>),
+    Retryable(Box<KomboError>, Option<Duration>),
 }
 
 /// Error codes worth another attempt.
@@ -431,9 +432,9 @@ fn classify_error(
         },
     };
     if retryable {
-        Failure::Retryable(err, server_wait(headers))
+        Failure::Retryable(Box::new(err), server_wait(headers))
     } else {
-        Failure::Final(err)
+        Failure::Final(Box::new(err))
     }
 }
 
@@ -546,6 +547,7 @@ impl Prefetch {
                     client.fetch(&at, &params, task_cursor.as_deref()).await
                 }
                 Err(Failure::Final(e)) => {
+                    let e = *e;
                     client.count_error(&e);
                     Err(e)
                 }
