@@ -489,6 +489,17 @@ impl Store {
         Ok(n)
     }
 
+    /// Whether any snapshot is stored for an integration.
+    pub fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tree
+            .scan_prefix(keys::snapshot_prefix(integration_id))
+            .keys()
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// Snapshots stored for an integration.
     pub fn snapshot_count(&self, integration_id: &str) -> usize {
         self.tree
