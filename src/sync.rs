@@ -281,8 +281,6 @@ impl Syncer {
             watermark_advanced: false,
             duration: Duration::ZERO,
         };
-        let mut held_this_sync: Vec<u64> = Vec::new();
-        let mut suspicious_apps: u64 = 0;
         let mut pager = self.client.applications(integration_id, query);
         while let Some(page) = pager.next_page().await? {
             report.pages += 1;
@@ -300,10 +298,9 @@ impl Syncer {
                 detected_at,
                 first_sight,
             };
-            let (commit, suspicious) = self
+            let commit = self
                 .diff_page(integration_id, &page.records, &ctx)
                 .map_err(store_err)?;
-            suspicious_apps += suspicious;
             let held_ids: HashSet<String> = commit
                 .events
                 .iter()
@@ -314,9 +311,10 @@ impl Syncer {
                 .store
                 .commit_page(integration_id, commit)
                 .map_err(store_err)?;
-            let (held, logged): (Vec<&EventRecord>, Vec<&EventRecord>) =
-                written.iter().partition(|r| held_ids.contains(&r.id));
-            held_this_sync.extend(held.iter().map(|r| r.log_seq));
+            let logged: Vec<&EventRecord> = written
+                .iter()
+                .filter(|r| !held_ids.contains(&r.id))
+                .collect();
             if !logged.is_empty() {
                 self.store.flush_async().await.map_err(store_err)?;
                 for r in &logged {
@@ -336,14 +334,31 @@ impl Syncer {
             }
         }
 
-        // The guard: release this sync's suspicious events unless they are a mass change.
-        if !held_this_sync.is_empty() {
-            let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        // The guard: release the held events no decision covers yet unless they are a mass
+        // change. Those are this sync's, and those of an earlier sync that stopped (a crash,
+        // a failed page) after committing them: their re-derivation yields nothing (the
+        // snapshots are current), so they must not wait for a decision that never comes.
+        let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        let undecided: Vec<EventRecord> = self
+            .store
+            .held_events(integration_id)
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|r| r.log_seq > state.guard_decided_through)
+            .collect();
+        let mut decided_through = state.guard_decided_through;
+        if !undecided.is_empty() {
+            let suspicious_apps = undecided
+                .iter()
+                .map(|r| r.application_id.as_str())
+                .collect::<HashSet<_>>()
+                .len() as u64;
             let guard = settings.guard;
             let mass = state.applications > guard.min_records
                 && suspicious_apps as f64 > guard.ratio * state.applications as f64;
             if mass {
-                report.held = held_this_sync.len() as u64;
+                report.held = undecided.len() as u64;
+                decided_through = undecided.iter().map(|r| r.log_seq).max().unwrap_or(0);
                 tracing::warn!(
                     integration = %integration_id,
                     held = report.held,
@@ -354,9 +369,10 @@ impl Syncer {
                     state.applications
                 );
             } else {
+                let seqs: Vec<u64> = undecided.iter().map(|r| r.log_seq).collect();
                 let released = self
                     .store
-                    .release_held_seqs(integration_id, &held_this_sync)
+                    .release_held_seqs(integration_id, &seqs)
                     .map_err(store_err)?;
                 self.store.flush_async().await.map_err(store_err)?;
                 for r in &released {
@@ -367,6 +383,7 @@ impl Syncer {
         }
 
         let mut state = self.store.sync_state(integration_id).map_err(store_err)?;
+        state.guard_decided_through = decided_through;
         state.baseline_done = true;
         state.last_success_at = Some(Utc::now());
         state.last_error = None;
@@ -391,18 +408,17 @@ impl Syncer {
         Ok(report)
     }
 
-    /// Diffs one page against the stored snapshots. Returns the commit and how many
-    /// applications in it look deleted or nulled (for the guard).
+    /// Diffs one page against the stored snapshots. The events of an application that
+    /// looks deleted or nulled are marked to be held (for the guard).
     fn diff_page(
         &self,
         integration_id: &str,
         records: &[Application],
         ctx: &DiffContext<'_>,
-    ) -> Result<(PageCommit, u64), StoreError> {
+    ) -> Result<PageCommit, StoreError> {
         let mut commit = PageCommit::default();
         // A record listed twice in one page diffs against its first occurrence.
         let mut seen: HashMap<&str, Snapshot> = HashMap::new();
-        let mut suspicious = 0;
         for app in records {
             let stored;
             let prev = match seen.get(app.id.as_str()) {
@@ -423,9 +439,6 @@ impl Syncer {
             let is_new = prev.is_none() && !seen.contains_key(app.id.as_str());
             let outcome = diff(prev, app, ctx);
             let hold = outcome.events.iter().any(is_suspicious);
-            if hold {
-                suspicious += 1;
-            }
             for event in &outcome.events {
                 commit.events.push(self.new_event(event, hold));
             }
@@ -438,7 +451,7 @@ impl Syncer {
             }
             seen.insert(app.id.as_str(), outcome.snapshot);
         }
-        Ok((commit, suspicious))
+        Ok(commit)
     }
 
     fn new_event(&self, event: &Event, hold: bool) -> NewEvent {
