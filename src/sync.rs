@@ -281,6 +281,9 @@ impl Syncer {
             watermark_advanced: false,
             duration: Duration::ZERO,
         };
+        // Records the baseline could not read (by id): still baseline records when they
+        // become readable.
+        let mut unread: HashSet<String> = state.baseline_unread.iter().cloned().collect();
         let mut pager = self.client.applications(integration_id, query);
         while let Some(page) = pager.next_page().await? {
             report.pages += 1;
@@ -298,9 +301,15 @@ impl Syncer {
                 detected_at,
                 first_sight,
             };
+            if !state.baseline_done {
+                unread.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
+            }
             let commit = self
-                .diff_page(integration_id, &page.records, &ctx)
+                .diff_page(integration_id, &page.records, &ctx, &unread)
                 .map_err(store_err)?;
+            for app in &page.records {
+                unread.remove(&app.id);
+            }
             let held_ids: HashSet<String> = commit
                 .events
                 .iter()
@@ -384,6 +393,9 @@ impl Syncer {
 
         let mut state = self.store.sync_state(integration_id).map_err(store_err)?;
         state.guard_decided_through = decided_through;
+        let mut unread: Vec<String> = unread.into_iter().collect();
+        unread.sort_unstable();
+        state.baseline_unread = unread;
         state.baseline_done = true;
         state.last_success_at = Some(Utc::now());
         state.last_error = None;
@@ -415,6 +427,7 @@ impl Syncer {
         integration_id: &str,
         records: &[Application],
         ctx: &DiffContext<'_>,
+        baseline_unread: &HashSet<String>,
     ) -> Result<PageCommit, StoreError> {
         let mut commit = PageCommit::default();
         // A record listed twice in one page diffs against its first occurrence.
@@ -437,7 +450,15 @@ impl Syncer {
                 }
             };
             let is_new = prev.is_none() && !seen.contains_key(app.id.as_str());
-            let outcome = diff(prev, app, ctx);
+            let outcome = if is_new && baseline_unread.contains(&app.id) {
+                let baseline = DiffContext {
+                    first_sight: FirstSight::Baseline,
+                    ..*ctx
+                };
+                diff(prev, app, &baseline)
+            } else {
+                diff(prev, app, ctx)
+            };
             let hold = outcome.events.iter().any(is_suspicious);
             for event in &outcome.events {
                 commit.events.push(self.new_event(event, hold));

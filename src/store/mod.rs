@@ -62,6 +62,10 @@ pub struct SyncState {
     /// stopped between its page commits and its end leaves such events behind).
     #[serde(default)]
     pub guard_decided_through: u64,
+    /// Ids of records the baseline could not read: when one becomes readable it is stored
+    /// silently, as the baseline would have (it is not a new application).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_unread: Vec<String>,
 }
 
 /// An event as it enters the store.
