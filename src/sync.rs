@@ -293,13 +293,14 @@ impl Syncer {
             duration: Duration::ZERO,
             timings: SyncTimings::default(),
         };
-        let mut held_this_sync: Vec<u64> = Vec::new();
-        let mut suspicious_apps: u64 = 0;
         let mut fresh = (!self
             .store
             .has_snapshots(integration_id)
             .map_err(store_err)?)
         .then(HashSet::new);
+        // Records the baseline could not read (by id): still baseline records when they
+        // become readable.
+        let mut unread: HashSet<String> = state.baseline_unread.iter().cloned().collect();
         let mut pager = self.client.applications(integration_id, query);
         let mut waited = Instant::now();
         while let Some(page) = pager.next_page().await? {
@@ -319,13 +320,20 @@ impl Syncer {
                 detected_at,
                 first_sight,
             };
+            if !state.baseline_done {
+                unread.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
+            }
             let started = Instant::now();
-            let (commit, suspicious) = self
-                .diff_page(integration_id, &page.records, &ctx, &mut fresh)
+            let commit = self
+                .diff_page(integration_id, &page.records, &ctx, &unread, &mut fresh)
                 .map_err(store_err)?;
-            suspicious_apps += suspicious;
             let diffed = Instant::now();
             report.timings.diffing += diffed - started;
+            if !unread.is_empty() {
+                for app in &page.records {
+                    unread.remove(&app.id);
+                }
+            }
             let held_ids: HashSet<String> = commit
                 .events
                 .iter()
@@ -336,9 +344,10 @@ impl Syncer {
                 .store
                 .commit_page(integration_id, commit)
                 .map_err(store_err)?;
-            let (held, logged): (Vec<&EventRecord>, Vec<&EventRecord>) =
-                written.iter().partition(|r| held_ids.contains(&r.id));
-            held_this_sync.extend(held.iter().map(|r| r.log_seq));
+            let logged: Vec<&EventRecord> = written
+                .iter()
+                .filter(|r| !held_ids.contains(&r.id))
+                .collect();
             if !logged.is_empty() {
                 self.store.flush_async().await.map_err(store_err)?;
                 for r in &logged {
@@ -360,14 +369,31 @@ impl Syncer {
             }
         }
 
-        // The guard: release this sync's suspicious events unless they are a mass change.
-        if !held_this_sync.is_empty() {
-            let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        // The guard: release the held events no decision covers yet unless they are a mass
+        // change. Those are this sync's, and those of an earlier sync that stopped (a crash,
+        // a failed page) after committing them: their re-derivation yields nothing (the
+        // snapshots are current), so they must not wait for a decision that never comes.
+        let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        let undecided: Vec<EventRecord> = self
+            .store
+            .held_events(integration_id)
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|r| r.log_seq > state.guard_decided_through)
+            .collect();
+        let mut decided_through = state.guard_decided_through;
+        if !undecided.is_empty() {
+            let suspicious_apps = undecided
+                .iter()
+                .map(|r| r.application_id.as_str())
+                .collect::<HashSet<_>>()
+                .len() as u64;
             let guard = settings.guard;
             let mass = state.applications > guard.min_records
                 && suspicious_apps as f64 > guard.ratio * state.applications as f64;
             if mass {
-                report.held = held_this_sync.len() as u64;
+                report.held = undecided.len() as u64;
+                decided_through = undecided.iter().map(|r| r.log_seq).max().unwrap_or(0);
                 tracing::warn!(
                     integration = %integration_id,
                     held = report.held,
@@ -378,9 +404,10 @@ impl Syncer {
                     state.applications
                 );
             } else {
+                let seqs: Vec<u64> = undecided.iter().map(|r| r.log_seq).collect();
                 let released = self
                     .store
-                    .release_held_seqs(integration_id, &held_this_sync)
+                    .release_held_seqs(integration_id, &seqs)
                     .map_err(store_err)?;
                 self.store.flush_async().await.map_err(store_err)?;
                 for r in &released {
@@ -391,6 +418,10 @@ impl Syncer {
         }
 
         let mut state = self.store.sync_state(integration_id).map_err(store_err)?;
+        state.guard_decided_through = decided_through;
+        let mut unread: Vec<String> = unread.into_iter().collect();
+        unread.sort_unstable();
+        state.baseline_unread = unread;
         state.baseline_done = true;
         state.last_success_at = Some(Utc::now());
         state.last_error = None;
@@ -415,8 +446,8 @@ impl Syncer {
         Ok(report)
     }
 
-    /// Diffs one page against the stored snapshots. Returns the commit and how many
-    /// applications in it look deleted or nulled (for the guard).
+    /// Diffs one page against the stored snapshots. The events of an application that
+    /// looks deleted or nulled are marked to be held (for the guard).
     ///
     /// `fresh` is set when the integration had no snapshot at all when the sync began (a
     /// first baseline): then a record not seen before in this sync cannot have one, and
@@ -429,12 +460,12 @@ impl Syncer {
         integration_id: &str,
         records: &[Application],
         ctx: &DiffContext<'_>,
+        baseline_unread: &HashSet<String>,
         fresh: &mut Option<HashSet<u64>>,
-    ) -> Result<(PageCommit, u64), StoreError> {
+    ) -> Result<PageCommit, StoreError> {
         let mut commit = PageCommit::default();
         // A record listed twice in one page diffs against its first occurrence.
         let mut seen: HashMap<&str, Snapshot> = HashMap::new();
-        let mut suspicious = 0;
         for app in records {
             let stored;
             let prev = match seen.get(app.id.as_str()) {
@@ -461,11 +492,16 @@ impl Syncer {
                 }
             };
             let is_new = prev.is_none() && !seen.contains_key(app.id.as_str());
-            let outcome = diff(prev, app, ctx);
+            let outcome = if is_new && baseline_unread.contains(&app.id) {
+                let baseline = DiffContext {
+                    first_sight: FirstSight::Baseline,
+                    ..*ctx
+                };
+                diff(prev, app, &baseline)
+            } else {
+                diff(prev, app, ctx)
+            };
             let hold = outcome.events.iter().any(is_suspicious);
-            if hold {
-                suspicious += 1;
-            }
             for event in &outcome.events {
                 commit.events.push(self.new_event(event, hold));
             }
@@ -478,7 +514,7 @@ impl Syncer {
             }
             seen.insert(app.id.as_str(), outcome.snapshot);
         }
-        Ok((commit, suspicious))
+        Ok(commit)
     }
 
     fn new_event(&self, event: &Event, hold: bool) -> NewEvent {

@@ -254,48 +254,75 @@ impl KomboClient {
     async fn with_retries<T, Fut>(
         &self,
         at: &PageRef,
+        step: impl FnMut(u32) -> Fut,
+    ) -> Result<T, KomboError>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.with_retries_from(at, 1, step).await
+    }
+
+    /// As [`Self::with_retries`], counting attempts from `first` (earlier ones were made
+    /// elsewhere).
+    async fn with_retries_from<T, Fut>(
+        &self,
+        at: &PageRef,
+        first: u32,
         mut step: impl FnMut(u32) -> Fut,
     ) -> Result<T, KomboError>
     where
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let mut attempt = 0u32;
+        let mut attempt = first;
         loop {
-            attempt += 1;
-            let (err, hint) = match step(attempt).await {
+            match step(attempt).await {
                 Ok(value) => return Ok(value),
-                Err(Failure::Final(err)) => {
-                    let err = *err;
-                    self.count_error(&err);
-                    return Err(err);
-                }
-                Err(Failure::Retryable(err, hint)) => (*err, hint),
-            };
-            self.count_error(&err);
-            if attempt >= self.retry.max_attempts {
-                return Err(err);
+                Err(failure) => self.after_failure(at, attempt, failure).await?,
             }
-            let wait = self.retry.wait(attempt, hint, rand::random::<f64>());
-            let notice = RetryNotice {
-                at: at.clone(),
-                attempt,
-                wait,
-                server_hint: hint,
-                reason: err.to_string(),
-            };
-            tracing::warn!(
-                integration = %at.integration_id,
-                page = at.page,
-                attempt,
-                wait = %humantime::format_duration(wait),
-                reason = %notice.reason,
-                "kombo request failed; retrying"
-            );
-            if let Some(observer) = &self.on_retry {
-                observer(&notice);
-            }
-            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
+    }
+
+    /// After failed attempt `attempt`: counts the error, and either returns it (final, or
+    /// the attempts ran out) or logs, notifies and waits before the next attempt.
+    async fn after_failure(
+        &self,
+        at: &PageRef,
+        attempt: u32,
+        failure: Failure,
+    ) -> Result<(), KomboError> {
+        let (err, hint) = match failure {
+            Failure::Final(err) => {
+                self.count_error(&err);
+                return Err(*err);
+            }
+            Failure::Retryable(err, hint) => (*err, hint),
+        };
+        self.count_error(&err);
+        if attempt >= self.retry.max_attempts {
+            return Err(err);
+        }
+        let wait = self.retry.wait(attempt, hint, rand::random::<f64>());
+        let notice = RetryNotice {
+            at: at.clone(),
+            attempt,
+            wait,
+            server_hint: hint,
+            reason: err.to_string(),
+        };
+        tracing::warn!(
+            integration = %at.integration_id,
+            page = at.page,
+            attempt,
+            wait = %humantime::format_duration(wait),
+            reason = %notice.reason,
+            "kombo request failed; retrying"
+        );
+        if let Some(observer) = &self.on_retry {
+            observer(&notice);
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     fn count_error(&self, err: &KomboError) {
@@ -540,17 +567,23 @@ impl Prefetch {
                 )),
                 _ => None,
             };
+            // A body that does not parse counts as the first attempt: a truncated one is
+            // fetched again with the usual retries (and notices), a malformed one is final.
             let page = match parse_body(&at, &body, 1) {
                 Ok(page) => Ok(page),
-                // A truncated body is fetched again, with the usual retries.
-                Err(Failure::Retryable(..)) => {
-                    client.fetch(&at, &params, task_cursor.as_deref()).await
-                }
-                Err(Failure::Final(e)) => {
-                    let e = *e;
-                    client.count_error(&e);
-                    Err(e)
-                }
+                Err(failure) => match client.after_failure(&at, 1, failure).await {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let (client, params, cursor) = (&client, &params, task_cursor.as_deref());
+                        let at = &at;
+                        client
+                            .with_retries_from(at, 2, |attempt| async move {
+                                let body = client.request_once(at, params, cursor, attempt).await?;
+                                parse_body(at, &body, attempt)
+                            })
+                            .await
+                    }
+                },
             };
             Prefetched {
                 page,

@@ -57,6 +57,15 @@ pub struct SyncState {
     pub last_success_at: Option<Timestamp>,
     /// The last sync failure, until a sync succeeds.
     pub last_error: Option<String>,
+    /// Held events up to this log sequence were judged a mass change and wait for an
+    /// operator; held events after it still wait for the guard's decision (a sync that
+    /// stopped between its page commits and its end leaves such events behind).
+    #[serde(default)]
+    pub guard_decided_through: u64,
+    /// Ids of records the baseline could not read: when one becomes readable it is stored
+    /// silently, as the baseline would have (it is not a new application).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_unread: Vec<String>,
 }
 
 /// An event as it enters the store.
