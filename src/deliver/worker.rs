@@ -230,6 +230,9 @@ impl Worker {
         let name = self.target.name.clone();
         let semaphore = Arc::new(Semaphore::new(self.target.max_in_flight));
         let mut pacer = Pacer::new(self.target.rate_limit);
+        // Where the current sweep of the due index is: the key of the last delivery
+        // dispatched, while there are more due.
+        let mut sweep: Option<Vec<u8>> = None;
         let mut tasks: JoinSet<()> = JoinSet::new();
         let this = Arc::new(self);
         loop {
@@ -248,9 +251,27 @@ impl Worker {
             let due = if disabled || free == 0 {
                 Vec::new()
             } else {
-                let skip = this.in_flight().clone();
-                match this.store.due_deliveries(&name, Utc::now(), free, &skip) {
-                    Ok(due) => due,
+                let result = {
+                    let skip = this.in_flight();
+                    this.store.due_deliveries_after(
+                        &name,
+                        Utc::now(),
+                        free,
+                        &skip,
+                        sweep.as_deref(),
+                    )
+                };
+                match result {
+                    Ok(due) => {
+                        // A full batch: continue after it next time. A short one: the sweep
+                        // reached what is due now; the next starts from the front again.
+                        sweep = if due.len() == free {
+                            due.last().map(|d| d.key.clone())
+                        } else {
+                            None
+                        };
+                        due
+                    }
                     Err(e) => {
                         tracing::error!(subscriber = %name, "cannot read due deliveries: {e}");
                         Vec::new()

@@ -49,6 +49,8 @@ pub struct DueDelivery {
     pub entry: OutboxEntry,
     /// The event body, verbatim.
     pub body: Vec<u8>,
+    /// Its key in the due index (to continue a sweep after it).
+    pub key: Vec<u8>,
 }
 
 fn corrupt(what: String, e: impl std::fmt::Display) -> StoreError {
@@ -122,10 +124,37 @@ impl Store {
         limit: usize,
         skip: &HashSet<u64>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.due_deliveries_after(subscriber, now, limit, skip, None)
+    }
+
+    /// As [`Store::due_deliveries`], starting after the due-index key `after` (the `key`
+    /// of a delivery returned earlier), so that a worker sweeping a long queue does not
+    /// walk past the deliveries it has in flight again and again.
+    pub fn due_deliveries_after(
+        &self,
+        subscriber: &str,
+        now: Timestamp,
+        limit: usize,
+        skip: &HashSet<u64>,
+        after: Option<&[u8]>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let now_ms = now.timestamp_millis();
+        let prefix = keys::due_prefix(subscriber);
+        let start = match after {
+            Some(key) if key.starts_with(&prefix) => {
+                let mut start = key.to_vec();
+                start.push(0);
+                start
+            }
+            _ => prefix.clone(),
+        };
+        // Every key of this subscriber starts with `prefix`, which ends with a 0 separator.
+        let mut end = prefix;
+        end.pop();
+        end.push(1);
         let mut out = Vec::new();
-        for key in self.tree.scan_prefix(keys::due_prefix(subscriber)).keys() {
-            let key = key?;
+        for item in self.tree.range(start..end) {
+            let (key, _) = item?;
             let Some((due_ms, log_seq)) = keys::due_parts(&key) else {
                 continue;
             };
@@ -151,6 +180,7 @@ impl Store {
                 log_seq,
                 entry,
                 body,
+                key: key.to_vec(),
             });
         }
         Ok(out)
