@@ -25,6 +25,9 @@ pub enum EventsCommand {
     List(ListArgs),
     /// Write logged events as JSON lines (the webhook bodies) to a file or stdout.
     Export(ExportArgs),
+    /// Follow the log: print events as they are logged (through the admin API while the
+    /// daemon runs), until Ctrl-C.
+    Tail(TailArgs),
     /// Deliver the events the mass-change guard held for an integration.
     Release(HeldArgs),
     /// Discard the events the mass-change guard held for an integration.
@@ -65,6 +68,18 @@ pub struct ListArgs {
     /// Print the JSON bodies instead of one summary line per event.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print the JSON bodies instead of one summary line per event.
+    #[arg(long)]
+    pub json: bool,
+    /// How often to look for new events.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub interval: std::time::Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +136,7 @@ pub async fn run(args: EventsArgs) -> Result<(), Failure> {
     match args.command {
         EventsCommand::Show(args) => super::inspect::show_event(args).await,
         EventsCommand::List(args) => list(args),
+        EventsCommand::Tail(args) => tail(args).await,
         EventsCommand::Export(args) => export(args),
         EventsCommand::Release(args) => release(args),
         EventsCommand::Drop(args) => drop_held(args),
@@ -136,19 +152,141 @@ fn list(args: ListArgs) -> Result<(), Failure> {
         } else {
             writeln!(
                 out,
-                "{}  {:<22} {}  {}  #{}  {}",
-                crate::ats::client::format_timestamp(&e.detected_at),
-                e.event_type.as_str(),
-                e.integration_id,
-                e.application_id,
-                e.sequence,
-                e.id
+                "{}",
+                summary_line(
+                    &e.detected_at,
+                    e.event_type,
+                    &e.integration_id,
+                    &e.application_id,
+                    e.sequence,
+                    &e.id
+                )
             )
         };
         written.context("cannot write to stdout")?;
     }
     out.flush().context("cannot write to stdout")?;
     Ok(())
+}
+
+/// One line per event, as `list` prints it.
+fn summary_line(
+    detected_at: &Timestamp,
+    event_type: EventType,
+    integration_id: &str,
+    application_id: &str,
+    sequence: u64,
+    id: &str,
+) -> String {
+    format!(
+        "{}  {:<22} {}  {}  #{}  {}",
+        crate::ats::client::format_timestamp(detected_at),
+        event_type.as_str(),
+        integration_id,
+        application_id,
+        sequence,
+        id
+    )
+}
+
+/// Follows the log from now (or from `--since`). Events are printed in log order; an
+/// event released by an operator after being held keeps its original log position, so a
+/// tail that already passed it does not print it.
+async fn tail(args: TailArgs) -> Result<(), Failure> {
+    use super::admin_client::{Source, store_or_api};
+    use crate::inspect::EventSummary;
+
+    let config = load_config(&args.filter.config)?;
+    let source = store_or_api(&config)?;
+    let mut filter = args.filter.filter();
+    filter.limit = Some(500);
+    let mut after: Option<u64> = None;
+    if args.filter.since.is_none() {
+        // Start at the end of the log.
+        after = Some(match &source {
+            Source::Store(store) => store
+                .events(&EventFilter::default())
+                .context("cannot read the event log")?
+                .last()
+                .map_or(0, |e| e.log_seq),
+            Source::Api(_) => 0,
+        });
+    }
+    let mut first_api_poll = matches!(source, Source::Api(_)) && args.filter.since.is_none();
+    loop {
+        filter.after_log_seq = after;
+        let batch: Vec<EventSummary> = match &source {
+            Source::Store(store) => store
+                .events(&filter)
+                .context("cannot read the event log")?
+                .into_iter()
+                .map(EventSummary::from_record)
+                .collect::<Result<_, _>>()
+                .context("cannot read the event log")?,
+            Source::Api(client) => {
+                let mut query = vec![format!("limit={}", filter.limit.unwrap_or(500))];
+                if let Some(seq) = after.filter(|s| *s > 0) {
+                    query.push(format!("cursor={}", crate::admin::api::encode_cursor(seq)));
+                }
+                if first_api_poll {
+                    query.push(format!(
+                        "since={}",
+                        crate::ats::client::format_timestamp(&Utc::now())
+                    ));
+                } else if let Some(since) = &args.filter.since {
+                    query.push(format!(
+                        "since={}",
+                        crate::ats::client::format_timestamp(since)
+                    ));
+                }
+                if let Some(until) = &args.filter.until {
+                    query.push(format!(
+                        "until={}",
+                        crate::ats::client::format_timestamp(until)
+                    ));
+                }
+                for t in &args.filter.types {
+                    query.push(format!("type={}", t.as_str()));
+                }
+                if let Some(i) = &args.filter.integration {
+                    query.push(format!("integration={i}"));
+                }
+                if let Some(a) = &args.filter.application {
+                    query.push(format!("application={a}"));
+                }
+                let page: Option<crate::admin::api::EventsPage> = client
+                    .get(&format!("/v1/events?{}", query.join("&")))
+                    .await?;
+                first_api_poll = false;
+                page.map(|p| p.events).unwrap_or_default()
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        for e in &batch {
+            let line = if args.json {
+                e.body.get().to_owned()
+            } else {
+                summary_line(
+                    &e.detected_at,
+                    e.event_type,
+                    &e.integration_id,
+                    &e.application_id,
+                    e.sequence,
+                    &e.id,
+                )
+            };
+            writeln!(out, "{line}").context("cannot write to stdout")?;
+            after = Some(after.unwrap_or(0).max(e.log_seq));
+        }
+        out.flush().context("cannot write to stdout")?;
+        drop(out);
+        if batch.len() < filter.limit.unwrap_or(500) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = tokio::time::sleep(args.interval) => {}
+            }
+        }
+    }
 }
 
 fn export(args: ExportArgs) -> Result<(), Failure> {
