@@ -84,6 +84,32 @@ fn delivered(store: &Store, n: usize) -> bool {
         .is_ok_and(|d| d.len() >= n)
 }
 
+/// One integration with the receiver as subscriber `crm`: a baseline, then one interview
+/// scheduled on the first live application, then the daemon started.
+async fn one_interview(
+    sim: &RunningSim,
+    receiver: &Receiver,
+    dir: &tempfile::TempDir,
+) -> (String, Arc<Store>, Running) {
+    let integration = sim.sim().integration_ids()[0].clone();
+    let config = ConfigBuilder::new(
+        &dir.path().join("store"),
+        sim.base_url(),
+        sim.sim().api_key(),
+        vec![integration.clone()],
+    )
+    .subscriber("crm", &receiver.url)
+    .build();
+    let store = open_store(&config);
+    baseline(&config, &store).await;
+    let app = live(sim, &integration)[0].clone();
+    sim.sim()
+        .apply(&integration, &app, Mutation::ScheduleInterview)
+        .expect("schedule");
+    let running = start(config, store.clone());
+    (integration, store, running)
+}
+
 /// Live applications of an integration, in listing order.
 fn live(sim: &RunningSim, integration: &str) -> Vec<String> {
     sim.sim()
@@ -176,22 +202,7 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     }))
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let integration = sim.sim().integration_ids()[0].clone();
-    let config = ConfigBuilder::new(
-        &dir.path().join("store"),
-        sim.base_url(),
-        sim.sim().api_key(),
-        vec![integration.clone()],
-    )
-    .subscriber("crm", &receiver.url)
-    .build();
-    let store = open_store(&config);
-    baseline(&config, &store).await;
-    let app = live(&sim, &integration)[0].clone();
-    sim.sim()
-        .apply(&integration, &app, Mutation::ScheduleInterview)
-        .expect("schedule");
-    let running = start(config, store.clone());
+    let (integration, store, running) = one_interview(&sim, &receiver, &dir).await;
     let got = receiver
         .wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200))
         .await;
@@ -399,22 +410,7 @@ async fn retry_after_is_honoured() {
     }))
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let integration = sim.sim().integration_ids()[0].clone();
-    let config = ConfigBuilder::new(
-        &dir.path().join("store"),
-        sim.base_url(),
-        sim.sim().api_key(),
-        vec![integration.clone()],
-    )
-    .subscriber("crm", &receiver.url)
-    .build();
-    let store = open_store(&config);
-    baseline(&config, &store).await;
-    let app = live(&sim, &integration)[0].clone();
-    sim.sim()
-        .apply(&integration, &app, Mutation::ScheduleInterview)
-        .expect("schedule");
-    let running = start(config, store.clone());
+    let (_, store, running) = one_interview(&sim, &receiver, &dir).await;
     receiver
         .wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200))
         .await;
