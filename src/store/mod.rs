@@ -29,16 +29,19 @@ pub enum StoreError {
         "the store at {path} is in use by another process (is `hirehook run` running? stop it or use its admin API)"
     )]
     Locked { path: PathBuf },
-    #[error("cannot open the store at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: sled::Error,
-    },
+    /// The cause is part of the message (not a `source`), so a chained report names it once.
+    #[error("cannot open the store at {path}: {cause}")]
+    Open { path: PathBuf, cause: sled::Error },
     #[error("store I/O failed: {0}")]
-    Io(#[from] sled::Error),
+    Io(sled::Error),
     #[error("corrupt {what} in the store: {message}")]
     Corrupt { what: String, message: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(err: sled::Error) -> Self {
+        StoreError::Io(err)
+    }
 }
 
 /// Per-integration progress, written with the page that changes it.
@@ -241,7 +244,7 @@ impl Store {
                 },
                 _ => StoreError::Open {
                     path: path.to_owned(),
-                    source,
+                    cause: source,
                 },
             })?;
         let tree = db.open_tree("hirehook")?;
