@@ -607,6 +607,16 @@ async fn first_sync_done(harness: &Harness) {
                 .is_ok_and(|st| st.last_success_at != baseline)
         })
         .await;
+    // The sync's state is written before its metrics count it: wait for both, so a test
+    // that compares counts afterwards starts from a settled number.
+    let counted = async {
+        while sync_count(&harness.metrics().await) < 1.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), counted)
+        .await
+        .expect("the first sync is counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
