@@ -22,7 +22,8 @@ use chrono::Utc;
 use url::Url;
 
 use crate::ats::Timestamp;
-use crate::deliver::sign::{SigningKey, signed_headers};
+use crate::deliver::send::{Pacer, describe_error, webhook_request};
+use crate::deliver::sign::SigningKey;
 use crate::deliver::ssrf;
 use crate::event::{EventHeader, EventType};
 use crate::secret::Secret;
@@ -274,8 +275,7 @@ pub struct Replayer {
     client: reqwest::Client,
     url: Url,
     keys: Vec<SigningKey>,
-    pace: Option<Duration>,
-    next: tokio::time::Instant,
+    pacer: Pacer,
 }
 
 impl Replayer {
@@ -312,41 +312,25 @@ impl Replayer {
             return Err(ReplayError::NoSecret);
         }
         let client = ssrf::delivery_client(timeout, true).map_err(ReplayError::Client)?;
-        let pace = rate
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
         Ok(Self {
             client,
             url: parsed,
             keys,
-            pace,
-            next: tokio::time::Instant::now(),
+            pacer: Pacer::new(rate),
         })
     }
 
     /// Sends one event (after waiting its turn under the rate limit).
     pub async fn send(&mut self, item: &ReplayItem) -> Outcome {
-        if let Some(pace) = self.pace {
-            let now = tokio::time::Instant::now();
-            if self.next > now {
-                tokio::time::sleep_until(self.next).await;
-            }
-            self.next = self.next.max(now) + pace;
-        }
-        let headers = signed_headers(
+        self.pacer.wait().await;
+        let request = webhook_request(
+            &self.client,
+            &self.url,
             &item.event_id,
-            Utc::now().timestamp(),
-            &item.body,
+            item.body.clone(),
             &self.keys,
+            Utc::now().timestamp(),
         );
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", headers.id)
-            .header("webhook-timestamp", headers.timestamp.to_string())
-            .header("webhook-signature", headers.signature)
-            .body(item.body.clone());
         match request.send().await {
             Ok(response) => Outcome {
                 status: Some(response.status().as_u16()),
@@ -354,27 +338,10 @@ impl Replayer {
             },
             Err(e) => Outcome {
                 status: None,
-                error: Some(describe(&e)),
+                error: Some(describe_error(&e)),
             },
         }
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The tally of a replay.

@@ -18,7 +18,8 @@ use tracing::Instrument as _;
 use url::Url;
 
 use super::retry::{NextAttempt, RetrySchedule};
-use super::sign::{SigningKey, signed_headers};
+use super::send::{Pacer, describe_error, webhook_request};
+use super::sign::SigningKey;
 use super::ssrf;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -445,24 +446,17 @@ impl Worker {
         if let Err(e) = ssrf::check_literal(&target.url, self.settings.allow_private_networks) {
             return Response::failed(e.to_string());
         }
-        let timestamp = Utc::now().timestamp();
-        let headers = signed_headers(
+        let request = webhook_request(
+            &self.client,
+            &target.url,
             &delivery.entry.event_id,
-            timestamp,
-            &delivery.body,
+            delivery.body.clone(),
             &target.keys,
+            Utc::now().timestamp(),
         );
-        let request = self
-            .client
-            .post(target.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", headers.id)
-            .header("webhook-timestamp", headers.timestamp.to_string())
-            .header("webhook-signature", headers.signature)
-            .body(delivery.body.clone());
         let mut response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Response::failed(describe_reqwest(&e)),
+            Err(e) => return Response::failed(describe_error(&e)),
         };
         let status = response.status();
         let retry_after = if matches!(status.as_u16(), 429 | 503) {
@@ -512,53 +506,5 @@ impl Response {
             (Some(s), None) => format!("HTTP {s}"),
             (None, None) => "no response".into(),
         }
-    }
-}
-
-/// A reqwest error in one line, with its cause chain (timeouts and refused connections
-/// say so).
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// Spaces request starts to honour a subscriber's `rate_limit`.
-struct Pacer {
-    interval: Option<Duration>,
-    next: tokio::time::Instant,
-}
-
-impl Pacer {
-    fn new(rate: Option<f64>) -> Self {
-        Self {
-            interval: rate
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .map(|r| Duration::from_secs_f64(1.0 / r)),
-            next: tokio::time::Instant::now(),
-        }
-    }
-
-    async fn wait(&mut self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let now = tokio::time::Instant::now();
-        if self.next > now {
-            tokio::time::sleep_until(self.next).await;
-        }
-        self.next = self.next.max(now) + interval;
     }
 }
