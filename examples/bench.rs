@@ -124,6 +124,31 @@ fn client(sim: &SimProcess) -> anyhow::Result<KomboClient> {
     })?)
 }
 
+/// CPU seconds (user + system) this process has used, all threads.
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Bytes this process has caused to be written to storage (`/proc/self/io`).
+fn written_bytes() -> f64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -419,6 +444,75 @@ async fn delivery(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store's share of delivery: take due deliveries and record them delivered, no HTTP.
+async fn outbox(args: &Args) -> anyhow::Result<()> {
+    println!(
+        "\n## Outbox only (due + record, no HTTP): {} events",
+        args.events
+    );
+    let sim = start_sim(args.events, 0.0, 2)?;
+    let dir = tempfile::tempdir()?;
+    let cfg = config(
+        &dir.path().join("store"),
+        &sim,
+        &["http://127.0.0.1:9/".into()],
+        64 << 20,
+        "emit",
+    )?;
+    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+    let syncer = Syncer::new(
+        client(&sim)?,
+        store.clone(),
+        SyncSettings::from_config(&cfg),
+    );
+    let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
+    let started = Instant::now();
+    let cpu0 = cpu_secs();
+    let io0 = written_bytes();
+    let mut n = 0u64;
+    let skip = Default::default();
+    let (mut t_due, mut t_rec) = (Duration::ZERO, Duration::ZERO);
+    loop {
+        let t = Instant::now();
+        let due = store.due_deliveries_after("s0", chrono::Utc::now(), 64, &skip, None)?;
+        t_due += t.elapsed();
+        if due.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        for d in due {
+            let record = hirehook::store::AttemptRecord {
+                attempt: 1,
+                at: chrono::Utc::now(),
+                status: Some(200),
+                latency_ms: 1,
+                error: None,
+                response_prefix: Some("ok".into()),
+            };
+            store.record_attempt(
+                "s0",
+                d.log_seq,
+                &record,
+                hirehook::store::AttemptResult::Delivered,
+            )?;
+            n += 1;
+        }
+        t_rec += t.elapsed();
+    }
+    let took = started.elapsed();
+    store.flush_async().await?;
+    let cpu = cpu_secs() - cpu0;
+    let io = written_bytes() - io0;
+    println!(
+        "{n} of {} in {took:.2?} = {:.0}/s (due {t_due:.2?}, record {t_rec:.2?}); CPU {:.1} µs and {:.0} bytes written per delivery",
+        report.events(),
+        n as f64 / took.as_secs_f64(),
+        cpu * 1e6 / n.max(1) as f64,
+        io as f64 / n.max(1) as f64
+    );
+    Ok(())
+}
+
 async fn latency(args: &Args) -> anyhow::Result<()> {
     println!(
         "\n## Latency: commit → 2xx at ~100 events/s for {} s",
@@ -490,6 +584,11 @@ async fn main() -> anyhow::Result<()> {
         && let Err(e) = delivery(&args).await
     {
         failures.insert("delivery", e);
+    }
+    if args.only.iter().any(|o| o == "outbox")
+        && let Err(e) = outbox(&args).await
+    {
+        failures.insert("outbox", e);
     }
     if want("latency")
         && let Err(e) = latency(&args).await

@@ -122,6 +122,18 @@ pub struct DeliveryRow {
     pub entry: OutboxEntry,
 }
 
+impl DeliveryRow {
+    /// The row of one delivery; its attempts are left out (see [`DeliveryView`]).
+    pub fn new(subscriber: String, log_seq: u64, mut entry: OutboxEntry) -> Self {
+        entry.recent_attempts = Vec::new();
+        Self {
+            subscriber,
+            log_seq,
+            entry,
+        }
+    }
+}
+
 impl EventSummary {
     /// The summary of a stored record. A body that is not JSON (never written by
     /// hirehook) is reported as corrupt.

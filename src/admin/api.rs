@@ -320,10 +320,8 @@ async fn list_dead_letters(
                 dead_letters: rows
                     .into_iter()
                     .take(limit)
-                    .map(|(subscriber, log_seq, entry)| DeliveryRow {
-                        subscriber,
-                        log_seq,
-                        entry,
+                    .map(|(subscriber, log_seq, entry)| {
+                        DeliveryRow::new(subscriber, log_seq, entry)
                     })
                     .collect(),
                 truncated,

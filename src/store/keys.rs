@@ -11,11 +11,13 @@
 //! | `i` | event id | log sequence (u64 BE) |
 //! | `o` | subscriber `\0` log sequence (u64 BE) | [`OutboxEntry`](super::OutboxEntry) |
 //! | `h` | integration `\0` log sequence (u64 BE) | held [`EventRecord`](super::EventRecord) |
-//! | `a` | subscriber `\0` integration `\0` application `\0` log sequence | empty: the application's pending deliveries, in order |
-//! | `q` | subscriber `\0` due time (ms, BE) log sequence (BE) | empty: deliveries ready to send, by due time (only each application's head) |
-//! | `t` | subscriber `\0` log sequence (BE) attempt (u32 BE) | [`AttemptRecord`](super::AttemptRecord) |
+//! | `t` | subscriber `\0` log sequence (BE) attempt (u32 BE) | [`AttemptRecord`](super::AttemptRecord), in stores written by earlier builds only: attempts now live in their outbox entry (read by `Store::attempts`) |
 //! | `d` | subscriber | why the subscriber is disabled (a 410) |
 //! | `m` | name | store metadata (format version) |
+//!
+//! Which pending delivery goes next is not stored: the delivery queues are derived from
+//! the outbox entries in memory (see `queues`). Stores written by earlier builds kept them
+//! as `a` (per-application queue) and `q` (due index) keys; those are removed at open.
 
 pub const SNAPSHOT: u8 = b's';
 pub const SYNC_STATE: u8 = b'w';
@@ -24,8 +26,10 @@ pub const EVENT_ID: u8 = b'i';
 pub const OUTBOX: u8 = b'o';
 pub const HELD: u8 = b'h';
 pub const META: u8 = b'm';
-pub const APP_QUEUE: u8 = b'a';
-pub const DUE: u8 = b'q';
+/// Retired: the per-application queue keys of earlier builds (removed at open).
+pub const RETIRED_APP_QUEUE: u8 = b'a';
+/// Retired: the due-index keys of earlier builds (removed at open).
+pub const RETIRED_DUE: u8 = b'q';
 pub const ATTEMPT: u8 = b't';
 pub const DISABLED: u8 = b'd';
 
@@ -90,61 +94,6 @@ pub fn meta(name: &str) -> Vec<u8> {
 pub fn outbox_prefix(subscriber: &str) -> Vec<u8> {
     let mut key = join(OUTBOX, &[subscriber.as_bytes()]);
     key.push(SEP);
-    key
-}
-
-pub fn app_queue(
-    subscriber: &str,
-    integration_id: &str,
-    application_id: &str,
-    log_seq: u64,
-) -> Vec<u8> {
-    let mut key = app_queue_prefix(subscriber, integration_id, application_id);
-    key.extend_from_slice(&log_seq.to_be_bytes());
-    key
-}
-
-pub fn app_queue_prefix(subscriber: &str, integration_id: &str, application_id: &str) -> Vec<u8> {
-    let mut key = join(
-        APP_QUEUE,
-        &[
-            subscriber.as_bytes(),
-            integration_id.as_bytes(),
-            application_id.as_bytes(),
-        ],
-    );
-    key.push(SEP);
-    key
-}
-
-/// Milliseconds since the epoch, clamped at 0, big-endian: sorts by time.
-fn millis(t: &crate::ats::Timestamp) -> [u8; 8] {
-    (t.timestamp_millis().max(0) as u64).to_be_bytes()
-}
-
-pub fn due(subscriber: &str, due_at: &crate::ats::Timestamp, log_seq: u64) -> Vec<u8> {
-    let mut key = due_prefix(subscriber);
-    key.extend_from_slice(&millis(due_at));
-    key.extend_from_slice(&log_seq.to_be_bytes());
-    key
-}
-
-pub fn due_prefix(subscriber: &str) -> Vec<u8> {
-    let mut key = join(DUE, &[subscriber.as_bytes()]);
-    key.push(SEP);
-    key
-}
-
-/// The due time (ms) and log sequence of a `q` key.
-pub fn due_parts(key: &[u8]) -> Option<(i64, u64)> {
-    let n = key.len();
-    let ms: [u8; 8] = key.get(n.checked_sub(16)?..n - 8)?.try_into().ok()?;
-    Some((u64::from_be_bytes(ms) as i64, trailing_seq(key)?))
-}
-
-pub fn attempt(subscriber: &str, log_seq: u64, attempt: u32) -> Vec<u8> {
-    let mut key = attempt_prefix(subscriber, log_seq);
-    key.extend_from_slice(&attempt.to_be_bytes());
     key
 }
 

@@ -9,6 +9,7 @@
 
 pub mod keys;
 mod outbox;
+mod queues;
 mod stats;
 
 pub use outbox::{AttemptRecord, AttemptResult, DueDelivery};
@@ -144,7 +145,17 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     /// When the state last changed.
     pub updated_at: Timestamp,
+    /// The latest attempts, oldest first (at most [`ATTEMPTS_KEPT`]; `attempts` counts
+    /// them all). Kept in the entry so that recording an attempt is one sled insert: a
+    /// multi-key batch makes sled 0.34 write and sync its log buffer each time. Use
+    /// [`Store::attempts`] to read them (it also reads the separate attempt records of
+    /// stores written by earlier builds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_attempts: Vec<AttemptRecord>,
 }
+
+/// How many attempts an outbox entry keeps.
+pub const ATTEMPTS_KEPT: usize = 32;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -196,6 +207,9 @@ pub struct Store {
     tree: sled::Tree,
     /// Serializes commits so log sequences are assigned and applied in order.
     commit_lock: Mutex<u64>,
+    /// The delivery queues, derived from the outbox (see [`queues`]). Lock order: the
+    /// commit lock before this one.
+    queues: Mutex<queues::Queues>,
 }
 
 impl std::fmt::Debug for Store {
@@ -277,23 +291,90 @@ impl Store {
             .filter_map(|k| k.ok().and_then(|k| keys::trailing_seq(&k)))
             .max()
             .unwrap_or(0);
+        retire_index_keys(&tree)?;
         Ok(Store {
             db,
             tree,
             commit_lock: Mutex::new(last.max(last_held)),
+            queues: Mutex::new(queues::Queues::default()),
         })
     }
 
-    /// Makes every committed change durable.
+    /// Makes every committed change durable. Deliveries committed before it started join
+    /// the delivery queues once it returns: nothing is sent before it is on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let through = self.queues_unbuilt().staged_through();
         self.db.flush()?;
+        if let Some(seq) = through {
+            self.queues_unbuilt().publish(seq);
+        }
         Ok(())
     }
 
-    /// Async flush, for use inside the runtime.
+    /// Async flush, for use inside the runtime; as [`Store::flush`].
     pub async fn flush_async(&self) -> Result<(), StoreError> {
+        let through = self.queues_unbuilt().staged_through();
         self.db.flush_async().await?;
+        if let Some(seq) = through {
+            self.queues_unbuilt().publish(seq);
+        }
         Ok(())
+    }
+
+    /// The queues as they are, built or not (staging and publishing need no build).
+    fn queues_unbuilt(&self) -> std::sync::MutexGuard<'_, queues::Queues> {
+        // Poisoned: a panic mid-update; the queues may be off, but the outbox is the truth
+        // and a restart rebuilds them from it.
+        self.queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The delivery queues, built from the outbox's pending entries on first use. The
+    /// caller must not hold the commit lock.
+    fn queues(&self) -> Result<std::sync::MutexGuard<'_, queues::Queues>, StoreError> {
+        {
+            let q = self.queues_unbuilt();
+            if q.built {
+                return Ok(q);
+            }
+        }
+        // No commit may run while the outbox is read: its entries would be missed, or
+        // staged ones taken as durable.
+        let _commit = self.lock();
+        let mut q = self.queues_unbuilt();
+        if !q.built {
+            #[derive(Deserialize)]
+            struct QueueEntry {
+                state: DeliveryState,
+                integration_id: String,
+                application_id: String,
+                due_at: Timestamp,
+            }
+            for item in self.tree.scan_prefix([keys::OUTBOX]) {
+                let (key, value) = item?;
+                let seq = keys::trailing_seq(&key).unwrap_or(0);
+                let subscriber = key
+                    .get(1..key.len().saturating_sub(9))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let entry: QueueEntry =
+                    serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                        what: format!("outbox entry {seq} of {subscriber}"),
+                        message: e.to_string(),
+                    })?;
+                if entry.state == DeliveryState::Pending && !q.is_staged(&subscriber, seq) {
+                    q.add(queues::Pending {
+                        subscriber,
+                        log_seq: seq,
+                        app: queues::app_key(&entry.integration_id, &entry.application_id),
+                        due_ms: entry.due_at.timestamp_millis(),
+                    });
+                }
+            }
+            q.built = true;
+        }
+        Ok(q)
     }
 
     /// The stored snapshot bytes of one application.
@@ -338,6 +419,18 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Deliveries just committed (under the commit lock, so in log order) wait for the
+    /// flush that makes them durable.
+    fn stage(&self, staged: Vec<queues::Pending>) {
+        if staged.is_empty() {
+            return;
+        }
+        let mut q = self.queues_unbuilt();
+        for p in staged {
+            q.stage(p);
+        }
+    }
+
     /// Commits one page atomically: snapshots, events (logged or held), outbox entries, and
     /// the integration's application count. An event whose id is already logged is skipped
     /// (a re-derivation). Returns the records that were newly logged or held.
@@ -350,7 +443,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut seq = *next_seq;
         let mut written = Vec::with_capacity(page.events.len());
-        let mut ready = std::collections::HashSet::new();
+        let mut staged = Vec::new();
 
         let new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
         if new_apps > 0 {
@@ -384,12 +477,13 @@ impl Store {
             if event.hold {
                 batch.insert(keys::held(integration_id, seq), encode_record(&record)?);
             } else {
-                add_to_log(&self.tree, &mut batch, &record, &mut ready)?;
+                add_to_log(&mut batch, &record, &mut staged)?;
             }
             written.push(record);
         }
         self.tree.apply_batch(batch)?;
         *next_seq = seq;
+        self.stage(staged);
         Ok(written)
     }
 
@@ -465,7 +559,7 @@ impl Store {
         let _guard = self.lock();
         let mut batch = sled::Batch::default();
         let mut released = Vec::new();
-        let mut ready = std::collections::HashSet::new();
+        let mut staged = Vec::new();
         for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
             let (key, value) = item?;
             let record = decode_record(&value)?;
@@ -476,10 +570,11 @@ impl Store {
                 continue;
             }
             batch.remove(key);
-            add_to_log(&self.tree, &mut batch, &record, &mut ready)?;
+            add_to_log(&mut batch, &record, &mut staged)?;
             released.push(record);
         }
         self.tree.apply_batch(batch)?;
+        self.stage(staged);
         Ok(released)
     }
 
@@ -525,16 +620,15 @@ impl Store {
     }
 }
 
-/// Logs a record and queues it for its subscribers. `ready` remembers which
-/// (subscriber, application) queues got a ready head within this batch, so that only the
-/// first pending event of an application is ready: the rest wait their turn.
+/// Logs a record with an outbox entry per subscriber; `staged` collects the deliveries
+/// to queue once the batch is applied and flushed.
 fn add_to_log(
-    tree: &sled::Tree,
     batch: &mut sled::Batch,
     record: &EventRecord,
-    ready: &mut std::collections::HashSet<(String, String, String)>,
+    staged: &mut Vec<queues::Pending>,
 ) -> Result<(), StoreError> {
     batch.insert(keys::event(record.log_seq), encode_record(record)?);
+    let app = queues::app_key(&record.integration_id, &record.application_id);
     for subscriber in &record.subscribers {
         let entry = OutboxEntry {
             event_id: record.id.clone(),
@@ -547,41 +641,35 @@ fn add_to_log(
             due_at: record.detected_at,
             last_error: None,
             updated_at: record.detected_at,
+            recent_attempts: Vec::new(),
         };
         batch.insert(
             keys::outbox(subscriber, record.log_seq),
             encode_json(&entry)?,
         );
-        batch.insert(
-            keys::app_queue(
-                subscriber,
-                &record.integration_id,
-                &record.application_id,
-                record.log_seq,
-            ),
-            &[][..],
-        );
-        let queue = (
-            subscriber.clone(),
-            record.integration_id.clone(),
-            record.application_id.clone(),
-        );
-        let busy = ready.contains(&queue)
-            || tree
-                .scan_prefix(keys::app_queue_prefix(
-                    subscriber,
-                    &record.integration_id,
-                    &record.application_id,
-                ))
-                .next()
-                .is_some();
-        if !busy {
-            batch.insert(
-                keys::due(subscriber, &entry.due_at, record.log_seq),
-                &[][..],
-            );
-            ready.insert(queue);
+        staged.push(queues::Pending {
+            subscriber: subscriber.clone(),
+            log_seq: record.log_seq,
+            app: app.clone(),
+            due_ms: entry.due_at.timestamp_millis(),
+        });
+    }
+    Ok(())
+}
+
+/// Removes the sled-resident queue indexes (`a` and `q` keys) that stores written by
+/// hirehook before the in-memory queues kept; the queues are derived from the outbox.
+fn retire_index_keys(tree: &sled::Tree) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut any = false;
+    for prefix in [keys::RETIRED_APP_QUEUE, keys::RETIRED_DUE] {
+        for key in tree.scan_prefix([prefix]).keys() {
+            batch.remove(key?);
+            any = true;
         }
+    }
+    if any {
+        tree.apply_batch(batch)?;
     }
     Ok(())
 }

@@ -1,16 +1,21 @@
 //! Delivery state: which event goes to which subscriber next, attempts, dead letters.
 //!
-//! Per subscriber and application the pending deliveries form a queue (`a` keys, in log
-//! order); only its head is in the due index (`q` keys, by due time). Recording the outcome
-//! of an attempt moves the head: delivered or dead → the next event of that application
-//! becomes due at once; failed → the same head is due again later. So one application's
-//! events reach a subscriber in sequence order, while other applications flow freely.
+//! The outbox entries (`o` keys) and attempt records (`t` keys) are durable; the order in
+//! which pending deliveries go out comes from the in-memory queues derived from them (see
+//! [`super::queues`]). Recording the outcome of an attempt is one atomic batch (the
+//! attempt and the updated entry), then the queues move: delivered or dead → the
+//! application's next event becomes due at once; failed → the same head is due again
+//! later. So one application's events reach a subscriber in sequence order, while other
+//! applications flow freely.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeliveryState, OutboxEntry, Store, StoreError, decode_record, encode_json, keys};
+use super::queues::{Pending, app_key};
+use super::{
+    ATTEMPTS_KEPT, DeliveryState, OutboxEntry, Store, StoreError, decode_record, encode_json, keys,
+};
 use crate::ats::Timestamp;
 
 /// One attempt to deliver, as recorded.
@@ -49,7 +54,7 @@ pub struct DueDelivery {
     pub entry: OutboxEntry,
     /// The event body, verbatim.
     pub body: Vec<u8>,
-    /// Its key in the due index (to continue a sweep after it).
+    /// Its position in the due order (to continue a sweep after it).
     pub key: Vec<u8>,
 }
 
@@ -127,9 +132,9 @@ impl Store {
         self.due_deliveries_after(subscriber, now, limit, skip, None)
     }
 
-    /// As [`Store::due_deliveries`], starting after the due-index key `after` (the `key`
-    /// of a delivery returned earlier), so that a worker sweeping a long queue does not
-    /// walk past the deliveries it has in flight again and again.
+    /// As [`Store::due_deliveries`], starting after the position `after` (the `key` of a
+    /// delivery returned earlier), so that a worker sweeping a long queue does not walk
+    /// past the deliveries it has in flight again and again.
     pub fn due_deliveries_after(
         &self,
         subscriber: &str,
@@ -138,32 +143,14 @@ impl Store {
         skip: &HashSet<u64>,
         after: Option<&[u8]>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let now_ms = now.timestamp_millis();
-        let prefix = keys::due_prefix(subscriber);
-        let start = match after {
-            Some(key) if key.starts_with(&prefix) => {
-                let mut start = key.to_vec();
-                start.push(0);
-                start
-            }
-            _ => prefix.clone(),
-        };
-        // Every key of this subscriber starts with `prefix`, which ends with a 0 separator.
-        let mut end = prefix;
-        end.pop();
-        end.push(1);
-        let mut out = Vec::new();
-        for item in self.tree.range(start..end) {
-            let (key, _) = item?;
-            let Some((due_ms, log_seq)) = keys::due_parts(&key) else {
-                continue;
-            };
-            if due_ms > now_ms || out.len() >= limit {
-                break;
-            }
-            if skip.contains(&log_seq) {
-                continue;
-            }
+        let after = after.and_then(decode_position);
+        let due = self
+            .queues()?
+            .due(subscriber, now.timestamp_millis(), limit, after, |seq| {
+                skip.contains(&seq)
+            });
+        let mut out = Vec::with_capacity(due.len());
+        for (due_ms, log_seq) in due {
             let Some(entry) = self.entry(subscriber, log_seq)? else {
                 continue;
             };
@@ -180,25 +167,23 @@ impl Store {
                 log_seq,
                 entry,
                 body,
-                key: key.to_vec(),
+                key: encode_position(due_ms, log_seq),
             });
         }
         Ok(out)
     }
 
-    /// When the earliest queued delivery of `subscriber` is due.
+    /// When the earliest queued delivery of `subscriber` is due (ms since the epoch).
     pub fn next_due_at(&self, subscriber: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .tree
-            .scan_prefix(keys::due_prefix(subscriber))
-            .keys()
-            .next()
-            .transpose()?
-            .and_then(|k| keys::due_parts(&k))
-            .map(|(ms, _)| ms))
+        Ok(self.queues()?.next_due(subscriber))
     }
 
-    /// Records an attempt and its consequence in one atomic batch.
+    /// Deliveries of `subscriber` waiting in its queues (durable ones).
+    pub fn queued_deliveries(&self, subscriber: &str) -> Result<usize, StoreError> {
+        Ok(self.queues()?.pending(subscriber))
+    }
+
+    /// Records an attempt and its consequence in one atomic batch, then moves the queues.
     pub fn record_attempt(
         &self,
         subscriber: &str,
@@ -206,19 +191,14 @@ impl Store {
         attempt: &AttemptRecord,
         result: AttemptResult,
     ) -> Result<(), StoreError> {
-        let _guard = self.lock();
+        // Held throughout: the entry is read, changed and written by one writer at a time.
+        let mut queues = self.queues()?;
         let Some(mut entry) = self.entry(subscriber, log_seq)? else {
             return Err(corrupt(
                 format!("outbox entry {log_seq} of {subscriber}"),
                 "an attempt was made for a delivery that does not exist",
             ));
         };
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            keys::attempt(subscriber, log_seq, attempt.attempt),
-            encode_json(attempt)?,
-        );
-        batch.remove(keys::due(subscriber, &entry.due_at, log_seq));
         entry.attempts = entry.attempts.max(attempt.attempt);
         entry.updated_at = attempt.at;
         entry.last_error = match (&attempt.error, attempt.status) {
@@ -226,72 +206,67 @@ impl Store {
             (None, Some(s)) if !(200..300).contains(&s) => Some(format!("HTTP {s}")),
             _ => None,
         };
-        let mut advance_queue = false;
+        if entry.recent_attempts.len() >= ATTEMPTS_KEPT {
+            entry.recent_attempts.remove(0);
+        }
+        entry.recent_attempts.push(attempt.clone());
+        match &result {
+            AttemptResult::Delivered => entry.state = DeliveryState::Delivered,
+            AttemptResult::Dead => entry.state = DeliveryState::Dead,
+            AttemptResult::Retry { due_at } => entry.due_at = *due_at,
+            AttemptResult::Disable { .. } => {}
+        }
+        let key = keys::outbox(subscriber, log_seq);
+        let value = encode_json(&entry)?;
+        if let AttemptResult::Disable { reason } = &result {
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::disabled(subscriber), reason.as_bytes());
+            batch.insert(key, value);
+            self.tree.apply_batch(batch)?;
+        } else {
+            // One key: atomic without a batch, and without the log-buffer write and sync
+            // that every sled 0.34 batch costs.
+            self.tree.insert(key, value)?;
+        }
         match result {
-            AttemptResult::Delivered => {
-                entry.state = DeliveryState::Delivered;
-                advance_queue = true;
-            }
-            AttemptResult::Dead => {
-                entry.state = DeliveryState::Dead;
-                advance_queue = true;
+            AttemptResult::Delivered | AttemptResult::Dead => {
+                queues.finish(subscriber, log_seq, attempt.at.timestamp_millis());
             }
             AttemptResult::Retry { due_at } => {
-                entry.due_at = due_at;
-                batch.insert(keys::due(subscriber, &due_at, log_seq), &[][..]);
+                queues.reschedule(subscriber, log_seq, due_at.timestamp_millis());
             }
-            AttemptResult::Disable { reason } => {
-                batch.insert(keys::disabled(subscriber), reason.as_bytes());
-                batch.insert(keys::due(subscriber, &entry.due_at, log_seq), &[][..]);
-            }
+            // Stays due: the worker sends nothing while the subscriber is disabled.
+            AttemptResult::Disable { .. } => {}
         }
-        if advance_queue {
-            let prefix =
-                keys::app_queue_prefix(subscriber, &entry.integration_id, &entry.application_id);
-            batch.remove(keys::app_queue(
-                subscriber,
-                &entry.integration_id,
-                &entry.application_id,
-                log_seq,
-            ));
-            let next = self
-                .tree
-                .scan_prefix(&prefix)
-                .keys()
-                .filter_map(|k| k.ok().and_then(|k| keys::trailing_seq(&k)))
-                .find(|&seq| seq != log_seq);
-            if let Some(next_seq) = next
-                && let Some(mut next_entry) = self.entry(subscriber, next_seq)?
-            {
-                let old_due = next_entry.due_at;
-                next_entry.due_at = attempt.at.max(old_due);
-                batch.remove(keys::due(subscriber, &old_due, next_seq));
-                batch.insert(keys::due(subscriber, &next_entry.due_at, next_seq), &[][..]);
-                batch.insert(
-                    keys::outbox(subscriber, next_seq),
-                    encode_json(&next_entry)?,
-                );
-            }
-        }
-        batch.insert(keys::outbox(subscriber, log_seq), encode_json(&entry)?);
-        self.tree.apply_batch(batch)?;
         Ok(())
     }
 
-    /// The attempts of one delivery, in order.
+    /// The attempts of one delivery, in order: those its entry keeps, after any separate
+    /// attempt records (`t` keys) a store written by an earlier build holds.
     pub fn attempts(
         &self,
         subscriber: &str,
         log_seq: u64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.tree
+        let mut attempts: Vec<AttemptRecord> = self
+            .tree
             .scan_prefix(keys::attempt_prefix(subscriber, log_seq))
             .values()
             .map(|v| {
                 serde_json::from_slice(&v?)
                     .map_err(|e| corrupt(format!("attempt of {log_seq} to {subscriber}"), e))
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        if let Some(entry) = self.entry(subscriber, log_seq)? {
+            let kept_from = attempts.last().map_or(0, |a| a.attempt);
+            attempts.extend(
+                entry
+                    .recent_attempts
+                    .into_iter()
+                    .filter(|a| a.attempt > kept_from),
+            );
+        }
+        Ok(attempts)
     }
 
     /// Why a subscriber is disabled, if it is.
@@ -316,21 +291,38 @@ impl Store {
         now: Timestamp,
     ) -> Result<usize, StoreError> {
         let dead = self.deliveries(subscriber, Some(DeliveryState::Dead), event_id)?;
-        let _guard = self.lock();
+        let mut queues = self.queues()?;
         let mut batch = sled::Batch::default();
-        for (name, log_seq, mut entry) in dead.iter().cloned() {
+        for (name, log_seq, entry) in &dead {
+            let mut entry = entry.clone();
             entry.state = DeliveryState::Pending;
             entry.round_start = entry.attempts;
             entry.due_at = now;
             entry.updated_at = now;
-            batch.insert(
-                keys::app_queue(&name, &entry.integration_id, &entry.application_id, log_seq),
-                &[][..],
-            );
-            batch.insert(keys::due(&name, &now, log_seq), &[][..]);
-            batch.insert(keys::outbox(&name, log_seq), encode_json(&entry)?);
+            batch.insert(keys::outbox(name, *log_seq), encode_json(&entry)?);
         }
         self.tree.apply_batch(batch)?;
+        for (name, log_seq, entry) in dead.iter() {
+            queues.add(Pending {
+                subscriber: name.clone(),
+                log_seq: *log_seq,
+                app: app_key(&entry.integration_id, &entry.application_id),
+                due_ms: now.timestamp_millis(),
+            });
+        }
         Ok(dead.len())
     }
+}
+
+/// A position in the due order, as [`DueDelivery::key`] carries it.
+fn encode_position(due_ms: i64, log_seq: u64) -> Vec<u8> {
+    let mut key = due_ms.to_be_bytes().to_vec();
+    key.extend_from_slice(&log_seq.to_be_bytes());
+    key
+}
+
+fn decode_position(key: &[u8]) -> Option<(i64, u64)> {
+    let ms: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    let seq: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some((i64::from_be_bytes(ms), u64::from_be_bytes(seq)))
 }

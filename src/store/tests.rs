@@ -288,7 +288,78 @@ mod delivery {
                 },
             )
             .unwrap();
+        store.flush().unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn nothing_is_due_before_the_flush_that_makes_it_durable() {
+        let (_dir, store) = open();
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events: vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])],
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            due_seqs(&store, 100),
+            Vec::<u64>::new(),
+            "committed, not flushed"
+        );
+        assert_eq!(store.next_due_at("crm").unwrap(), None);
+        store.flush().unwrap();
+        assert_eq!(due_seqs(&store, 100), [1]);
+    }
+
+    #[test]
+    fn the_queues_are_rebuilt_from_the_outbox_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path, 8 << 20).expect("open");
+            store
+                .commit_page(
+                    "gh:1",
+                    PageCommit {
+                        snapshots: vec![],
+                        events: vec![
+                            event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                            event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                            event("e3", "a", 2, EventType::Rejected, &["crm"]),
+                            event("e4", "c", 1, EventType::Rejected, &["crm"]),
+                        ],
+                    },
+                )
+                .unwrap();
+            store.flush().unwrap();
+            store
+                .record_attempt("crm", 2, &attempt(1, 10, 200), AttemptResult::Delivered)
+                .unwrap();
+            store
+                .record_attempt(
+                    "crm",
+                    1,
+                    &attempt(1, 10, 500),
+                    AttemptResult::Retry { due_at: at(60) },
+                )
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&path, 8 << 20).expect("reopen");
+        assert_eq!(
+            due_seqs(&store, 20),
+            [4],
+            "a waits for its retry; b is done"
+        );
+        assert_eq!(due_seqs(&store, 60), [1, 4]);
+        assert_eq!(store.queued_deliveries("crm").unwrap(), 3);
+        store
+            .record_attempt("crm", 1, &attempt(2, 61, 200), AttemptResult::Delivered)
+            .unwrap();
+        assert_eq!(due_seqs(&store, 61), [3, 4]);
     }
 
     #[test]
@@ -353,7 +424,11 @@ mod delivery {
             store.retry_dead(Some("crm"), Some("e1"), at(20)).unwrap(),
             1
         );
-        assert_eq!(due_seqs(&store, 20), [1, 2, 3]);
+        assert_eq!(
+            due_seqs(&store, 20),
+            [1, 2],
+            "the re-queued e1 is a's head again: e3 waits behind it"
+        );
         let entry = &store.outbox("crm").unwrap()[0].1;
         assert_eq!(
             (entry.state, entry.attempts, entry.round_start),
@@ -398,6 +473,7 @@ mod delivery {
             )
             .unwrap();
         store.release_held("gh:1").unwrap();
+        store.flush().unwrap();
         assert_eq!(
             due_seqs(&store, 100),
             [1, 2],

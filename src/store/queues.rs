@@ -1,0 +1,370 @@
+//! The delivery queues, in memory: which pending delivery of each subscriber goes next.
+//!
+//! The outbox entries (`o` keys) are the durable truth; these queues are derived from them
+//! (built on first use by a scan of the pending entries) and kept in step by every write
+//! that changes a delivery's state. Keeping them out of sled saves four index writes per
+//! delivery (a queue key and a due key, each inserted and removed again), which in sled
+//! 0.34 — whose leaves split above 16 keys and merge below 4 — is most of the cost of
+//! recording an attempt.
+//!
+//! Per subscriber and application the pending deliveries form a queue in log order; only
+//! its head is in the due set, by due time. A head that is delivered or dead-lettered
+//! hands over to the next one, due at once; a failed head stays, due again later. So one
+//! application's events reach a subscriber in sequence order while other applications flow
+//! freely.
+//!
+//! Pure data structure: no I/O, no clock.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// An application, as `integration \0 application`.
+pub(super) type AppKey = Arc<str>;
+
+pub(super) fn app_key(integration_id: &str, application_id: &str) -> AppKey {
+    format!("{integration_id}\0{application_id}").into()
+}
+
+/// One pending delivery, as the queues need it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pending {
+    pub subscriber: String,
+    pub log_seq: u64,
+    pub app: AppKey,
+    /// When it is due, ms since the epoch (the entry's `due_at`).
+    pub due_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct SubscriberQueues {
+    /// Each application's pending deliveries, in log order.
+    apps: HashMap<AppKey, VecDeque<u64>>,
+    /// The heads of the application queues, by (due ms, log sequence).
+    due: BTreeSet<(i64, u64)>,
+    /// Every pending delivery: its application and due time.
+    pending: HashMap<u64, (AppKey, i64)>,
+}
+
+impl SubscriberQueues {
+    fn add(&mut self, log_seq: u64, app: AppKey, due_ms: i64) {
+        if self.pending.contains_key(&log_seq) {
+            return;
+        }
+        self.pending.insert(log_seq, (app.clone(), due_ms));
+        let queue = self.apps.entry(app).or_default();
+        let old_head = queue.front().copied();
+        let at = queue.partition_point(|&s| s < log_seq);
+        queue.insert(at, log_seq);
+        if at == 0 {
+            // The new delivery is the application's head: the old head waits behind it.
+            if let Some(old) = old_head
+                && let Some((_, ms)) = self.pending.get(&old)
+            {
+                self.due.remove(&(*ms, old));
+            }
+            self.due.insert((due_ms, log_seq));
+        }
+    }
+
+    /// A delivery left the queues (delivered or dead). Its application's next delivery
+    /// becomes due at `now_ms` (or its own due time, if later).
+    fn finish(&mut self, log_seq: u64, now_ms: i64) {
+        let Some((app, due_ms)) = self.pending.remove(&log_seq) else {
+            return;
+        };
+        let was_head = self.due.remove(&(due_ms, log_seq));
+        let Some(queue) = self.apps.get_mut(&app) else {
+            return;
+        };
+        queue.retain(|&s| s != log_seq);
+        match queue.front().copied() {
+            None => {
+                self.apps.remove(&app);
+            }
+            Some(next) if was_head => {
+                if let Some((_, ms)) = self.pending.get_mut(&next) {
+                    *ms = (*ms).max(now_ms);
+                    self.due.insert((*ms, next));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A failed head is due again at `due_ms`.
+    fn reschedule(&mut self, log_seq: u64, due_ms: i64) {
+        let Some((_, ms)) = self.pending.get_mut(&log_seq) else {
+            return;
+        };
+        if self.due.remove(&(*ms, log_seq)) {
+            self.due.insert((due_ms, log_seq));
+        }
+        *ms = due_ms;
+    }
+}
+
+/// Every subscriber's queues, plus the deliveries committed but not yet durable.
+#[derive(Debug, Default)]
+pub(super) struct Queues {
+    /// Whether the queues were built from the store yet.
+    pub built: bool,
+    subscribers: HashMap<String, SubscriberQueues>,
+    /// Committed but not flushed: they join the queues when a flush makes them durable,
+    /// so nothing is sent before it is on disk. In log order.
+    staged: Vec<Pending>,
+}
+
+impl Queues {
+    /// Adds a pending delivery that is already durable (building, or re-queueing).
+    pub fn add(&mut self, p: Pending) {
+        self.subscribers
+            .entry(p.subscriber)
+            .or_default()
+            .add(p.log_seq, p.app, p.due_ms);
+    }
+
+    /// Adds a delivery that was just committed; it waits for [`Queues::publish`]. (A
+    /// released held event keeps its earlier log sequence, so staging keeps the order.)
+    pub fn stage(&mut self, p: Pending) {
+        let at = self.staged.partition_point(|s| s.log_seq <= p.log_seq);
+        self.staged.insert(at, p);
+    }
+
+    /// The highest log sequence staged: a flush that starts now makes it durable.
+    pub fn staged_through(&self) -> Option<u64> {
+        self.staged.last().map(|p| p.log_seq)
+    }
+
+    /// Whether a delivery is staged (committed, not yet durable).
+    pub fn is_staged(&self, subscriber: &str, log_seq: u64) -> bool {
+        self.staged
+            .iter()
+            .any(|p| p.log_seq == log_seq && p.subscriber == subscriber)
+    }
+
+    /// A flush made every staged delivery up to `log_seq` durable: they join the queues.
+    pub fn publish(&mut self, through: u64) {
+        let n = self.staged.partition_point(|p| p.log_seq <= through);
+        let ready: Vec<Pending> = self.staged.drain(..n).collect();
+        for p in ready {
+            self.add(p);
+        }
+    }
+
+    /// See [`SubscriberQueues::finish`].
+    pub fn finish(&mut self, subscriber: &str, log_seq: u64, now_ms: i64) {
+        if let Some(q) = self.subscribers.get_mut(subscriber) {
+            q.finish(log_seq, now_ms);
+        }
+    }
+
+    /// See [`SubscriberQueues::reschedule`].
+    pub fn reschedule(&mut self, subscriber: &str, log_seq: u64, due_ms: i64) {
+        if let Some(q) = self.subscribers.get_mut(subscriber) {
+            q.reschedule(log_seq, due_ms);
+        }
+    }
+
+    /// Up to `limit` heads due at `now_ms`, earliest first, after the position `after`
+    /// (exclusive), skipping those `skip` says.
+    pub fn due(
+        &self,
+        subscriber: &str,
+        now_ms: i64,
+        limit: usize,
+        after: Option<(i64, u64)>,
+        skip: impl Fn(u64) -> bool,
+    ) -> Vec<(i64, u64)> {
+        let Some(q) = self.subscribers.get(subscriber) else {
+            return Vec::new();
+        };
+        let range = match after {
+            Some(a) => q
+                .due
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => q.due.range(..),
+        };
+        range
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .filter(|(_, seq)| !skip(*seq))
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
+    /// When the earliest head is due.
+    pub fn next_due(&self, subscriber: &str) -> Option<i64> {
+        self.subscribers
+            .get(subscriber)
+            .and_then(|q| q.due.first())
+            .map(|(ms, _)| *ms)
+    }
+
+    /// Pending deliveries of a subscriber (durable ones).
+    pub fn pending(&self, subscriber: &str) -> usize {
+        self.subscribers
+            .get(subscriber)
+            .map_or(0, |q| q.pending.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(sub: &str, seq: u64, app: &str, due_ms: i64) -> Pending {
+        Pending {
+            subscriber: sub.into(),
+            log_seq: seq,
+            app: app_key("gh", app),
+            due_ms,
+        }
+    }
+
+    fn due(q: &Queues, now: i64) -> Vec<u64> {
+        q.due("crm", now, 100, None, |_| false)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// a: 1, 3; b: 2 — all for "crm".
+    fn setup() -> Queues {
+        let mut q = Queues::default();
+        for (seq, app) in [(1, "a"), (2, "b"), (3, "a")] {
+            q.add(p("crm", seq, app, seq as i64));
+        }
+        q
+    }
+
+    #[test]
+    fn each_step_moves_the_heads_as_the_catalogue_says() {
+        // (step, due at 100 afterwards)
+        type Step = fn(&mut Queues);
+        let cases: &[(&str, Step, &[u64])] = &[
+            ("built", |_| {}, &[1, 2]),
+            (
+                "1 delivered: 3 is a's head",
+                |q| q.finish("crm", 1, 50),
+                &[2, 3],
+            ),
+            ("2 delivered: b is empty", |q| q.finish("crm", 2, 50), &[1]),
+            (
+                "1 retried later: not due",
+                |q| q.reschedule("crm", 1, 500),
+                &[2],
+            ),
+            (
+                "3 finished out of turn: 1 stays head",
+                |q| q.finish("crm", 3, 50),
+                &[1, 2],
+            ),
+            (
+                "unknown sequence: nothing moves",
+                |q| q.finish("crm", 99, 50),
+                &[1, 2],
+            ),
+            (
+                "another subscriber: nothing moves",
+                |q| q.finish("slack", 1, 50),
+                &[1, 2],
+            ),
+            (
+                "an earlier delivery re-queued becomes head, due when re-queued",
+                |q| {
+                    q.finish("crm", 1, 50);
+                    q.add(p("crm", 1, "a", 60));
+                },
+                &[2, 1],
+            ),
+        ];
+        for (name, step, want) in cases {
+            let mut q = setup();
+            step(&mut q);
+            assert_eq!(due(&q, 100), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_finished_head_hands_over_at_now_or_later() {
+        let mut q = Queues::default();
+        q.add(p("crm", 1, "a", 10));
+        q.add(p("crm", 2, "a", 20));
+        q.add(p("crm", 3, "b", 30));
+        q.finish("crm", 1, 40);
+        assert_eq!(
+            q.due("crm", 100, 10, None, |_| false),
+            [(30, 3), (40, 2)],
+            "the next head queues behind what was already due"
+        );
+        assert_eq!(q.next_due("crm"), Some(30));
+        assert_eq!(q.pending("crm"), 2);
+    }
+
+    #[test]
+    fn a_re_queued_head_demotes_the_current_one() {
+        let mut q = Queues::default();
+        q.add(p("crm", 3, "a", 30));
+        q.add(p("crm", 1, "a", 60));
+        assert_eq!(due(&q, 100), [1]);
+        q.finish("crm", 1, 70);
+        assert_eq!(q.due("crm", 100, 10, None, |_| false), [(70, 3)]);
+    }
+
+    #[test]
+    fn due_respects_time_limit_position_and_skip() {
+        let mut q = Queues::default();
+        for seq in 1..=6 {
+            q.add(p("crm", seq, &format!("app{seq}"), seq as i64 * 10));
+        }
+        assert_eq!(due(&q, 35), [1, 2, 3]);
+        let first_two = q.due("crm", 100, 2, None, |_| false);
+        assert_eq!(first_two, [(10, 1), (20, 2)]);
+        assert_eq!(
+            q.due("crm", 100, 2, first_two.last().copied(), |_| false),
+            [(30, 3), (40, 4)]
+        );
+        assert_eq!(
+            q.due("crm", 100, 3, None, |s| s % 2 == 1),
+            [(20, 2), (40, 4), (60, 6)]
+        );
+        assert!(q.due("slack", 100, 3, None, |_| false).is_empty());
+        assert_eq!(q.next_due("slack"), None);
+    }
+
+    #[test]
+    fn staged_deliveries_wait_for_the_flush_that_covers_them() {
+        let mut q = Queues::default();
+        q.stage(p("crm", 1, "a", 1));
+        q.stage(p("crm", 2, "b", 2));
+        assert!(due(&q, 100).is_empty(), "not durable yet");
+        assert_eq!(q.staged_through(), Some(2));
+        assert!(q.is_staged("crm", 2));
+        q.stage(p("crm", 4, "d", 4));
+        q.stage(p("crm", 3, "c", 3));
+        assert_eq!(
+            q.staged_through(),
+            Some(4),
+            "a released event keeps its place"
+        );
+        q.publish(2);
+        assert_eq!(
+            due(&q, 100),
+            [1, 2],
+            "a flush started before 3 was committed"
+        );
+        assert!(!q.is_staged("crm", 2));
+        q.publish(4);
+        assert_eq!(due(&q, 100), [1, 2, 3, 4]);
+        assert_eq!(q.staged_through(), None);
+    }
+
+    #[test]
+    fn adding_twice_is_harmless() {
+        let mut q = setup();
+        q.add(p("crm", 1, "a", 1));
+        q.finish("crm", 1, 50);
+        assert_eq!(due(&q, 100), [2, 3]);
+        assert_eq!(q.pending("crm"), 2);
+    }
+}
