@@ -508,7 +508,7 @@ async fn outbox(args: &Args) -> anyhow::Result<()> {
         report.events(),
         n as f64 / took.as_secs_f64(),
         cpu * 1e6 / n.max(1) as f64,
-        io as f64 / n.max(1) as f64
+        io / n.max(1) as f64
     );
     Ok(())
 }
