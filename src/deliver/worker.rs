@@ -394,10 +394,8 @@ impl Worker {
         };
         let what = response.describe();
         self.metrics.attempt(&target.name, &result);
-        if result == AttemptResult::Delivered
-            && let Ok(header) = crate::event::EventHeader::parse(&delivery.body)
-        {
-            let latency = (Utc::now() - header.detected_at)
+        if result == AttemptResult::Delivered {
+            let latency = (Utc::now() - delivery.detected_at)
                 .to_std()
                 .unwrap_or_default();
             self.metrics.delivered_after(&target.name, latency);

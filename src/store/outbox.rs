@@ -54,6 +54,8 @@ pub struct DueDelivery {
     pub entry: OutboxEntry,
     /// The event body, verbatim.
     pub body: Vec<u8>,
+    /// When the event was detected.
+    pub detected_at: Timestamp,
     /// Its position in the due order (to continue a sweep after it).
     pub key: Vec<u8>,
 }
@@ -154,8 +156,8 @@ impl Store {
             let Some(entry) = self.entry(subscriber, log_seq)? else {
                 continue;
             };
-            let body = match self.tree.get(keys::event(log_seq))? {
-                Some(v) => decode_record(&v)?.body,
+            let record = match self.tree.get(keys::event(log_seq))? {
+                Some(v) => decode_record(&v)?,
                 None => {
                     return Err(corrupt(
                         format!("event {log_seq}"),
@@ -166,7 +168,8 @@ impl Store {
             out.push(DueDelivery {
                 log_seq,
                 entry,
-                body,
+                body: record.body,
+                detected_at: record.detected_at,
                 key: encode_position(due_ms, log_seq),
             });
         }
