@@ -427,13 +427,17 @@ impl Worker {
                 target.name
             ),
         }
-        if let Err(e) = self
-            .store
-            .record_attempt(&target.name, delivery.log_seq, &record, result)
-        {
+        let event_id = delivery.entry.event_id.clone();
+        if let Err(e) = self.store.record_attempt_on(
+            &target.name,
+            delivery.log_seq,
+            delivery.entry,
+            &record,
+            result,
+        ) {
             tracing::error!(
                 subscriber = %target.name,
-                event_id = %delivery.entry.event_id,
+                event_id = %event_id,
                 "cannot record a delivery attempt (it will be made again): {e}"
             );
         }

@@ -186,7 +186,7 @@ impl Store {
         Ok(self.queues()?.pending(subscriber))
     }
 
-    /// Records an attempt and its consequence in one atomic batch, then moves the queues.
+    /// Records an attempt and its consequence (one atomic write), then moves the queues.
     pub fn record_attempt(
         &self,
         subscriber: &str,
@@ -194,14 +194,26 @@ impl Store {
         attempt: &AttemptRecord,
         result: AttemptResult,
     ) -> Result<(), StoreError> {
-        // Held throughout: the entry is read, changed and written by one writer at a time.
-        let mut queues = self.queues()?;
-        let Some(mut entry) = self.entry(subscriber, log_seq)? else {
+        let Some(entry) = self.entry(subscriber, log_seq)? else {
             return Err(corrupt(
                 format!("outbox entry {log_seq} of {subscriber}"),
                 "an attempt was made for a delivery that does not exist",
             ));
         };
+        self.record_attempt_on(subscriber, log_seq, entry, attempt, result)
+    }
+
+    /// As [`Store::record_attempt`], on the entry as the caller read it with the due
+    /// delivery (saving a read). Sound because a pending delivery is changed only by the
+    /// attempt its worker has in flight.
+    pub fn record_attempt_on(
+        &self,
+        subscriber: &str,
+        log_seq: u64,
+        mut entry: OutboxEntry,
+        attempt: &AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<(), StoreError> {
         entry.attempts = entry.attempts.max(attempt.attempt);
         entry.updated_at = attempt.at;
         entry.last_error = match (&attempt.error, attempt.status) {
@@ -231,6 +243,7 @@ impl Store {
             // that every sled 0.34 batch costs.
             self.tree.insert(key, value)?;
         }
+        let mut queues = self.queues()?;
         match result {
             AttemptResult::Delivered | AttemptResult::Dead => {
                 queues.finish(subscriber, log_seq, attempt.at.timestamp_millis());
