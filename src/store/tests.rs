@@ -293,6 +293,90 @@ mod delivery {
     }
 
     #[test]
+    fn a_store_from_an_earlier_build_loses_its_index_keys_and_keeps_its_attempts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path, 8 << 20).expect("open");
+            store
+                .commit_page(
+                    "gh:1",
+                    PageCommit {
+                        snapshots: vec![],
+                        events: vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])],
+                    },
+                )
+                .unwrap();
+            // What earlier builds wrote besides the outbox entry: a queue key, a due key,
+            // and the first attempt as its own record.
+            let mut legacy_attempt = keys::attempt_prefix("crm", 1);
+            legacy_attempt.extend_from_slice(&1u32.to_be_bytes());
+            store
+                .tree
+                .insert(legacy_attempt, encode_json(&attempt(1, 10, 500)).unwrap())
+                .unwrap();
+            store
+                .tree
+                .insert(b"acrm\0gh:1\0a\0\0\0\0\0\0\0\0\x01", &[][..])
+                .unwrap();
+            store
+                .tree
+                .insert(b"qcrm\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x01", &[][..])
+                .unwrap();
+            let mut entry = store.outbox("crm").unwrap()[0].1.clone();
+            entry.attempts = 1;
+            store
+                .tree
+                .insert(keys::outbox("crm", 1), encode_json(&entry).unwrap())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&path, 8 << 20).expect("reopen");
+        assert_eq!(
+            store.tree.scan_prefix(b"a").count(),
+            0,
+            "queue keys removed"
+        );
+        assert_eq!(store.tree.scan_prefix(b"q").count(), 0, "due keys removed");
+        assert_eq!(
+            due_seqs(&store, 100),
+            [1],
+            "still pending, rebuilt from the outbox"
+        );
+        store
+            .record_attempt("crm", 1, &attempt(2, 61, 200), AttemptResult::Delivered)
+            .unwrap();
+        let statuses: Vec<(u32, Option<u16>)> = store
+            .attempts("crm", 1)
+            .unwrap()
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(statuses, [(1, Some(500)), (2, Some(200))]);
+    }
+
+    #[test]
+    fn an_entry_keeps_its_latest_attempts() {
+        let (_dir, store) = setup();
+        let total = ATTEMPTS_KEPT as u32 + 3;
+        for n in 1..=total {
+            store
+                .record_attempt(
+                    "crm",
+                    1,
+                    &attempt(n, 10 + i64::from(n), 500),
+                    AttemptResult::Retry { due_at: at(100) },
+                )
+                .unwrap();
+        }
+        let attempts = store.attempts("crm", 1).unwrap();
+        assert_eq!(attempts.len(), ATTEMPTS_KEPT);
+        assert_eq!(attempts.first().map(|a| a.attempt), Some(4));
+        assert_eq!(attempts.last().map(|a| a.attempt), Some(total));
+        assert_eq!(store.outbox("crm").unwrap()[0].1.attempts, total);
+    }
+
+    #[test]
     fn nothing_is_due_before_the_flush_that_makes_it_durable() {
         let (_dir, store) = open();
         store
