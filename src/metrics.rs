@@ -408,7 +408,7 @@ impl Metrics {
     /// The metrics as OpenMetrics text, after computing the store gauges for the
     /// integrations and subscribers of `config`.
     ///
-    /// Cost: one scan of each subscriber's outbox (see [`Store::subscriber_backlog`]).
+    /// Cost: the in-memory queues (see [`Store::queue_summary`]), not a scan of the outbox.
     pub fn render(&self, store: &Store, config: &Config) -> Result<String, RenderError> {
         let inner = &*self.inner;
         let _scrape = inner
@@ -435,7 +435,7 @@ impl Metrics {
         }
         for subscriber in &config.subscribers {
             let labels = subscriber_labels(&subscriber.name);
-            let backlog = store.subscriber_backlog(&subscriber.name)?;
+            let backlog = store.queue_summary(&subscriber.name)?;
             inner
                 .outbox_pending
                 .get_or_create(&labels)

@@ -12,7 +12,7 @@ mod outbox;
 mod queues;
 mod stats;
 
-pub use outbox::{AttemptRecord, AttemptResult, DueDelivery};
+pub use outbox::{AttemptRecord, AttemptResult, DueDelivery, QueueSummary};
 pub use stats::SubscriberBacklog;
 
 use std::path::{Path, PathBuf};
@@ -363,6 +363,9 @@ impl Store {
                         what: format!("outbox entry {seq} of {subscriber}"),
                         message: e.to_string(),
                     })?;
+                if entry.state == DeliveryState::Dead {
+                    q.dead_added(&subscriber);
+                }
                 if entry.state == DeliveryState::Pending && !q.is_staged(&subscriber, seq) {
                     q.add(queues::Pending {
                         subscriber,

@@ -47,6 +47,17 @@ pub enum AttemptResult {
     Disable { reason: String },
 }
 
+/// Where a subscriber's queue stands (see [`Store::queue_summary`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueSummary {
+    /// Deliveries waiting: due, retrying, or queued behind an earlier event.
+    pub pending: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// When the event of the oldest pending delivery was detected.
+    pub oldest_pending: Option<Timestamp>,
+}
+
 /// A delivery that is due, with what to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueDelivery {
@@ -186,6 +197,33 @@ impl Store {
         Ok(self.queues()?.pending(subscriber))
     }
 
+    /// A subscriber's pending and dead deliveries and its oldest pending event, from the
+    /// in-memory queues: cheap enough for every `/metrics` scrape, however long the
+    /// outbox's history (the first call builds the queues with one scan).
+    pub fn queue_summary(&self, subscriber: &str) -> Result<QueueSummary, StoreError> {
+        let (pending, dead, oldest) = {
+            let q = self.queues()?;
+            (
+                q.pending(subscriber),
+                q.dead(subscriber),
+                q.oldest_pending(subscriber),
+            )
+        };
+        let oldest_pending = match oldest {
+            Some(seq) => self
+                .tree
+                .get(keys::event(seq))?
+                .map(|v| decode_record(&v).map(|r| r.detected_at))
+                .transpose()?,
+            None => None,
+        };
+        Ok(QueueSummary {
+            pending: pending as u64,
+            dead,
+            oldest_pending,
+        })
+    }
+
     /// Records an attempt and its consequence (one atomic write), then moves the queues.
     pub fn record_attempt(
         &self,
@@ -214,6 +252,9 @@ impl Store {
         attempt: &AttemptRecord,
         result: AttemptResult,
     ) -> Result<(), StoreError> {
+        // Built before the write, so that building does not count this attempt's outcome
+        // and then see it applied again.
+        drop(self.queues()?);
         entry.attempts = entry.attempts.max(attempt.attempt);
         entry.updated_at = attempt.at;
         entry.last_error = match (&attempt.error, attempt.status) {
@@ -245,8 +286,12 @@ impl Store {
         }
         let mut queues = self.queues()?;
         match result {
-            AttemptResult::Delivered | AttemptResult::Dead => {
+            AttemptResult::Delivered => {
                 queues.finish(subscriber, log_seq, attempt.at.timestamp_millis());
+            }
+            AttemptResult::Dead => {
+                queues.finish(subscriber, log_seq, attempt.at.timestamp_millis());
+                queues.dead_added(subscriber);
             }
             AttemptResult::Retry { due_at } => {
                 queues.reschedule(subscriber, log_seq, due_at.timestamp_millis());
@@ -319,6 +364,7 @@ impl Store {
         }
         self.tree.apply_batch(batch)?;
         for (name, log_seq, entry) in dead.iter() {
+            queues.dead_requeued(name);
             queues.add(Pending {
                 subscriber: name.clone(),
                 log_seq: *log_seq,

@@ -15,7 +15,7 @@
 //!
 //! Pure data structure: no I/O, no clock.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// An application, as `integration \0 application`.
@@ -41,8 +41,10 @@ struct SubscriberQueues {
     apps: HashMap<AppKey, VecDeque<u64>>,
     /// The heads of the application queues, by (due ms, log sequence).
     due: BTreeSet<(i64, u64)>,
-    /// Every pending delivery: its application and due time.
-    pending: HashMap<u64, (AppKey, i64)>,
+    /// Every pending delivery, in log order: its application and due time.
+    pending: BTreeMap<u64, (AppKey, i64)>,
+    /// Dead letters (kept here so that `/metrics` need not scan the outbox).
+    dead: u64,
 }
 
 impl SubscriberQueues {
@@ -156,6 +158,34 @@ impl Queues {
         if let Some(q) = self.subscribers.get_mut(subscriber) {
             q.finish(log_seq, now_ms);
         }
+    }
+
+    /// A delivery became a dead letter (after [`Queues::finish`]), or was counted as one
+    /// while building.
+    pub fn dead_added(&mut self, subscriber: &str) {
+        self.subscribers
+            .entry(subscriber.to_owned())
+            .or_default()
+            .dead += 1;
+    }
+
+    /// A dead letter was put back in the queue (before [`Queues::add`]).
+    pub fn dead_requeued(&mut self, subscriber: &str) {
+        if let Some(q) = self.subscribers.get_mut(subscriber) {
+            q.dead = q.dead.saturating_sub(1);
+        }
+    }
+
+    /// Dead letters of a subscriber.
+    pub fn dead(&self, subscriber: &str) -> u64 {
+        self.subscribers.get(subscriber).map_or(0, |q| q.dead)
+    }
+
+    /// The log sequence of a subscriber's oldest pending delivery.
+    pub fn oldest_pending(&self, subscriber: &str) -> Option<u64> {
+        self.subscribers
+            .get(subscriber)
+            .and_then(|q| q.pending.keys().next().copied())
     }
 
     /// See [`SubscriberQueues::reschedule`].
@@ -299,6 +329,23 @@ mod tests {
         );
         assert_eq!(q.next_due("crm"), Some(30));
         assert_eq!(q.pending("crm"), 2);
+        assert_eq!(q.oldest_pending("crm"), Some(2));
+    }
+
+    #[test]
+    fn dead_letters_are_counted_in_and_out() {
+        let mut q = setup();
+        q.finish("crm", 1, 50);
+        q.dead_added("crm");
+        q.dead_added("slack");
+        assert_eq!((q.dead("crm"), q.dead("slack"), q.dead("teams")), (1, 1, 0));
+        assert_eq!(q.oldest_pending("crm"), Some(2));
+        q.dead_requeued("crm");
+        q.add(p("crm", 1, "a", 60));
+        assert_eq!(q.dead("crm"), 0);
+        assert_eq!(q.oldest_pending("crm"), Some(1));
+        q.dead_requeued("teams");
+        assert_eq!(q.dead("teams"), 0, "never below zero");
     }
 
     #[test]

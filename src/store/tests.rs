@@ -440,6 +440,7 @@ mod delivery {
         );
         assert_eq!(due_seqs(&store, 60), [1, 4]);
         assert_eq!(store.queued_deliveries("crm").unwrap(), 3);
+        assert_eq!(store.queue_summary("crm").unwrap().dead, 0);
         store
             .record_attempt("crm", 1, &attempt(2, 61, 200), AttemptResult::Delivered)
             .unwrap();
@@ -498,6 +499,14 @@ mod delivery {
             .record_attempt("crm", 1, &attempt(1, 10, 500), AttemptResult::Dead)
             .unwrap();
         assert_eq!(due_seqs(&store, 10), [2, 3]);
+        assert_eq!(
+            store.queue_summary("crm").unwrap(),
+            QueueSummary {
+                pending: 2,
+                dead: 1,
+                oldest_pending: Some(at(1)),
+            }
+        );
         let dead = store
             .deliveries(None, Some(DeliveryState::Dead), None)
             .unwrap();
@@ -518,6 +527,8 @@ mod delivery {
             (entry.state, entry.attempts, entry.round_start),
             (DeliveryState::Pending, 1, 1)
         );
+        let summary = store.queue_summary("crm").unwrap();
+        assert_eq!((summary.pending, summary.dead), (3, 0));
     }
 
     #[test]
