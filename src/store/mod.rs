@@ -653,7 +653,7 @@ fn add_to_log(
         staged.push(queues::Pending {
             subscriber: subscriber.clone(),
             log_seq: record.log_seq,
-            app: app.clone(),
+            app,
             due_ms: entry.due_at.timestamp_millis(),
         });
     }

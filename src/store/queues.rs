@@ -16,13 +16,20 @@
 //! Pure data structure: no I/O, no clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
 
-/// An application, as `integration \0 application`.
-pub(super) type AppKey = Arc<str>;
+/// An application: a 64-bit hash of (integration, application id), to keep a pending
+/// delivery at a few dozen bytes. Two applications whose hashes collided would share one
+/// queue: each one's events would still go out in order, one application merely waiting
+/// for the other.
+pub(super) type AppKey = u64;
 
 pub(super) fn app_key(integration_id: &str, application_id: &str) -> AppKey {
-    format!("{integration_id}\0{application_id}").into()
+    use std::hash::{Hash as _, Hasher as _};
+    // SipHash with fixed keys: the same key in every process (not that it must be).
+    let mut hasher = std::hash::DefaultHasher::new();
+    integration_id.hash(&mut hasher);
+    application_id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// One pending delivery, as the queues need it.
@@ -52,7 +59,7 @@ impl SubscriberQueues {
         if self.pending.contains_key(&log_seq) {
             return;
         }
-        self.pending.insert(log_seq, (app.clone(), due_ms));
+        self.pending.insert(log_seq, (app, due_ms));
         let queue = self.apps.entry(app).or_default();
         let old_head = queue.front().copied();
         let at = queue.partition_point(|&s| s < log_seq);
