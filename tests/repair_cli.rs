@@ -11,6 +11,10 @@ use hirehook::sim::Mutation;
 use hirehook::store::{DeliveryState, EventFilter};
 use serde_json::json;
 
+/// Well below the delivery workers' 30 s idle wait (`MAX_IDLE`), well above the time a
+/// woken worker needs.
+const WOKEN: std::time::Duration = std::time::Duration::from_secs(15);
+
 struct Output {
     code: i32,
     stderr: String,
@@ -111,9 +115,11 @@ async fn events_release_goes_through_the_api_and_the_held_events_are_delivered()
         format!("released {held} held event(s) of {integration} for delivery\n")
     );
 
+    // Idle delivery workers look at the store on their own only every 30 s: delivery well
+    // within that shows the release woke them.
     let received = harness
         .receiver
-        .wait_until(LIMIT, |r| {
+        .wait_until(WOKEN, |r| {
             r.iter()
                 .filter(|x| x.answered == 200)
                 .map(|x| &x.id)
