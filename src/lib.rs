@@ -14,6 +14,7 @@
 //! - [`deliver`]: signing, the retry schedule, the SSRF guard, the delivery worker.
 //! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
+//! - [`held`]: the operator's release or drop of events the mass-change guard held.
 //! - [`inspect`]: operator views (status, event with deliveries) for the API and the CLI.
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
@@ -31,6 +32,7 @@ pub mod deliver;
 pub mod demo;
 pub mod diff;
 pub mod event;
+pub mod held;
 pub mod inspect;
 pub mod metrics;
 pub mod replay;

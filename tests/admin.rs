@@ -529,6 +529,103 @@ async fn dead_letters_are_listed_and_retried_and_subscribers_enabled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_events_are_listed_and_released_through_the_api() {
+    let mut harness = Harness::start(Options {
+        applications: 200,
+        run: false,
+        ..Default::default()
+    })
+    .await;
+    let integration = harness.integration();
+    let held_path = format!("/v1/integrations/{integration}/held");
+
+    // Nothing held: exact answers.
+    harness.run();
+    first_sync_done(&harness).await;
+    let (status, body) = harness.get(&held_path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"integration": integration, "held": 0, "undecided": 0, "events": [], "truncated": false})
+    );
+    let (status, body) = harness
+        .post(&format!("{held_path}/release"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"integration": integration, "released": 0, "undecided": 0})
+        )
+    );
+    let (status, body) = harness.post(&format!("{held_path}/drop"), &json!({})).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"integration": integration, "dropped": 0, "undecided": 0})
+        )
+    );
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "color=red",
+        "limit=1&limit=2",
+    ] {
+        let (status, body) = harness.get(&format!("{held_path}?{bad}")).await;
+        assert_error(status, &body, 400, "bad_request");
+    }
+
+    // A mass deletion is held; the list pages it, the release queues and wakes.
+    let live = harness.live_apps();
+    for app in &live {
+        harness
+            .sim
+            .sim()
+            .apply(&integration, app, Mutation::Delete)
+            .expect("delete");
+    }
+    let (status, _) = harness
+        .post(&format!("/v1/integrations/{integration}/sync"), &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    harness
+        .wait_store(|s| {
+            hirehook::held::held(s, &integration)
+                .is_ok_and(|h| h.decided.len() == live.len() && h.undecided.is_empty())
+        })
+        .await;
+    let (status, body) = harness.get(&format!("{held_path}?limit=3")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["held"], live.len());
+    assert_eq!(body["truncated"], true);
+    let events = body["events"].as_array().expect("events");
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["type"] == "application_deleted"));
+    assert!(events[0]["log_seq"].as_u64() < events[1]["log_seq"].as_u64());
+
+    let (status, body) = harness
+        .post(&format!("{held_path}/release"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"integration": integration, "released": live.len(), "undecided": 0})
+        )
+    );
+    harness
+        .receiver
+        .wait_until(LIMIT, |r| {
+            r.iter().filter(|x| x.answered == 200).count() >= live.len()
+        })
+        .await;
+    let (_, body) = harness.get(&held_path).await;
+    assert_eq!(body["held"], 0, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_openapi_routes() {
     let harness = Harness::start(Options::default()).await;
     let (status, body) = harness.get("/v1/status").await;

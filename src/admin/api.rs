@@ -77,7 +77,10 @@ pub fn routes() -> (Router<AdminState>, Vec<(&'static str, &'static str)>) {
         .post("/subscribers/{name}/enable", enable_subscriber)
         .get("/dead-letters", list_dead_letters)
         .post("/dead-letters/retry", retry_dead_letters)
-        .post("/integrations/{id}/sync", sync_now);
+        .post("/integrations/{id}/sync", sync_now)
+        .get("/integrations/{id}/held", list_held)
+        .post("/integrations/{id}/held/release", release_held)
+        .post("/integrations/{id}/held/drop", drop_held);
     (table.router, table.routes)
 }
 
@@ -260,12 +263,20 @@ async fn list_subscribers(
         .map(Json)
 }
 
+/// `POST /v1/subscribers/{name}/enable`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Enabled {
+    pub subscriber: String,
+    /// Whether it was disabled (by a 410) before this call.
+    pub was_disabled: bool,
+}
+
 async fn enable_subscriber(
     State(state): State<AdminState>,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Enabled>, ApiError> {
     let Path(name) = name?;
-    let was_disabled = state
+    let enabled = state
         .with_store(move |store, config| {
             if config.subscriber(&name).is_none() {
                 return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
@@ -275,13 +286,14 @@ async fn enable_subscriber(
             if was {
                 tracing::info!(subscriber = %name, "subscriber enabled through the admin API");
             }
-            Ok((name, was))
+            Ok(Enabled {
+                subscriber: name,
+                was_disabled: was,
+            })
         })
         .await?;
     state.inner.waker.wake();
-    Ok(Json(
-        json!({"subscriber": was_disabled.0, "was_disabled": was_disabled.1}),
-    ))
+    Ok(Json(enabled))
 }
 
 /// `GET /v1/dead-letters`.
@@ -333,35 +345,45 @@ async fn list_dead_letters(
 
 /// Which dead letters `POST /v1/dead-letters/retry` requeues: by subscriber, by event,
 /// both, or `all: true`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RetryRequest {
-    #[serde(default)]
-    subscriber: Option<String>,
-    #[serde(default)]
-    event: Option<String>,
-    #[serde(default)]
-    all: bool,
+pub struct RetryRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+impl RetryRequest {
+    /// Refuses a request that selects nothing (nothing is requeued by accident) or
+    /// combines `all` with a selection.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match (&self.subscriber, &self.event, self.all) {
+            (None, None, false) => Err(ApiError::bad_request(
+                "say which dead letters: `subscriber`, `event`, or `\"all\": true`",
+            )),
+            (Some(_), _, true) | (_, Some(_), true) => Err(ApiError::bad_request(
+                "`all` cannot be combined with `subscriber` or `event`",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The answer of `POST /v1/dead-letters/retry`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Requeued {
+    pub requeued: usize,
 }
 
 async fn retry_dead_letters(
     State(state): State<AdminState>,
     body: Result<Json<RetryRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Requeued>, ApiError> {
     let Json(request) = body?;
-    match (&request.subscriber, &request.event, request.all) {
-        (None, None, false) => {
-            return Err(ApiError::bad_request(
-                "say which dead letters: `subscriber`, `event`, or `\"all\": true`",
-            ));
-        }
-        (Some(_), _, true) | (_, Some(_), true) => {
-            return Err(ApiError::bad_request(
-                "`all` cannot be combined with `subscriber` or `event`",
-            ));
-        }
-        _ => {}
-    }
+    request.validate()?;
     let requeued = state
         .with_store(move |store, config| {
             if let Some(name) = &request.subscriber
@@ -382,7 +404,7 @@ async fn retry_dead_letters(
         tracing::info!(requeued, "dead letters requeued through the admin API");
         state.inner.waker.wake();
     }
-    Ok(Json(json!({"requeued": requeued})))
+    Ok(Json(Requeued { requeued }))
 }
 
 async fn sync_now(
@@ -400,6 +422,143 @@ async fn sync_now(
         StatusCode::ACCEPTED,
         Json(json!({"integration_id": id, "triggered": true})),
     ))
+}
+
+/// 404 unless `id` is an integration of the config.
+fn require_integration(config: &crate::config::Config, id: &str) -> Result<(), ApiError> {
+    match config.integration(id) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!(
+            "no integration `{id}` in the config"
+        ))),
+    }
+}
+
+/// `GET /v1/integrations/{id}/held`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeldList {
+    pub integration: String,
+    /// How many events are held.
+    pub held: usize,
+    /// Of those, how many a sync has held but not judged yet (it is running, or it was cut
+    /// short and the next sync judges them): release and drop leave these.
+    pub undecided: usize,
+    /// Every held event, oldest first, at most `limit`.
+    pub events: Vec<EventSummary>,
+    /// More are held than `limit` allowed.
+    pub truncated: bool,
+}
+
+/// `POST /v1/integrations/{id}/held/release`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeldReleased {
+    pub integration: String,
+    /// Events moved into the log and queued for delivery.
+    pub released: usize,
+    /// Held events left for a sync's guard.
+    pub undecided: usize,
+}
+
+/// `POST /v1/integrations/{id}/held/drop`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HeldDropped {
+    pub integration: String,
+    /// Events discarded.
+    pub dropped: usize,
+    /// Held events left for a sync's guard.
+    pub undecided: usize,
+}
+
+async fn list_held(
+    State(state): State<AdminState>,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<HeldList>, ApiError> {
+    let Path(id) = id?;
+    let mut limit = DEFAULT_LIMIT;
+    for (key, value) in query_pairs(query.as_deref(), &["limit"], &[])? {
+        if key == "limit" {
+            limit = parse_limit(&value)?;
+        }
+    }
+    state
+        .with_store(move |store, config| {
+            require_integration(config, &id)?;
+            let held = crate::held::held(store, &id)?;
+            let undecided = held.undecided.len();
+            // The decided ones come first in the log: oldest first overall.
+            let mut records = held.decided;
+            records.extend(held.undecided);
+            let total = records.len();
+            let events = records
+                .into_iter()
+                .take(limit)
+                .map(EventSummary::from_record)
+                .collect::<Result<_, _>>()?;
+            Ok(HeldList {
+                integration: id,
+                held: total,
+                undecided,
+                events,
+                truncated: total > limit,
+            })
+        })
+        .await
+        .map(Json)
+}
+
+async fn release_held(
+    State(state): State<AdminState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<HeldReleased>, ApiError> {
+    let Path(id) = id?;
+    let answer = state
+        .with_store(move |store, config| {
+            require_integration(config, &id)?;
+            // Flushed inside: on disk, and in the delivery queues, before the wake below.
+            let decision = crate::held::release(store, &id)?;
+            Ok(HeldReleased {
+                integration: id,
+                released: decision.decided,
+                undecided: decision.undecided,
+            })
+        })
+        .await?;
+    tracing::info!(
+        integration = %answer.integration,
+        released = answer.released,
+        undecided = answer.undecided,
+        "held events released through the admin API"
+    );
+    if answer.released > 0 {
+        state.inner.waker.wake();
+    }
+    Ok(Json(answer))
+}
+
+async fn drop_held(
+    State(state): State<AdminState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<HeldDropped>, ApiError> {
+    let Path(id) = id?;
+    let answer = state
+        .with_store(move |store, config| {
+            require_integration(config, &id)?;
+            let decision = crate::held::drop(store, &id)?;
+            Ok(HeldDropped {
+                integration: id,
+                dropped: decision.decided,
+                undecided: decision.undecided,
+            })
+        })
+        .await?;
+    tracing::info!(
+        integration = %answer.integration,
+        dropped = answer.dropped,
+        undecided = answer.undecided,
+        "held events dropped through the admin API"
+    );
+    Ok(Json(answer))
 }
 
 #[cfg(test)]
@@ -451,6 +610,46 @@ mod tests {
             let err = events_filter(Some(bad)).expect_err(bad);
             assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_retry_request_selects_something_and_never_all_with_a_selection() {
+        let parse = |body: &str| serde_json::from_str::<RetryRequest>(body);
+        for ok in [
+            r#"{"subscriber": "crm"}"#,
+            r#"{"event": "evt_0"}"#,
+            r#"{"subscriber": "crm", "event": "evt_0"}"#,
+            r#"{"all": true}"#,
+        ] {
+            parse(ok).expect(ok).validate().expect(ok);
+        }
+        for bad in [
+            "{}",
+            r#"{"all": false}"#,
+            r#"{"all": true, "subscriber": "crm"}"#,
+            r#"{"all": true, "event": "evt_0"}"#,
+        ] {
+            let err = parse(bad).expect(bad).validate().expect_err(bad);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(parse(r#"{"subscribers": "crm"}"#).is_err(), "unknown keys");
+        // What the CLI sends is what the API reads.
+        let all = RetryRequest {
+            all: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&all).expect("json"),
+            r#"{"all":true}"#
+        );
+        let one = RetryRequest {
+            subscriber: Some("crm".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&one).expect("json"),
+            r#"{"subscriber":"crm"}"#
+        );
     }
 
     /// Every route of the router is in the OpenAPI document, and every operation of the

@@ -76,7 +76,8 @@ struct Inner {
     metrics: Metrics,
     /// "Poll now" per integration (the `/sync` route and the Kombo push trigger).
     triggers: PollTriggers,
-    /// Wakes the delivery workers after an enable or a dead-letter retry.
+    /// Wakes the delivery workers after an enable, a dead-letter retry or a release of
+    /// held events.
     waker: Waker,
 }
 

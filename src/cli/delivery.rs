@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::Failure;
+use super::admin_client::{Source, store_or_api, v1_path};
 use super::sync::{load_config, open_store};
 use crate::event::format_timestamp;
 use crate::store::{DeliveryState, OutboxEntry};
@@ -32,7 +33,8 @@ pub struct DeadLettersArgs {
 pub enum DeadLettersCommand {
     /// List dead letters.
     List(Selection),
-    /// Put dead letters back in the queue, due now.
+    /// Put dead letters back in the queue, due now (all of them unless `--subscriber` or
+    /// `--event` says which; through the admin API when the daemon runs).
     Retry(Selection),
 }
 
@@ -44,7 +46,8 @@ pub struct SubscribersArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SubscribersCommand {
-    /// Re-enable a subscriber disabled by a 410 Gone; its backlog resumes.
+    /// Re-enable a subscriber disabled by a 410 Gone; its backlog resumes (through the
+    /// admin API when the daemon runs).
     Enable(EnableArgs),
     /// Every subscriber: state, backlog, oldest pending, last error (through the admin
     /// API when the daemon runs).
@@ -122,7 +125,7 @@ pub fn deliveries(args: DeliveriesArgs) -> Result<(), Failure> {
     }
 }
 
-pub fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
+pub async fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
     match args.command {
         DeadLettersCommand::List(sel) => {
             let config = load_config(&sel.config)?;
@@ -136,9 +139,20 @@ pub fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
                 .context("cannot read dead letters")?;
             print(&rows)
         }
-        DeadLettersCommand::Retry(sel) => {
-            let config = load_config(&sel.config)?;
-            let store = open_store(&config)?;
+        DeadLettersCommand::Retry(sel) => retry_dead_letters(sel).await,
+    }
+}
+
+/// `dead-letters retry`: on the store, or through the admin API while the daemon runs.
+async fn retry_dead_letters(sel: Selection) -> Result<(), Failure> {
+    use crate::admin::api::{Requeued, RetryRequest};
+
+    let config = load_config(&sel.config)?;
+    if let Some(name) = &sel.subscriber {
+        require_subscriber(&config, name, &sel.config)?;
+    }
+    let n = match store_or_api(&config)? {
+        Source::Store(store) => {
             let n = store
                 .retry_dead(
                     sel.subscriber.as_deref(),
@@ -147,35 +161,74 @@ pub fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
                 )
                 .context("cannot requeue dead letters")?;
             store.flush().context("cannot flush the store")?;
-            eprintln!("requeued {n} dead letter(s); `hirehook run` delivers them");
-            Ok(())
+            n
         }
+        Source::Api(api) => {
+            // Without a selection the command means every dead letter; the API asks for
+            // that in so many words.
+            let all = sel.subscriber.is_none() && sel.event.is_none();
+            let request = RetryRequest {
+                subscriber: sel.subscriber,
+                event: sel.event,
+                all,
+            };
+            let answer: Requeued = api.post("/v1/dead-letters/retry", &request).await?;
+            answer.requeued
+        }
+    };
+    eprintln!("requeued {n} dead letter(s); `hirehook run` delivers them");
+    Ok(())
+}
+
+/// A usage error unless the config has a subscriber called `name`.
+fn require_subscriber(
+    config: &crate::config::Config,
+    name: &str,
+    path: &std::path::Path,
+) -> Result<(), Failure> {
+    if config.subscriber(name).is_none() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "no subscriber named `{name}` in {}",
+            path.display()
+        )));
     }
+    Ok(())
 }
 
 pub async fn subscribers(args: SubscribersArgs) -> Result<(), Failure> {
     match args.command {
         SubscribersCommand::List(args) => super::inspect::list_subscribers(args).await,
-        SubscribersCommand::Enable(args) => {
-            let config = load_config(&args.config)?;
-            if config.subscriber(&args.name).is_none() {
-                return Err(Failure::Usage(anyhow::anyhow!(
-                    "no subscriber named `{}` in {}",
-                    args.name,
-                    args.config.display()
-                )));
-            }
-            let store = open_store(&config)?;
+        SubscribersCommand::Enable(args) => enable_subscriber(args).await,
+    }
+}
+
+/// `subscribers enable NAME`: on the store, or through the admin API while the daemon
+/// runs (which also wakes its deliverer).
+async fn enable_subscriber(args: EnableArgs) -> Result<(), Failure> {
+    let config = load_config(&args.config)?;
+    require_subscriber(&config, &args.name, &args.config)?;
+    let was = match store_or_api(&config)? {
+        Source::Store(store) => {
             let was = store
                 .enable_subscriber(&args.name)
                 .context("cannot enable the subscriber")?;
             store.flush().context("cannot flush the store")?;
-            if was {
-                eprintln!("subscriber {} enabled; its backlog resumes", args.name);
-            } else {
-                eprintln!("subscriber {} was not disabled", args.name);
-            }
-            Ok(())
+            was
         }
+        Source::Api(api) => {
+            let answer: crate::admin::api::Enabled = api
+                .post(
+                    &v1_path(&["subscribers", &args.name, "enable"]),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            answer.was_disabled
+        }
+    };
+    if was {
+        eprintln!("subscriber {} enabled; its backlog resumes", args.name);
+    } else {
+        eprintln!("subscriber {} was not disabled", args.name);
     }
+    Ok(())
 }

@@ -28,9 +28,11 @@ pub enum EventsCommand {
     /// Follow the log: print events as they are logged (through the admin API while the
     /// daemon runs), until Ctrl-C.
     Tail(TailArgs),
-    /// Deliver the events the mass-change guard held for an integration.
+    /// Deliver the events the mass-change guard held for an integration (through the admin
+    /// API when the daemon runs).
     Release(HeldArgs),
-    /// Discard the events the mass-change guard held for an integration.
+    /// Discard the events the mass-change guard held for an integration (through the admin
+    /// API when the daemon runs).
     Drop(HeldArgs),
     /// One event: its body, deliveries and attempts (through the admin API when the
     /// daemon runs).
@@ -93,8 +95,10 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct HeldArgs {
+    /// The TOML config file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// The integration whose held events to release or drop (one of the config's).
     #[arg(long)]
     pub integration: String,
 }
@@ -138,8 +142,8 @@ pub async fn run(args: EventsArgs) -> Result<(), Failure> {
         EventsCommand::List(args) => list(args),
         EventsCommand::Tail(args) => tail(args).await,
         EventsCommand::Export(args) => export(args),
-        EventsCommand::Release(args) => release(args),
-        EventsCommand::Drop(args) => drop_held(args),
+        EventsCommand::Release(args) => decide_held(args, true).await,
+        EventsCommand::Drop(args) => decide_held(args, false).await,
     }
 }
 
@@ -308,28 +312,69 @@ fn export(args: ExportArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn release(args: HeldArgs) -> Result<(), Failure> {
-    let config = load_config(&args.config)?;
-    let store = open_store(&config)?;
-    let released = store
-        .release_held(&args.integration)
-        .context("cannot release held events")?;
-    store.flush().context("cannot flush the store")?;
-    eprintln!(
-        "released {} held event(s) of {} for delivery",
-        released.len(),
-        args.integration
-    );
-    Ok(())
-}
+/// `events release|drop`: on the store, or through the admin API while the daemon runs.
+/// The same checks, output and exit codes either way.
+async fn decide_held(args: HeldArgs, release: bool) -> Result<(), Failure> {
+    use super::admin_client::{Source, store_or_api, v1_path};
+    use crate::admin::api::{HeldDropped, HeldReleased};
+    use crate::held::Decision;
 
-fn drop_held(args: HeldArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let store = open_store(&config)?;
-    let dropped = store
-        .drop_held(&args.integration)
-        .context("cannot drop held events")?;
-    store.flush().context("cannot flush the store")?;
-    eprintln!("dropped {dropped} held event(s) of {}", args.integration);
+    if config.integration(&args.integration).is_none() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "no integration `{}` in {}",
+            args.integration,
+            args.config.display()
+        )));
+    }
+    let id = args.integration.as_str();
+    let decision = match (store_or_api(&config)?, release) {
+        (Source::Store(store), true) => {
+            crate::held::release(&store, id).context("cannot release held events")?
+        }
+        (Source::Store(store), false) => {
+            crate::held::drop(&store, id).context("cannot drop held events")?
+        }
+        (Source::Api(api), true) => {
+            let answer: HeldReleased = api
+                .post(
+                    &v1_path(&["integrations", id, "held", "release"]),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            Decision {
+                decided: answer.released,
+                undecided: answer.undecided,
+            }
+        }
+        (Source::Api(api), false) => {
+            let answer: HeldDropped = api
+                .post(
+                    &v1_path(&["integrations", id, "held", "drop"]),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            Decision {
+                decided: answer.dropped,
+                undecided: answer.undecided,
+            }
+        }
+    };
+    if release {
+        eprintln!(
+            "released {} held event(s) of {id} for delivery",
+            decision.decided
+        );
+    } else {
+        eprintln!("dropped {} held event(s) of {id}", decision.decided);
+    }
+    if decision.undecided > 0 {
+        eprintln!(
+            "{} more held event(s) of {id} await the mass-change guard's decision at the end \
+             of a sync (one is running, or the last was cut short and the next decides); \
+             they were left as they are",
+            decision.undecided
+        );
+    }
     Ok(())
 }

@@ -117,7 +117,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Run(args) => run::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Deliveries(args) => delivery::deliveries(args),
-        Command::DeadLetters(args) => delivery::dead_letters(args),
+        Command::DeadLetters(args) => delivery::dead_letters(args).await,
         Command::Subscribers(args) => delivery::subscribers(args).await,
         Command::Status(args) => inspect::status(args).await,
         Command::Replay(args) => replay::run(args).await,

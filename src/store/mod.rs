@@ -599,6 +599,27 @@ impl Store {
         Ok(n)
     }
 
+    /// Discards the given held events (by log sequence), as [`Store::drop_held`]; those no
+    /// longer held are skipped. Returns how many were discarded.
+    pub fn drop_held_seqs(
+        &self,
+        integration_id: &str,
+        log_seqs: &[u64],
+    ) -> Result<usize, StoreError> {
+        let _guard = self.lock();
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for &seq in log_seqs {
+            let key = keys::held(integration_id, seq);
+            if self.tree.contains_key(&key)? {
+                batch.remove(key);
+                n += 1;
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(n)
+    }
+
     /// Whether any snapshot is stored for an integration.
     pub fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
         Ok(self
