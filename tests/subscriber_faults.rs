@@ -56,12 +56,18 @@ struct Seen {
     hung_for: Option<Duration>,
     /// For a huge answer: how many body bytes could be written before the client left.
     huge_written: Option<usize>,
+    /// Position in arrival order. A request is recorded only after it was answered, and
+    /// under load the client may have read one answer and sent its next request before
+    /// the first handler got to record: order is judged by arrival, not by recording.
+    arrival: u64,
 }
 
 #[derive(Default)]
 struct FaultyState {
     mode: Option<Mode>,
     seen: Vec<Seen>,
+    /// Requests read so far: numbers them in arrival order.
+    arrivals: u64,
 }
 
 struct Faulty {
@@ -127,8 +133,11 @@ impl Faulty {
         self.serve(listener);
     }
 
+    /// Every request read, in arrival order.
     fn seen(&self) -> Vec<Seen> {
-        self.state.lock().expect("state").seen.clone()
+        let mut seen = self.state.lock().expect("state").seen.clone();
+        seen.sort_by_key(|s| s.arrival);
+        seen
     }
 
     fn count(&self, mode: Mode) -> usize {
@@ -215,7 +224,11 @@ async fn handle(mut conn: TcpStream, state: Arc<Mutex<FaultyState>>) {
     let Some((headers, body)) = read_request(&mut conn).await else {
         return;
     };
-    let mode = state.lock().expect("state").mode.unwrap_or(Mode::Ok);
+    let (mode, arrival) = {
+        let mut state = state.lock().expect("state");
+        state.arrivals += 1;
+        (state.mode.unwrap_or(Mode::Ok), state.arrivals)
+    };
     let verified = standardwebhooks::Webhook::new(SECRET)
         .map(|wh| wh.verify(&body, &headers).is_ok())
         .unwrap_or(false);
@@ -230,6 +243,7 @@ async fn handle(mut conn: TcpStream, state: Arc<Mutex<FaultyState>>) {
         verified,
         hung_for: None,
         huge_written: None,
+        arrival,
     };
     match mode {
         Mode::Ok => respond(&mut conn, 200, "").await,
