@@ -140,28 +140,26 @@ fn cpu_secs() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Bytes this process has caused to be written to storage (`/proc/self/io`).
-fn written_bytes() -> f64 {
-    std::fs::read_to_string("/proc/self/io")
+/// The first number on the line of `/proc/self/<file>` that starts with `key`.
+fn proc_self(file: &str, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("write_bytes:"))
-                .and_then(|v| v.trim().parse::<f64>().ok())
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
         })
         .unwrap_or(f64::NAN)
 }
 
+/// Bytes this process has caused to be written to storage.
+fn written_bytes() -> f64 {
+    proc_self("io", "write_bytes:")
+}
+
 fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    proc_self("status", "VmHWM:") / 1024.0
 }
 
 fn config(
