@@ -168,6 +168,7 @@ impl Deliverer {
         let waker = Waker {
             notifies: Arc::new(workers.iter().map(|(_, _, n)| n.clone()).collect()),
         };
+        store.expect_deliveries();
         Ok(Self {
             store,
             settings: Arc::new(settings),

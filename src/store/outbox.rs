@@ -187,6 +187,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Says that a deliverer in this process will take deliveries from the queues: from
+    /// now on, deliveries published by a flush are kept for it (see [`super::queues`]).
+    pub fn expect_deliveries(&self) {
+        self.queues_unbuilt().wanted = true;
+    }
+
     /// When the earliest queued delivery of `subscriber` is due (ms since the epoch).
     pub fn next_due_at(&self, subscriber: &str) -> Result<Option<i64>, StoreError> {
         Ok(self.queues()?.next_due(subscriber))

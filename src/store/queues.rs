@@ -117,6 +117,11 @@ impl SubscriberQueues {
 pub(super) struct Queues {
     /// Whether the queues were built from the store yet.
     pub built: bool,
+    /// Whether a deliverer in this process will read them. Until one does (or they are
+    /// built), published deliveries are not kept: a `sync --once` that emits a million
+    /// events must not hold a million pending deliveries in memory for nobody; a later
+    /// build finds them in the outbox.
+    pub wanted: bool,
     subscribers: HashMap<String, SubscriberQueues>,
     /// Committed but not flushed: they join the queues when a flush makes them durable,
     /// so nothing is sent before it is on disk. In log order.
@@ -155,8 +160,10 @@ impl Queues {
     pub fn publish(&mut self, through: u64) {
         let n = self.staged.partition_point(|p| p.log_seq <= through);
         let ready: Vec<Pending> = self.staged.drain(..n).collect();
-        for p in ready {
-            self.add(p);
+        if self.built || self.wanted {
+            for p in ready {
+                self.add(p);
+            }
         }
     }
 
@@ -388,7 +395,10 @@ mod tests {
 
     #[test]
     fn staged_deliveries_wait_for_the_flush_that_covers_them() {
-        let mut q = Queues::default();
+        let mut q = Queues {
+            wanted: true,
+            ..Queues::default()
+        };
         q.stage(p("crm", 1, "a", 1));
         q.stage(p("crm", 2, "b", 2));
         assert!(due(&q, 100).is_empty(), "not durable yet");
@@ -411,6 +421,19 @@ mod tests {
         q.publish(4);
         assert_eq!(due(&q, 100), [1, 2, 3, 4]);
         assert_eq!(q.staged_through(), None);
+    }
+
+    #[test]
+    fn published_deliveries_are_kept_only_for_a_deliverer() {
+        let mut q = Queues::default();
+        q.stage(p("crm", 1, "a", 1));
+        q.publish(1);
+        assert_eq!(q.pending("crm"), 0, "nobody delivers: not kept");
+        assert_eq!(q.staged_through(), None, "but no longer staged either");
+        q.wanted = true;
+        q.stage(p("crm", 2, "b", 2));
+        q.publish(2);
+        assert_eq!(due(&q, 100), [2]);
     }
 
     #[test]
