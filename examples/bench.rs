@@ -325,6 +325,16 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves `app` on a loopback port; returns its URL.
+async fn serve(app: axum::Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
+}
+
 /// A receiver that answers 200 at once and counts.
 async fn counting_receiver() -> anyhow::Result<(String, Arc<AtomicU64>)> {
     let count = Arc::new(AtomicU64::new(0));
@@ -339,12 +349,7 @@ async fn counting_receiver() -> anyhow::Result<(String, Arc<AtomicU64>)> {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((url, count))
+    Ok((serve(app).await?, count))
 }
 
 async fn wait_count(count: &AtomicU64, want: u64, limit: Duration) -> anyhow::Result<()> {
@@ -533,12 +538,7 @@ async fn timing_receiver() -> anyhow::Result<(String, Arc<Mutex<HashMap<String, 
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((url, arrivals))
+    Ok((serve(app).await?, arrivals))
 }
 
 fn percentiles(mut ms: Vec<f64>) -> String {
