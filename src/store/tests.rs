@@ -292,21 +292,35 @@ mod delivery {
         (dir, store)
     }
 
-    #[test]
-    fn a_store_from_an_earlier_build_loses_its_index_keys_and_keeps_its_attempts() {
+    /// A store directory to open, close and open again.
+    fn store_path() -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db");
+        (dir, path)
+    }
+
+    /// Commits `events` (no snapshots) for `gh:1`.
+    fn log(store: &Store, events: Vec<NewEvent>) {
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events,
+                },
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_store_from_an_earlier_build_loses_its_index_keys_and_keeps_its_attempts() {
+        let (_dir, path) = store_path();
         {
             let store = Store::open(&path, 8 << 20).expect("open");
-            store
-                .commit_page(
-                    "gh:1",
-                    PageCommit {
-                        snapshots: vec![],
-                        events: vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])],
-                    },
-                )
-                .unwrap();
+            log(
+                &store,
+                vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])],
+            );
             // What earlier builds wrote besides the outbox entry: a queue key, a due key,
             // and the first attempt as its own record.
             let mut legacy_attempt = keys::attempt_prefix("crm", 1);
@@ -400,24 +414,18 @@ mod delivery {
 
     #[test]
     fn the_queues_are_rebuilt_from_the_outbox_on_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("db");
+        let (_dir, path) = store_path();
         {
             let store = Store::open(&path, 8 << 20).expect("open");
-            store
-                .commit_page(
-                    "gh:1",
-                    PageCommit {
-                        snapshots: vec![],
-                        events: vec![
-                            event("e1", "a", 1, EventType::StageChanged, &["crm"]),
-                            event("e2", "b", 1, EventType::StageChanged, &["crm"]),
-                            event("e3", "a", 2, EventType::Rejected, &["crm"]),
-                            event("e4", "c", 1, EventType::Rejected, &["crm"]),
-                        ],
-                    },
-                )
-                .unwrap();
+            log(
+                &store,
+                vec![
+                    event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                    event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                    event("e3", "a", 2, EventType::Rejected, &["crm"]),
+                    event("e4", "c", 1, EventType::Rejected, &["crm"]),
+                ],
+            );
             store.flush().unwrap();
             store
                 .record_attempt("crm", 2, &attempt(1, 10, 200), AttemptResult::Delivered)
