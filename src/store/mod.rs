@@ -581,25 +581,8 @@ impl Store {
         Ok(released)
     }
 
-    /// Discards an integration's held events (an operator decided they are noise). Their
-    /// ids stay known, so a re-derivation does not bring them back. Returns how many.
-    pub fn drop_held(&self, integration_id: &str) -> Result<usize, StoreError> {
-        let _guard = self.lock();
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for key in self
-            .tree
-            .scan_prefix(keys::held_prefix(integration_id))
-            .keys()
-        {
-            batch.remove(key?);
-            n += 1;
-        }
-        self.tree.apply_batch(batch)?;
-        Ok(n)
-    }
-
-    /// Discards the given held events (by log sequence), as [`Store::drop_held`]; those no
+    /// Discards the given held events (by log sequence): an operator decided they are
+    /// noise. Their ids stay known, so a re-derivation does not bring them back; those no
     /// longer held are skipped. Returns how many were discarded.
     pub fn drop_held_seqs(
         &self,

@@ -198,11 +198,6 @@ impl Store {
         Ok(self.queues()?.next_due(subscriber))
     }
 
-    /// Deliveries of `subscriber` waiting in its queues (durable ones).
-    pub fn queued_deliveries(&self, subscriber: &str) -> Result<usize, StoreError> {
-        Ok(self.queues()?.pending(subscriber))
-    }
-
     /// A subscriber's pending and dead deliveries and its oldest pending event, from the
     /// in-memory queues: cheap enough for every `/metrics` scrape, however long the
     /// outbox's history (the first call builds the queues with one scan).
