@@ -190,6 +190,32 @@ fn config(
     )?)
 }
 
+/// A fresh store in a temporary directory, and a syncer on it against `sim`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    cfg: Config,
+    store: Arc<Store>,
+    syncer: Syncer,
+}
+
+fn setup(
+    sim: &SimProcess,
+    subscribers: &[String],
+    cache: u64,
+    initial: &str,
+) -> anyhow::Result<Setup> {
+    let dir = tempfile::tempdir()?;
+    let cfg = config(&dir.path().join("store"), sim, subscribers, cache, initial)?;
+    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+    let syncer = Syncer::new(client(sim)?, store.clone(), SyncSettings::from_config(&cfg));
+    Ok(Setup {
+        _dir: dir,
+        cfg,
+        store,
+        syncer,
+    })
+}
+
 /// The ceiling: fetch and parse every page, nothing else.
 async fn fetch_parse_all(sim: &SimProcess) -> anyhow::Result<(u64, Duration)> {
     let client = client(sim)?;
@@ -221,23 +247,15 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
     let ceiling = n as f64 / took.as_secs_f64();
     println!("ceiling (fetch + parse only): {n} records in {took:.2?} = {ceiling:.0}/s");
 
-    let dir = tempfile::tempdir()?;
-    let cfg = config(
-        &dir.path().join("store"),
-        &sim,
-        &[],
-        args.cache_bytes,
-        "baseline",
-    )?;
-    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+    let Setup {
+        _dir,
+        store,
+        syncer,
+        ..
+    } = setup(&sim, &[], args.cache_bytes, "baseline")?;
     let slices: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = slices.clone();
-    let syncer = Syncer::new(
-        client(&sim)?,
-        store.clone(),
-        SyncSettings::from_config(&cfg),
-    )
-    .with_progress(Arc::new(move |_, p: PageProgress| {
+    let syncer = syncer.with_progress(Arc::new(move |_, p: PageProgress| {
         if let Ok(mut s) = sink.lock() {
             s.push((p.records, Instant::now()));
         }
@@ -396,14 +414,12 @@ async fn delivery(args: &Args) -> anyhow::Result<()> {
             urls.push(url);
             counts.push(count);
         }
-        let dir = tempfile::tempdir()?;
-        let cfg = config(&dir.path().join("store"), &sim, &urls, 64 << 20, "emit")?;
-        let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
-        let syncer = Syncer::new(
-            client(&sim)?,
-            store.clone(),
-            SyncSettings::from_config(&cfg),
-        );
+        let Setup {
+            _dir,
+            cfg,
+            store,
+            syncer,
+        } = setup(&sim, &urls, 64 << 20, "emit")?;
         let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
         let events = report.events();
         let total = events * subscribers as u64;
@@ -457,20 +473,12 @@ async fn outbox(args: &Args) -> anyhow::Result<()> {
         args.events
     );
     let sim = start_sim(args.events, 0.0, 2)?;
-    let dir = tempfile::tempdir()?;
-    let cfg = config(
-        &dir.path().join("store"),
-        &sim,
-        &["http://127.0.0.1:9/".into()],
-        64 << 20,
-        "emit",
-    )?;
-    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
-    let syncer = Syncer::new(
-        client(&sim)?,
-        store.clone(),
-        SyncSettings::from_config(&cfg),
-    );
+    let Setup {
+        _dir,
+        store,
+        syncer,
+        ..
+    } = setup(&sim, &["http://127.0.0.1:9/".into()], 64 << 20, "emit")?;
     let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
     let started = Instant::now();
     let cpu0 = cpu_secs();
@@ -565,20 +573,12 @@ async fn latency(args: &Args) -> anyhow::Result<()> {
     );
     let sim = start_sim(20_000, 100.0, 3)?;
     let (url, arrivals) = timing_receiver().await?;
-    let dir = tempfile::tempdir()?;
-    let cfg = config(
-        &dir.path().join("store"),
-        &sim,
-        &[url],
-        64 << 20,
-        "baseline",
-    )?;
-    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
-    let syncer = Syncer::new(
-        client(&sim)?,
-        store.clone(),
-        SyncSettings::from_config(&cfg),
-    );
+    let Setup {
+        _dir,
+        cfg,
+        store,
+        syncer,
+    } = setup(&sim, &[url], 64 << 20, "baseline")?;
     // The baseline first: it derives no events.
     syncer.sync(&sim.integrations[0], |_| {}).await?;
     let deliverer = Deliverer::new(
