@@ -123,6 +123,7 @@ fn client(sim: &SimProcess) -> anyhow::Result<KomboClient> {
         base_url: sim.base_url.clone(),
         api_key: Secret::new(sim.api_key.clone()),
         request_timeout: Duration::from_secs(60),
+        limits: Default::default(),
         retry: RetryPolicy::default(),
     })?)
 }
@@ -226,6 +227,7 @@ async fn fetch_parse_all(sim: &SimProcess) -> anyhow::Result<(u64, Duration)> {
             include_deleted: true,
             ..Default::default()
         },
+        0,
     );
     let mut n = 0u64;
     while let Some(page) = pager.next_page().await? {

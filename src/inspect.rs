@@ -159,12 +159,17 @@ impl EventSummary {
 }
 
 /// Why an integration is stale at `now`, or `None` when it synced successfully within
-/// [`STALE_AFTER_INTERVALS`] × `interval`.
-pub fn staleness(state: &SyncState, interval: Duration, now: Timestamp) -> Option<String> {
+/// [`STALE_AFTER_INTERVALS`] × `interval`. `last_error` is what the reason quotes of the
+/// last failure: the full text for operators, [`SyncState::last_error_summary`] for
+/// `/readyz`.
+pub fn staleness(
+    state: &SyncState,
+    interval: Duration,
+    now: Timestamp,
+    last_error: Option<&str>,
+) -> Option<String> {
     let limit = interval.saturating_mul(STALE_AFTER_INTERVALS);
-    let last_error = state
-        .last_error
-        .as_deref()
+    let last_error = last_error
         .map(|e| format!("; last error: {e}"))
         .unwrap_or_default();
     match state.last_success_at {
@@ -192,12 +197,19 @@ pub fn status(store: &Store, config: &Config, now: Timestamp) -> Result<StatusVi
         integrations.push(IntegrationStatus {
             id: integration.id.clone(),
             label: integration.label.clone(),
-            baseline_done: state.baseline_done,
+            // Done once a sync has read every record (which is what sets a watermark): a
+            // baseline whose records were all rejected stored nothing to diff against.
+            baseline_done: state.baseline_done && state.watermark.is_some(),
             last_success_at: state.last_success_at,
             watermark: state.watermark,
             last_full_resync: state.last_full_resync,
             applications: state.applications,
-            stale: staleness(&state, config.kombo.poll_interval, now),
+            stale: staleness(
+                &state,
+                config.kombo.poll_interval,
+                now,
+                state.last_error.as_deref(),
+            ),
             last_error: state.last_error,
             held_events,
         });
@@ -294,15 +306,18 @@ mod tests {
             .expect("time");
         let minute = Duration::from_secs(60);
         let mut state = SyncState::default();
-        let never = staleness(&state, minute, now).expect("stale");
+        let never = staleness(&state, minute, now, state.last_error.as_deref()).expect("stale");
         assert!(never.contains("never synced"), "{never}");
 
         state.last_success_at = Some(now - chrono::Duration::seconds(179));
-        assert_eq!(staleness(&state, minute, now), None);
+        assert_eq!(
+            staleness(&state, minute, now, state.last_error.as_deref()),
+            None
+        );
 
         state.last_success_at = Some(now - chrono::Duration::seconds(181));
         state.last_error = Some("Kombo answered HTTP 500".into());
-        let old = staleness(&state, minute, now).expect("stale");
+        let old = staleness(&state, minute, now, state.last_error.as_deref()).expect("stale");
         assert!(old.contains("3m 1s ago"), "{old}");
         assert!(old.contains("HTTP 500"), "{old}");
     }

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //!
+//! - [`addr`]: which IP addresses are public unicast (the SSRF guard's rule).
 //! - [`admin`]: the admin HTTP server: health, metrics, the `/v1` API, Kombo's push trigger.
 //! - [`ats`]: the Kombo client: wire model, page parsing, paging and retries.
 //! - [`sim`]: the built-in Kombo-compatible simulator (world, mutations, faults, server).
@@ -19,10 +20,12 @@
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
 //! - [`metrics`]: Prometheus metrics: one registry per daemon, store gauges on scrape.
+//! - [`redact`]: URLs without credentials, upstream texts cut to a bounded length.
 //! - [`replay`]: re-sending logged or exported events to a URL, signed, in log order.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`cli`]: the command line.
 
+pub mod addr;
 pub mod admin;
 pub mod ats;
 pub mod cli;
@@ -35,6 +38,7 @@ pub mod event;
 pub mod held;
 pub mod inspect;
 pub mod metrics;
+pub mod redact;
 pub mod replay;
 pub mod secret;
 pub mod sim;

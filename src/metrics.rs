@@ -485,6 +485,10 @@ pub fn kombo_error_code(error: &KomboError) -> String {
         KomboError::Unauthorized { .. } => "http_401".to_owned(),
         KomboError::Malformed { .. } => "malformed".to_owned(),
         KomboError::Transport { .. } => "transport".to_owned(),
+        KomboError::TooLarge { .. } => "too_large".to_owned(),
+        KomboError::BadCursor { .. } => "bad_cursor".to_owned(),
+        KomboError::CursorLoop { .. } => "cursor_loop".to_owned(),
+        KomboError::TooManyPages { .. } => "too_many_pages".to_owned(),
     }
 }
 

@@ -32,6 +32,11 @@ use crate::store::{EventFilter, EventRecord, Store, StoreError};
 /// Events read from the store per page.
 const PAGE: usize = 500;
 
+/// The longest line of an export file that is read as an event (an event body is at most
+/// about one Kombo record, itself at most `kombo.max_record_bytes`, 1 MiB by default).
+/// A longer line is reported as bad and skipped without being held in memory.
+pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Why a replay could not start or read its events.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -155,12 +160,27 @@ impl<R: BufRead> Iterator for FileEvents<R> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            match std::io::Read::take(self.reader.by_ref(), limit).read_until(b'\n', &mut self.buf)
+            {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => return Some(Err(e)),
             }
             self.line += 1;
+            if self.buf.len() > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') {
+                self.buf.clear();
+                if let Err(e) = skip_line(&mut self.reader) {
+                    return Some(Err(e));
+                }
+                return Some(Ok(Err(BadLine {
+                    line: self.line,
+                    error: format!(
+                        "longer than {} MiB: not read as an event (skipped)",
+                        MAX_LINE_BYTES / (1024 * 1024)
+                    ),
+                })));
+            }
             let mut body: &[u8] = &self.buf;
             while let [rest @ .., b'\n' | b'\r'] = body {
                 body = rest;
@@ -185,6 +205,31 @@ impl<R: BufRead> Iterator for FileEvents<R> {
                         body: body.to_vec(),
                     })));
                 }
+            }
+        }
+    }
+}
+
+/// Reads and drops the rest of the current line (through its `\n`), holding no more than
+/// the reader's buffer.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
             }
         }
     }
@@ -291,7 +336,7 @@ impl Replayer {
         timeout: Duration,
     ) -> Result<Self, ReplayError> {
         let bad_url = |message: String| ReplayError::BadUrl {
-            url: url.to_owned(),
+            url: crate::redact::url(url),
             message,
         };
         let parsed = Url::parse(url).map_err(|e| bad_url(e.to_string()))?;

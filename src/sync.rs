@@ -301,7 +301,9 @@ impl Syncer {
         // Records the baseline could not read (by id): still baseline records when they
         // become readable.
         let mut unread: HashSet<String> = state.baseline_unread.iter().cloned().collect();
-        let mut pager = self.client.applications(integration_id, query);
+        let mut pager = self
+            .client
+            .applications(integration_id, query, state.applications);
         let mut waited = Instant::now();
         while let Some(page) = pager.next_page().await? {
             report.timings.waiting_for_kombo += waited.elapsed();
@@ -425,6 +427,7 @@ impl Syncer {
         state.baseline_done = true;
         state.last_success_at = Some(Utc::now());
         state.last_error = None;
+        state.last_error_summary = None;
         if report.rejected.is_empty() {
             state.watermark = Some(started_at);
             if kind != SyncKind::Incremental {
@@ -432,10 +435,19 @@ impl Syncer {
             }
             report.watermark_advanced = true;
         } else {
-            state.last_error = Some(format!(
-                "{} record(s) could not be read; the watermark stays until they can: {}",
-                report.rejected.len(),
-                report.rejected.join("; ")
+            let n = report.rejected.len();
+            state.last_error = Some(
+                crate::redact::bounded(
+                    &format!(
+                        "{n} record(s) could not be read; the watermark stays until they can: {}",
+                        report.rejected.join("; ")
+                    ),
+                    MAX_STORED_ERROR,
+                )
+                .into_owned(),
+            );
+            state.last_error_summary = Some(format!(
+                "{n} record(s) could not be read; the watermark stays until they can"
             ));
         }
         self.store
@@ -538,8 +550,24 @@ impl Syncer {
 
     fn record_failure(&self, integration_id: &str, err: &SyncError) -> Result<(), StoreError> {
         let mut state = self.store.sync_state(integration_id)?;
-        state.last_error = Some(err.to_string());
+        state.last_error =
+            Some(crate::redact::bounded(&err.to_string(), MAX_STORED_ERROR).into_owned());
+        state.last_error_summary = Some(err.summary());
         self.store.put_sync_state(integration_id, &state)
+    }
+}
+
+/// The longest error text kept in an integration's sync state.
+const MAX_STORED_ERROR: usize = 4096;
+
+impl SyncError {
+    /// What went wrong in words safe for an unauthenticated reader (`/readyz`): no text
+    /// taken from Kombo's answers (see [`KomboError::summary`]).
+    pub fn summary(&self) -> String {
+        match self {
+            SyncError::Kombo(err) => err.summary(),
+            SyncError::Store { .. } => "store failure (see /v1/status)".to_owned(),
+        }
     }
 }
 

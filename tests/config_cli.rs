@@ -172,3 +172,61 @@ fn example_config_checks() {
         "{stderr}"
     );
 }
+
+#[test]
+fn urls_are_printed_without_their_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text_with_credentials = GOOD
+        .replace(
+            "poll_interval = \"1m\"",
+            "poll_interval = \"1m\"\nbase_url = \"https://kuser:kpa55@kombo.example.com/v1?key=kq1\"",
+        )
+        .replace(
+            "https://crm.example.com/hooks",
+            "http://user:pa55w0rd@crm.example.com/hook?token=tok3n&x=1",
+        );
+    let path = write(dir.path(), &text_with_credentials);
+    let out = check(&path, &good_env());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    for secret in ["pa55w0rd", "tok3n", "kpa55", "kq1", "kuser", "user:"] {
+        assert!(!stdout.contains(secret), "{secret} shown:\n{stdout}");
+        assert!(!stderr.contains(secret), "{secret} shown:\n{stderr}");
+    }
+    assert!(
+        stdout.contains(
+            "url = \"http://[redacted]@crm.example.com/hook?token=[redacted]&x=[redacted]\""
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("base_url = \"https://[redacted]@kombo.example.com/v1?key=[redacted]\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_subscriber_on_a_private_ip_literal_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (host, what) in [
+        ("127.0.0.1:8080", "loopback"),
+        ("10.1.2.3", "private"),
+        ("[::1]", "loopback"),
+        ("169.254.169.254", "link-local"),
+    ] {
+        let config = GOOD.replace(
+            "https://crm.example.com/hooks",
+            &format!("http://{host}/hooks"),
+        );
+        let out = check(&write(dir.path(), &config), &good_env());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{host}: {stderr}");
+        assert!(stderr.contains("subscribers[0].url"), "{stderr}");
+        assert!(stderr.contains(what), "{host}: {stderr}");
+        assert!(stderr.contains("allow_private_networks"), "{stderr}");
+
+        let allowed = format!("{config}\n[delivery]\nallow_private_networks = true\n");
+        let out = check(&write(dir.path(), &allowed), &good_env());
+        assert_eq!(out.status.code(), Some(0), "{host}: {}", text(&out.stderr));
+    }
+}

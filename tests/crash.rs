@@ -264,6 +264,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
             base_url: sim.base_url(),
             api_key: Secret::new(sim.sim().api_key()),
             request_timeout: Duration::from_secs(10),
+            limits: Default::default(),
             retry: RetryPolicy {
                 max_attempts: 10,
                 base_delay: Duration::from_millis(5),

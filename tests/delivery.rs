@@ -441,13 +441,22 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
     .subscriber("metadata", "http://169.254.169.254/latest/meta-data");
     builder.allow_private_networks = false;
     builder.retry_schedule = r#"["10ms"]"#;
-    let store = open_store(&builder.build());
-    baseline(&builder.build(), &store).await;
+    // `config check` refuses these literals; the guard behind it must refuse them too.
+    let message = hirehook::config::Config::from_str_with_env(
+        &builder.toml(),
+        std::path::Path::new("t.toml"),
+        |_| None,
+    )
+    .expect_err("validation refuses private literals")
+    .to_string();
+    assert!(message.contains("subscribers[0].url") && message.contains("subscribers[1].url"));
+    let store = open_store(&builder.build_unvalidated());
+    baseline(&builder.build_unvalidated(), &store).await;
     let app = live(&sim, &integration)[0].clone();
     sim.sim()
         .apply(&integration, &app, Mutation::ScheduleInterview)
         .expect("schedule");
-    let running = start(builder.build(), store.clone());
+    let running = start(builder.build_unvalidated(), store.clone());
     let dead = async {
         loop {
             let dead = store

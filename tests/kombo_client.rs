@@ -26,6 +26,7 @@ fn client(sim: &RunningSim) -> KomboClient {
         base_url: sim.base_url(),
         api_key: Secret::new(sim.sim().api_key()),
         request_timeout: Duration::from_secs(10),
+        limits: Default::default(),
         retry: RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(5),
@@ -42,7 +43,7 @@ async fn list_all(
     integration: &str,
     query: ApplicationsQuery,
 ) -> Result<(Vec<hirehook::ats::Application>, u32), KomboError> {
-    let mut pager = client.applications(integration, query);
+    let mut pager = client.applications(integration, query, 0);
     let mut all = Vec::new();
     while let Some(page) = pager.next_page().await? {
         assert!(page.rejected.is_empty(), "{:?}", page.rejected);
@@ -331,6 +332,7 @@ async fn a_wrong_api_key_reads_as_such() {
         base_url: sim.base_url(),
         api_key: Secret::new("wrong"),
         request_timeout: Duration::from_secs(5),
+        limits: Default::default(),
         retry: RetryPolicy::default(),
     })
     .expect("client");

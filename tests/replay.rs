@@ -373,3 +373,115 @@ async fn usage_errors_exit_2() {
         assert!(!out.stderr.contains(SECRET), "secrets never printed");
     }
 }
+
+/// Peak RSS of a running process, from `/proc/PID/status`.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A replay of an export whose first line is 256 MiB: the line is reported by number and
+/// skipped with bounded memory, the event after it is sent, the summary (printed on
+/// SIGINT too) never shows the URL's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_line_is_skipped_with_bounded_memory_and_sigint_still_prints_the_summary() {
+    let (harness, log) = logged_events().await;
+    let config = harness.config_path.to_str().expect("path").to_owned();
+    let export = harness.dir.path().join("events.jsonl");
+    let out = hirehook(&[
+        "events",
+        "export",
+        "--config",
+        &config,
+        "-o",
+        export.to_str().expect("path"),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let events = std::fs::read_to_string(&export).expect("export");
+    {
+        use std::io::Write as _;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&export).expect("create"));
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..256 {
+            file.write_all(&chunk).expect("write");
+        }
+        file.write_all(b"\n").expect("write");
+        file.write_all(events.as_bytes()).expect("write");
+        file.flush().expect("flush");
+    }
+
+    // A receiver that reads the first request's head and never answers: the replay waits
+    // on it while the test looks at the process.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let first_request = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the replay hung up");
+            head.extend_from_slice(&buf[..n]);
+        }
+        (String::from_utf8_lossy(&head).into_owned(), stream)
+    });
+    let to = format!("http://user:pa55w0rd@127.0.0.1:{port}?token=t0k3n");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hirehook"))
+        .args(["replay", "--from-file"])
+        .arg(&export)
+        .args(["--to", &to, "--secret", SECRET])
+        .env_remove("HIREHOOK_REPLAY_SECRET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("replay starts");
+    let pid = child.id().expect("pid");
+    // The first event arrived: the huge line is behind the replay.
+    let (head, _held) = tokio::time::timeout(LIMIT, first_request)
+        .await
+        .expect("the first event is sent")
+        .expect("receiver");
+    let peak = peak_rss_kb(pid);
+    assert!(peak < 200 * 1024, "peak RSS {peak} kB for a 256 MiB line");
+    assert!(
+        head.contains(&format!("webhook-id: {}", log[0].id)),
+        "{head}"
+    );
+
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok);
+    let output = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("replay ends on SIGINT")
+        .expect("status");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("interrupted (SIGINT)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "replay to http://[redacted]@127.0.0.1:{port}/?token=[redacted]: sent"
+        )),
+        "{stdout}"
+    );
+    assert!(stderr.contains("line 1: longer than 8 MiB"), "{stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains("pa55w0rd") && !text.contains("t0k3n"),
+            "{text}"
+        );
+    }
+}

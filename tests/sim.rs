@@ -662,6 +662,7 @@ async fn the_client_pages_through_faults() {
         base_url: sim.base_url(),
         api_key: Secret::new(sim.sim().api_key()),
         request_timeout: Duration::from_secs(5),
+        limits: Default::default(),
         retry: RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_millis(5),
@@ -676,6 +677,7 @@ async fn the_client_pages_through_faults() {
             include_deleted: true,
             ..ApplicationsQuery::default()
         },
+        0,
     );
     let mut seen = Vec::new();
     while let Some(page) = tokio::time::timeout(DEADLINE, pager.next_page())

@@ -45,6 +45,7 @@ fn syncer(sim: &RunningSim, store: Arc<Store>, settings: SyncSettings) -> Syncer
         base_url: sim.base_url(),
         api_key: Secret::new(sim.sim().api_key()),
         request_timeout: Duration::from_secs(10),
+        limits: Default::default(),
         retry: RetryPolicy {
             max_attempts: 2,
             base_delay: Duration::from_millis(5),

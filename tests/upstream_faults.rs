@@ -61,6 +61,7 @@ fn client(base_url: &str, timeout: Duration, notices: &Notices) -> KomboClient {
         base_url: base_url.to_owned(),
         api_key: Secret::new(hirehook::sim::DEFAULT_API_KEY),
         request_timeout: timeout,
+        limits: Default::default(),
         retry: RetryPolicy {
             max_attempts: 6,
             base_delay: Duration::from_millis(5),

@@ -26,12 +26,24 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
             let mut stale = Vec::new();
             for integration in &config.integrations {
                 let sync = store.sync_state(&integration.id)?;
+                // Unauthenticated: never text from Kombo's answers (an upstream error
+                // body can hold anything); `/v1/status` has the full error.
+                let last_error = sync.last_error_summary.clone().or_else(|| {
+                    sync.last_error
+                        .as_ref()
+                        .map(|_| "the last sync failed (see /v1/status)".to_owned())
+                });
                 let entry = json!({
                     "integration": integration.id,
                     "last_success_at": sync.last_success_at,
-                    "last_error": sync.last_error,
+                    "last_error": last_error,
                 });
-                match staleness(&sync, config.kombo.poll_interval, now) {
+                match staleness(
+                    &sync,
+                    config.kombo.poll_interval,
+                    now,
+                    last_error.as_deref(),
+                ) {
                     None => fresh.push(entry),
                     Some(reason) => {
                         let mut entry = entry;

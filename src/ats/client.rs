@@ -1,5 +1,6 @@
 //! The Kombo client: `GET /ats/applications`, page by page, with retries.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,9 @@ use reqwest::header::HeaderMap;
 
 use super::error::{KomboError, PageRef, RetryNotice};
 use super::model::{Application, ErrorEnvelope, Outcome, Timestamp};
-use super::page::{ParsedPage, RejectedRecord, parse_page};
+use super::page::{
+    DEFAULT_MAX_RECORD_BYTES, PageLimits, ParsedPage, RejectedRecord, parse_page_with,
+};
 use crate::secret::Secret;
 
 /// Kombo's maximum page size; hirehook always asks for it.
@@ -25,6 +28,39 @@ pub struct ClientConfig {
     /// Per request, including reading the body.
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// What a response may hold.
+    pub limits: ResponseLimits,
+}
+
+/// Bounds on what Kombo sends, so a broken or hostile upstream cannot exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// A response body larger than this is cut off and the page fails
+    /// (`[kombo] max_response_bytes`).
+    pub max_response_bytes: u64,
+    /// A record larger than this is rejected like any unreadable record
+    /// (`[kombo] max_record_bytes`).
+    pub max_record_bytes: usize,
+}
+
+/// The default of `[kombo] max_response_bytes`: a full page of 250 applications is
+/// typically well under 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The longest `next` cursor followed. Kombo's cursors are short opaque strings; a longer
+/// one cannot be sent back in a URL anyway.
+pub const MAX_CURSOR_BYTES: usize = 4096;
+
+/// The most of an error body read (only Kombo's error code and message are needed).
+const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
 }
 
 /// When and how often a failed request is tried again.
@@ -166,6 +202,7 @@ pub struct KomboClient {
     endpoint: String,
     api_key: Secret,
     retry: RetryPolicy,
+    limits: ResponseLimits,
     on_retry: Option<RetryObserver>,
     /// Failed requests are counted here, by error code.
     metrics: Option<crate::metrics::Metrics>,
@@ -192,6 +229,7 @@ impl KomboClient {
             endpoint: format!("{}/ats/applications", config.base_url.trim_end_matches('/')),
             api_key: config.api_key,
             retry: config.retry,
+            limits: config.limits,
             on_retry: None,
             metrics: None,
         })
@@ -211,11 +249,27 @@ impl KomboClient {
 
     /// A pager over one integration's applications. Nothing is fetched until
     /// [`Pager::next_page`] is called; each call holds one page in memory.
-    pub fn applications(&self, integration_id: &str, query: ApplicationsQuery) -> Pager {
+    ///
+    /// `known_applications` (how many the integration had at the last count) sizes the
+    /// page budget: see [`Pager::page_budget`].
+    pub fn applications(
+        &self,
+        integration_id: &str,
+        query: ApplicationsQuery,
+        known_applications: u64,
+    ) -> Pager {
+        let page_size = query.page_size.unwrap_or(MAX_PAGE_SIZE).max(1);
         Pager {
             client: self.clone(),
             integration_id: integration_id.to_owned(),
             params: Arc::new(query.params()),
+            page_limits: PageLimits {
+                max_records: usize::from(page_size),
+                max_record_bytes: self.limits.max_record_bytes,
+            },
+            known_applications,
+            records_read: 0,
+            cursors_seen: HashSet::new(),
             cursor: None,
             pages_fetched: 0,
             finished: false,
@@ -230,10 +284,11 @@ impl KomboClient {
         at: &PageRef,
         params: &[(&'static str, String)],
         cursor: Option<&str>,
+        limits: &PageLimits,
     ) -> Result<ParsedPage, KomboError> {
         self.with_retries(at, |attempt| async move {
             let body = self.request_once(at, params, cursor, attempt).await?;
-            parse_body(at, &body, attempt)
+            parse_body(at, &body, attempt, limits)
         })
         .await
     }
@@ -308,7 +363,7 @@ impl KomboClient {
             attempt,
             wait,
             server_hint: hint,
-            reason: err.to_string(),
+            reason: crate::redact::bounded(&err.to_string(), crate::redact::MAX_TEXT).into_owned(),
         };
         tracing::warn!(
             integration = %at.integration_id,
@@ -339,6 +394,15 @@ impl KomboClient {
         cursor: Option<&str>,
         attempts: u32,
     ) -> Result<bytes::Bytes, Failure> {
+        if let Some(cursor) = cursor
+            && cursor.len() > MAX_CURSOR_BYTES
+        {
+            // It can never be sent: no retry will help.
+            return Err(Failure::Final(Box::new(KomboError::BadCursor {
+                at: at.clone(),
+                bytes: cursor.len(),
+            })));
+        }
         let mut request = self
             .http
             .get(&self.endpoint)
@@ -350,20 +414,55 @@ impl KomboClient {
             request = request.query(&[("cursor", cursor)]);
         }
         let transport = |source: reqwest::Error| {
-            Failure::Retryable(
-                Box::new(KomboError::Transport {
-                    at: at.clone(),
-                    source,
-                    attempts,
-                }),
-                None,
-            )
+            // Its URL holds the cursor and the filters: neither belongs in a log line.
+            let err = Box::new(KomboError::Transport {
+                at: at.clone(),
+                retryable: !source.is_builder(),
+                source: source.without_url(),
+                attempts,
+            });
+            if source_is_final(&err) {
+                Failure::Final(err)
+            } else {
+                Failure::Retryable(err, None)
+            }
         };
-        let response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?;
-
+        let limit = if status.is_success() {
+            self.limits.max_response_bytes
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        if let Some(length) = response.content_length()
+            && length > limit
+            && status.is_success()
+        {
+            return Err(Failure::Final(Box::new(KomboError::TooLarge {
+                at: at.clone(),
+                limit,
+            })));
+        }
+        let mut body =
+            Vec::with_capacity(response.content_length().unwrap_or(64 * 1024).min(limit) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                if !status.is_success() {
+                    // An error body is only read for Kombo's code: its start will do.
+                    let room = (limit as usize).saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    break;
+                }
+                // The same body would come again: the sync fails, the next poll retries.
+                return Err(Failure::Final(Box::new(KomboError::TooLarge {
+                    at: at.clone(),
+                    limit,
+                })));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = bytes::Bytes::from(body);
         if status.is_success() {
             return Ok(body);
         }
@@ -371,9 +470,26 @@ impl KomboClient {
     }
 }
 
+/// Whether a transport failure cannot be helped by another attempt (the request could
+/// not even be built).
+fn source_is_final(err: &KomboError) -> bool {
+    matches!(
+        err,
+        KomboError::Transport {
+            retryable: false,
+            ..
+        }
+    )
+}
+
 /// Parses a 2xx body; a truncated one is worth another attempt.
-fn parse_body(at: &PageRef, body: &[u8], attempts: u32) -> Result<ParsedPage, Failure> {
-    parse_page(body).map_err(|source| {
+fn parse_body(
+    at: &PageRef,
+    body: &[u8],
+    attempts: u32,
+    limits: &PageLimits,
+) -> Result<ParsedPage, Failure> {
+    parse_page_with(body, limits).map_err(|source| {
         let truncated = source.truncated;
         let err = KomboError::Malformed {
             at: at.clone(),
@@ -493,6 +609,14 @@ pub struct Pager {
     client: KomboClient,
     integration_id: String,
     params: Arc<Vec<(&'static str, String)>>,
+    /// The page size asked for bounds a page's records.
+    page_limits: PageLimits,
+    /// The integration's size when the sync began, for the page budget.
+    known_applications: u64,
+    /// Records (read or rejected) in the pages so far.
+    records_read: u64,
+    /// A 128-bit hash of every cursor followed in this listing: a repeat is a loop.
+    cursors_seen: HashSet<u128>,
     cursor: Option<String>,
     pages_fetched: u32,
     finished: bool,
@@ -506,6 +630,19 @@ pub struct Pager {
 
 /// How many pages a pager fetches ahead of its caller.
 const PAGES_AHEAD: usize = 2;
+
+/// Pages any listing may take beyond twice what its size needs (see
+/// [`Pager::page_budget`]).
+pub const PAGE_BUDGET_FLOOR: u64 = 100;
+
+/// A 128-bit hash of a cursor (cursors can be long; their hashes are what a pager keeps).
+fn cursor_hash(cursor: &str) -> u128 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(cursor.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
+}
 
 /// A page fetch running in its own task; aborted (with any fetch it started) if dropped.
 #[derive(Debug)]
@@ -537,6 +674,7 @@ impl Prefetch {
     fn start(
         client: KomboClient,
         params: Arc<Vec<(&'static str, String)>>,
+        limits: PageLimits,
         at: PageRef,
         cursor: Option<String>,
         ahead: Arc<tokio::sync::Semaphore>,
@@ -555,31 +693,36 @@ impl Prefetch {
                 }
             };
             let next = match quick_next(&body) {
-                Some(Some(cursor)) => Some(Prefetch::start(
-                    client.clone(),
-                    params.clone(),
-                    PageRef {
-                        integration_id: at.integration_id.clone(),
-                        page: at.page + 1,
-                    },
-                    Some(cursor),
-                    ahead,
-                )),
+                // A cursor that points back at this page is not fetched ahead (the
+                // pager reports the loop when it confirms the cursor).
+                Some(Some(cursor)) if task_cursor.as_deref() != Some(cursor.as_str()) => {
+                    Some(Prefetch::start(
+                        client.clone(),
+                        params.clone(),
+                        limits,
+                        PageRef {
+                            integration_id: at.integration_id.clone(),
+                            page: at.page + 1,
+                        },
+                        Some(cursor),
+                        ahead,
+                    ))
+                }
                 _ => None,
             };
             // A body that does not parse counts as the first attempt: a truncated one is
             // fetched again with the usual retries (and notices), a malformed one is final.
-            let page = match parse_body(&at, &body, 1) {
+            let page = match parse_body(&at, &body, 1, &limits) {
                 Ok(page) => Ok(page),
                 Err(failure) => match client.after_failure(&at, 1, failure).await {
                     Err(e) => Err(e),
                     Ok(()) => {
                         let (client, params, cursor) = (&client, &params, task_cursor.as_deref());
-                        let at = &at;
+                        let (at, limits) = (&at, &limits);
                         client
                             .with_retries_from(at, 2, |attempt| async move {
                                 let body = client.request_once(at, params, cursor, attempt).await?;
-                                parse_body(at, &body, attempt)
+                                parse_body(at, &body, attempt, limits)
                             })
                             .await
                     }
@@ -623,13 +766,30 @@ impl Pager {
             Err(_) => Prefetched {
                 page: self
                     .client
-                    .fetch(&at, &self.params, self.cursor.as_deref())
+                    .fetch(&at, &self.params, self.cursor.as_deref(), &self.page_limits)
                     .await,
                 next: None,
                 _permit: None,
             },
         };
         let parsed = page?;
+        self.records_read += (parsed.records.len() + parsed.rejected.len()) as u64;
+        if let Some(next) = &parsed.next {
+            // Without these checks a cursor that loops pages forever (one was seen at
+            // 1,750 requests/s): the listing ends with an error instead, and the sync
+            // with it, before the watermark moves.
+            if !self.cursors_seen.insert(cursor_hash(next)) {
+                self.finished = true;
+                self.prefetch = None;
+                return Err(KomboError::CursorLoop { at });
+            }
+            let budget = self.page_budget();
+            if u64::from(at.page) >= budget {
+                self.finished = true;
+                self.prefetch = None;
+                return Err(KomboError::TooManyPages { at, budget });
+            }
+        }
         self.pages_fetched += 1;
         self.finished = parsed.next.is_none();
         self.cursor = parsed.next;
@@ -648,10 +808,22 @@ impl Pager {
         }))
     }
 
+    /// The most pages this listing may take: [`PAGE_BUDGET_FLOOR`] plus twice the pages
+    /// the integration's size needs, its size being the larger of the applications known
+    /// when the sync began and the records read so far. Full pages raise the budget faster
+    /// than they use it, so only a listing of (nearly) empty pages that never ends runs
+    /// out: a cursor that changes every time but leads nowhere.
+    pub fn page_budget(&self) -> u64 {
+        let size = self.known_applications.max(self.records_read);
+        let per_page = self.page_limits.max_records.max(1) as u64;
+        PAGE_BUDGET_FLOOR + 2 * size.div_ceil(per_page)
+    }
+
     fn prefetch_at(&self, cursor: Option<String>) -> Prefetch {
         Prefetch::start(
             self.client.clone(),
             self.params.clone(),
+            self.page_limits,
             PageRef {
                 integration_id: self.integration_id.clone(),
                 page: self.pages_fetched + 1,

@@ -60,14 +60,46 @@ pub enum KomboError {
         attempts: u32,
     },
 
-    /// Connect, timeout, or reading the body failed.
+    /// Connect, timeout, or reading the body failed (or the request could not be built).
     #[error("request to Kombo failed for {at} after {attempts} attempt(s): {source}")]
     Transport {
         at: PageRef,
+        /// The error, without the request's URL (it holds the cursor and filters).
         #[source]
         source: reqwest::Error,
         attempts: u32,
+        /// False when another attempt cannot help (the request could not be built).
+        retryable: bool,
     },
+
+    /// The response body was larger than `kombo.max_response_bytes`; reading stopped there.
+    #[error(
+        "Kombo's response for {at} is larger than kombo.max_response_bytes ({limit} bytes): \
+         the page was not read; the next poll tries again"
+    )]
+    TooLarge { at: PageRef, limit: u64 },
+
+    /// A `next` cursor too long to send back.
+    #[error(
+        "Kombo's next cursor after {at} is {bytes} bytes long (at most {max} are followed): \
+         the next page cannot be requested",
+        max = super::client::MAX_CURSOR_BYTES
+    )]
+    BadCursor { at: PageRef, bytes: usize },
+
+    /// A `next` cursor already followed in this listing.
+    #[error(
+        "Kombo's next cursor after {at} repeats a cursor already followed in this sync (a \
+         cursor loop): the sync stops here and the watermark stays"
+    )]
+    CursorLoop { at: PageRef },
+
+    /// More pages than any listing of this integration's size needs.
+    #[error(
+        "the listing reached {at} of at most {budget} pages for an integration of this size \
+         and Kombo still sends a next cursor: the sync stops here and the watermark stays"
+    )]
+    TooManyPages { at: PageRef, budget: u64 },
 }
 
 impl KomboError {
@@ -78,7 +110,56 @@ impl KomboError {
             | KomboError::Api { at, .. }
             | KomboError::Http { at, .. }
             | KomboError::Malformed { at, .. }
-            | KomboError::Transport { at, .. } => at,
+            | KomboError::Transport { at, .. }
+            | KomboError::TooLarge { at, .. }
+            | KomboError::BadCursor { at, .. }
+            | KomboError::CursorLoop { at }
+            | KomboError::TooManyPages { at, .. } => at,
+        }
+    }
+
+    /// What went wrong in words safe for an unauthenticated reader (`/readyz`): the
+    /// integration and page, the HTTP status and Kombo's error code, or the kind of failure;
+    /// never text taken from Kombo's answer.
+    pub fn summary(&self) -> String {
+        let at = self.at();
+        match self {
+            KomboError::Unauthorized { .. } => format!("{at}: the Kombo API key was rejected"),
+            KomboError::Api { status, body, .. } => format!(
+                "{at}: Kombo answered HTTP {status} ({})",
+                body.code.as_deref().unwrap_or("no error code")
+            ),
+            KomboError::Http { status, .. } => {
+                format!("{at}: Kombo answered HTTP {status} (not Kombo's error shape)")
+            }
+            KomboError::Malformed { source, .. } => format!(
+                "{at}: malformed page{}",
+                if source.truncated {
+                    " (body truncated)"
+                } else {
+                    ""
+                }
+            ),
+            KomboError::Transport { source, .. } => {
+                let kind = if source.is_timeout() {
+                    "timed out"
+                } else if source.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                format!("{at}: {kind}")
+            }
+            KomboError::TooLarge { limit, .. } => {
+                format!("{at}: response larger than kombo.max_response_bytes ({limit} bytes)")
+            }
+            KomboError::BadCursor { bytes, .. } => {
+                format!("{at}: next cursor of {bytes} bytes, too long to follow")
+            }
+            KomboError::CursorLoop { .. } => format!("{at}: cursor loop"),
+            KomboError::TooManyPages { budget, .. } => {
+                format!("{at}: more than {budget} pages")
+            }
         }
     }
 

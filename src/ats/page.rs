@@ -57,15 +57,52 @@ pub struct EnvelopeError {
     pub truncated: bool,
 }
 
-/// Parses a success body. Fails only when the envelope itself is unreadable.
+/// What one page may hold, beyond which it (or a record of it) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Records in `data.results`: more than the `page_size` asked for is a broken upstream.
+    pub max_records: usize,
+    /// Bytes of one record's JSON: a larger record is rejected (the rest of the page goes on).
+    pub max_record_bytes: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        Self {
+            max_records: usize::MAX,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// The default of `[kombo] max_record_bytes`.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Parses a success body with the default limits (no bound on the number of records).
 pub fn parse_page(body: &[u8]) -> Result<ParsedPage, EnvelopeError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    parse_page_with(body, &PageLimits::default())
+}
+
+/// Parses a success body. Fails only when the envelope itself is unreadable or breaks
+/// `limits.max_records`; a record that does not parse, is larger than
+/// `limits.max_record_bytes` or holds bytes that are not UTF-8 is rejected on its own.
+pub fn parse_page_with(body: &[u8], limits: &PageLimits) -> Result<ParsedPage, EnvelopeError> {
+    // JSON is UTF-8. A body that is not is read with each invalid byte replaced by `?`
+    // (offsets stay those of the body), and the records that held one are rejected: one
+    // bad byte costs one record, not the page.
+    let valid_utf8 = std::str::from_utf8(body).is_ok();
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => std::borrow::Cow::Owned(replace_invalid_utf8(body)),
+    };
+    let text: &str = &text;
+    let mut de = serde_json::Deserializer::from_str(text);
     let envelope: PageEnvelope<&RawValue> =
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             EnvelopeError {
-                path,
+                path: crate::redact::bounded(&path, MAX_PATH).into_owned(),
                 truncated: inner.is_eof(),
                 message: inner.to_string(),
             }
@@ -75,15 +112,78 @@ pub fn parse_page(body: &[u8]) -> Result<ParsedPage, EnvelopeError> {
         message: e.to_string(),
         truncated: false,
     })?;
+    let results = envelope.data.results;
+    if results.len() > limits.max_records {
+        return Err(EnvelopeError {
+            path: "data.results".into(),
+            message: format!(
+                "{} records, more than the page_size of {} asked for",
+                results.len(),
+                limits.max_records
+            ),
+            truncated: false,
+        });
+    }
+    // Where each record lies in `text`, to find the records that held a bad byte.
+    let span = |raw: &RawValue| {
+        let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        start..start + raw.get().len()
+    };
+    if !valid_utf8 {
+        let spans: Vec<_> = results.iter().map(|raw| span(raw)).collect();
+        let mut at = 0;
+        for chunk in body.utf8_chunks() {
+            at += chunk.valid().len();
+            if !chunk.invalid().is_empty() {
+                // Spans are in body order: the last one starting at or before `at`.
+                let i = spans.partition_point(|s| s.start <= at);
+                if i == 0 || !spans[i - 1].contains(&at) {
+                    return Err(EnvelopeError {
+                        path: ".".into(),
+                        message: format!(
+                            "bytes that are not UTF-8 at byte {at} of the body, outside any record"
+                        ),
+                        truncated: false,
+                    });
+                }
+            }
+            at += chunk.invalid().len();
+        }
+    }
 
-    let mut records = Vec::with_capacity(envelope.data.results.len());
+    let mut records = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
-    for (index, raw) in envelope.data.results.into_iter().enumerate() {
-        match parse_record(raw.get()) {
+    for (index, raw) in results.into_iter().enumerate() {
+        let json = raw.get();
+        let refused = if json.len() > limits.max_record_bytes {
+            Some((
+                ".".to_owned(),
+                format!(
+                    "the record is {} bytes, more than kombo.max_record_bytes ({})",
+                    json.len(),
+                    limits.max_record_bytes
+                ),
+            ))
+        } else if let Some(Err(e)) = (!valid_utf8).then(|| std::str::from_utf8(&body[span(raw)])) {
+            Some((
+                ".".to_owned(),
+                format!(
+                    "the record holds bytes that are not UTF-8 (at byte {} of the record)",
+                    e.valid_up_to()
+                ),
+            ))
+        } else {
+            None
+        };
+        let result = match refused {
+            Some(reason) => Err(reason),
+            None => parse_record(json),
+        };
+        match result {
             Ok(app) => records.push(app),
             Err((path, message)) => rejected.push(RejectedRecord {
                 index,
-                id: record_id(raw.get()),
+                id: record_id(json),
                 path,
                 message,
             }),
@@ -94,6 +194,20 @@ pub fn parse_page(body: &[u8]) -> Result<ParsedPage, EnvelopeError> {
         records,
         rejected,
     })
+}
+
+/// The longest field path a rejection names (a path can hold an upstream map key).
+const MAX_PATH: usize = 256;
+
+/// `body` with every byte of an invalid UTF-8 sequence replaced by `?`: the same length,
+/// so offsets in the result are offsets in `body`.
+fn replace_invalid_utf8(body: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(body.len());
+    for chunk in body.utf8_chunks() {
+        bytes.extend_from_slice(chunk.valid().as_bytes());
+        bytes.extend(std::iter::repeat_n(b'?', chunk.invalid().len()));
+    }
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Parses one record, reporting the path of the first bad field.
@@ -108,8 +222,12 @@ pub fn parse_record(json: &str) -> Result<Application, (String, String)> {
     match serde_path_to_error::deserialize::<_, Application>(&mut de) {
         Ok(app) => Ok(app),
         Err(e) => {
-            let path = e.path().to_string();
-            Err((path, redact_values(&e.into_inner().to_string())))
+            let path = crate::redact::bounded(&e.path().to_string(), MAX_PATH).into_owned();
+            let message = redact_values(&e.into_inner().to_string());
+            Err((
+                path,
+                crate::redact::bounded(&message, MAX_PATH * 2).into_owned(),
+            ))
         }
     }
 }
@@ -201,6 +319,67 @@ mod tests {
             parse_page(br#"{"status":"success","data":{"next":5,"results":[]}}"#).unwrap_err();
         assert_eq!(err.path, "data.next");
         assert!(!err.truncated);
+    }
+
+    #[test]
+    fn a_record_with_bytes_that_are_not_utf8_is_rejected_alone() {
+        let bad = br#"{"id":"b2","changed_at":"2024-01-02T03:04:05.678Z","interviews":[],"offers":[],"candidate":{"id":"c","first_name":"J"#;
+        let mut body =
+            format!(r#"{{"status":"success","data":{{"next":"c2","results":[{GOOD},"#).into_bytes();
+        body.extend_from_slice(bad);
+        body.extend_from_slice(b"\xff\xfe\"}}, ");
+        body.extend_from_slice(GOOD.replace("a1", "a3").as_bytes());
+        body.extend_from_slice(b"]}}");
+        let page = parse_page(&body).expect("the envelope is readable");
+        let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a1", "a3"]);
+        assert_eq!(page.rejected.len(), 1);
+        assert_eq!(page.rejected[0].index, 1);
+        assert_eq!(page.rejected[0].id.as_deref(), Some("b2"));
+        assert!(
+            page.rejected[0].message.contains("not UTF-8"),
+            "{:?}",
+            page.rejected[0]
+        );
+        assert_eq!(page.next.as_deref(), Some("c2"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_outside_records_fail_the_page() {
+        let body = b"{\"status\":\"success\",\"data\":{\"next\":\"c\xff\",\"results\":[]}}";
+        let err = parse_page(body).unwrap_err();
+        assert!(err.message.contains("outside any record"), "{err}");
+        assert!(!err.truncated);
+    }
+
+    #[test]
+    fn limits_reject_large_records_and_refuse_long_pages() {
+        let big = format!(
+            r#"{{"id":"big","changed_at":"2024-01-02T03:04:05.678Z","interviews":[],"offers":[],"custom_fields":{{"x":"{}"}}}}"#,
+            "y".repeat(2000)
+        );
+        let body = format!(r#"{{"data":{{"next":null,"results":[{GOOD},{big}]}}}}"#);
+        let limits = PageLimits {
+            max_records: 2,
+            max_record_bytes: 1000,
+        };
+        let page = parse_page_with(body.as_bytes(), &limits).expect("parses");
+        assert_eq!(page.records.len(), 1);
+        assert_eq!(page.rejected.len(), 1);
+        assert_eq!(page.rejected[0].id.as_deref(), Some("big"));
+        assert!(page.rejected[0].message.contains("max_record_bytes"));
+
+        let limits = PageLimits {
+            max_records: 1,
+            ..limits
+        };
+        let err = parse_page_with(body.as_bytes(), &limits).unwrap_err();
+        assert_eq!(err.path, "data.results");
+        assert!(
+            err.message
+                .contains("2 records, more than the page_size of 1"),
+            "{err}"
+        );
     }
 
     #[test]

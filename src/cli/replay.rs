@@ -196,6 +196,55 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
         progress: Progress::new(None),
         dry_run_lines: String::new(),
     };
+    // Ctrl-C stops sending and still prints what was sent. The handler is installed
+    // before the first event is read.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot watch for SIGINT")?;
+    let work = send_all(&args, selection, &mut run);
+    let interrupted = tokio::select! {
+        result = work => {
+            result?;
+            false
+        }
+        _ = sigint.recv() => true,
+    };
+    run.progress.finish();
+    let summary = &run.summary;
+    let to = crate::redact::url(&args.to);
+    let mut out = String::new();
+    if args.dry_run {
+        let n = summary.by_status.get("dry-run").copied().unwrap_or(0);
+        out.push_str(&run.dry_run_lines);
+        out.push_str(&format!("dry run: {n} event(s) would be sent to {to}\n"));
+        for bad in &summary.bad_lines {
+            out.push_str(&format!("bad line {}: {}\n", bad.line, bad.error));
+        }
+    } else {
+        out.push_str(&format!("replay to {to}: {summary}\n"));
+    }
+    if interrupted {
+        out.push_str("interrupted (SIGINT): the events after these were not sent\n");
+    }
+    print!("{out}");
+    if interrupted {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "interrupted after {} request(s)",
+            summary.sent
+        )))
+    } else if summary.ok() {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "{} request(s) failed, {} bad line(s)",
+            summary.failed,
+            summary.bad_lines.len()
+        )))
+    }
+}
+
+/// Reads the selected events from the file, the store or the admin API and hands each to
+/// `run`, in log order.
+async fn send_all(args: &ReplayArgs, selection: Selection, run: &mut Run) -> Result<(), Failure> {
     match (&args.from_file, &args.config) {
         (Some(path), _) => {
             let open = || {
@@ -238,7 +287,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
                     }
                 }
                 Source::Api(api) => {
-                    let query = api_query(&args);
+                    let query = api_query(args);
                     let mut cursor: Option<String> = None;
                     loop {
                         let path = match &cursor {
@@ -273,32 +322,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
             )));
         }
     }
-    run.progress.finish();
-    let summary = &run.summary;
-    let mut out = String::new();
-    if args.dry_run {
-        let n = summary.by_status.get("dry-run").copied().unwrap_or(0);
-        out.push_str(&run.dry_run_lines);
-        out.push_str(&format!(
-            "dry run: {n} event(s) would be sent to {}\n",
-            args.to
-        ));
-        for bad in &summary.bad_lines {
-            out.push_str(&format!("bad line {}: {}\n", bad.line, bad.error));
-        }
-    } else {
-        out.push_str(&format!("replay to {}: {summary}\n", args.to));
-    }
-    print!("{out}");
-    if summary.ok() {
-        Ok(())
-    } else {
-        Err(Failure::Runtime(anyhow::anyhow!(
-            "{} request(s) failed, {} bad line(s)",
-            summary.failed,
-            summary.bad_lines.len()
-        )))
-    }
+    Ok(())
 }
 
 /// The `/v1/events` query of the replay's filters.

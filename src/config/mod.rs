@@ -26,7 +26,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::ats::client::{ClientConfig, MAX_PAGE_SIZE, RetryPolicy};
+use crate::ats::client::{ClientConfig, MAX_PAGE_SIZE, ResponseLimits, RetryPolicy};
 use crate::secret::Secret;
 
 pub use size::ByteSize;
@@ -120,7 +120,10 @@ impl Default for StoreConfig {
 pub struct KomboConfig {
     /// Kombo API root; `/ats/applications` is appended. Point it at `hirehook sim` for tests.
     /// Default `https://api.kombo.dev/v1`.
-    #[serde(default = "default_base_url")]
+    #[serde(
+        default = "default_base_url",
+        serialize_with = "crate::redact::serialize_url"
+    )]
     pub base_url: String,
     /// Kombo API key (sent as a bearer token). Required; write `"${KOMBO_API_KEY}"` to keep
     /// it out of the file.
@@ -153,6 +156,17 @@ pub struct KomboConfig {
     /// paging.
     #[serde(default = "default_page_size")]
     pub page_size: u16,
+    /// The largest response body read from Kombo, in bytes (an integer or a string with a
+    /// unit, like `cache_capacity`). A larger one is cut off and its page fails (the sync
+    /// stops, the watermark stays, the next poll tries again). Default `64MiB`; at least
+    /// `1MiB`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: ByteSize,
+    /// The largest single record (application) read, in bytes. A larger one is rejected
+    /// like any unreadable record: reported with its id, the rest of its page goes on.
+    /// Default `1MiB`; at least `16KiB` and at most `max_response_bytes`.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: ByteSize,
 }
 
 /// What the first sync of an integration emits.
@@ -185,6 +199,7 @@ pub struct Subscriber {
     /// Unique name, used in logs and in `hirehook deliveries`/`subscribers` commands.
     pub name: String,
     /// Where events are POSTed; `http` or `https`. Redirects are not followed.
+    #[serde(serialize_with = "crate::redact::serialize_url")]
     pub url: String,
     /// Standard Webhooks signing secrets, `whsec_` + base64. Several = rotation: each
     /// delivery carries one signature per secret. At least one.
@@ -306,6 +321,12 @@ fn default_request_timeout() -> Duration {
 fn default_page_size() -> u16 {
     MAX_PAGE_SIZE
 }
+fn default_max_response_bytes() -> ByteSize {
+    ByteSize::mib(64)
+}
+fn default_max_record_bytes() -> ByteSize {
+    ByteSize::mib(1)
+}
 fn default_subscriber_timeout() -> Duration {
     Duration::from_secs(15)
 }
@@ -407,6 +428,11 @@ impl KomboConfig {
             api_key: self.api_key.clone(),
             request_timeout: self.request_timeout,
             retry: RetryPolicy::default(),
+            limits: ResponseLimits {
+                max_response_bytes: self.max_response_bytes.bytes(),
+                max_record_bytes: usize::try_from(self.max_record_bytes.bytes())
+                    .unwrap_or(usize::MAX),
+            },
         }
     }
 }

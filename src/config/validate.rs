@@ -63,6 +63,25 @@ fn kombo(config: &Config, p: &mut Problems) {
         "kombo.poll_interval",
         "must be at least 1s",
     );
+    let (response, record) = (k.max_response_bytes.bytes(), k.max_record_bytes.bytes());
+    p.check(
+        response >= 1024 * 1024,
+        "kombo.max_response_bytes",
+        format!("must be at least 1MiB, not {}", k.max_response_bytes),
+    );
+    p.check(
+        record >= 16 * 1024,
+        "kombo.max_record_bytes",
+        format!("must be at least 16KiB, not {}", k.max_record_bytes),
+    );
+    p.check(
+        record <= response,
+        "kombo.max_record_bytes",
+        format!(
+            "must not exceed kombo.max_response_bytes ({} is more than {})",
+            k.max_record_bytes, k.max_response_bytes
+        ),
+    );
     p.check(
         k.overlap < k.full_resync_interval,
         "kombo.overlap",
@@ -127,6 +146,9 @@ fn subscribers(config: &Config, p: &mut Problems) {
         }
 
         check_http_url(&sub.url, &format!("{at}.url"), p);
+        if !config.delivery.allow_private_networks {
+            check_public_literal(&sub.url, &format!("{at}.url"), p);
+        }
 
         if sub.secrets.is_empty() {
             p.add(
@@ -257,6 +279,30 @@ fn check_http_url(value: &str, key: &str, p: &mut Problems) {
         ),
         Ok(url) if url.host().is_none() => p.add(key, "the URL has no host"),
         Ok(_) => {}
+    }
+}
+
+/// A URL whose host is an IP literal the SSRF guard refuses would fail every delivery:
+/// refuse it here, where the operator looks first. Host names are judged when they
+/// resolve (by the guard, at each connection).
+fn check_public_literal(value: &str, key: &str, p: &mut Problems) {
+    let Ok(url) = url::Url::parse(value) else {
+        return;
+    };
+    let addr = match url.host() {
+        Some(url::Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
+        _ => return,
+    };
+    if let Some(reason) = crate::addr::forbidden_reason(addr) {
+        p.add(
+            key,
+            format!(
+                "the host {addr} is {reason}: the SSRF guard refuses every delivery to it; \
+                 set delivery.allow_private_networks = true to allow it (tests, demos and \
+                 local relays only)"
+            ),
+        );
     }
 }
 

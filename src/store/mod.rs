@@ -59,8 +59,13 @@ pub struct SyncState {
     pub applications: u64,
     /// When the last sync finished successfully.
     pub last_success_at: Option<Timestamp>,
-    /// The last sync failure, until a sync succeeds.
+    /// The last sync failure, until a sync succeeds (may quote Kombo's answer: shown only
+    /// to authenticated readers and operators).
     pub last_error: Option<String>,
+    /// The same failure without any text from upstream (integration, page, HTTP status,
+    /// Kombo's error code), for the unauthenticated `/readyz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_summary: Option<String>,
     /// Held events up to this log sequence were judged a mass change and wait for an
     /// operator; held events after it still wait for the guard's decision (a sync that
     /// stopped between its page commits and its end leaves such events behind).

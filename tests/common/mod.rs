@@ -303,6 +303,13 @@ shutdown_grace = "{}"
         t
     }
 
+    /// The config as parsed, without validation: for tests of the guards behind it (a
+    /// subscriber on a private IP literal, which `config check` refuses, must still be
+    /// refused by the SSRF guard at delivery).
+    pub fn build_unvalidated(&self) -> hirehook::config::Config {
+        toml::from_str(&self.toml()).expect("test config parses")
+    }
+
     pub fn build(&self) -> hirehook::config::Config {
         hirehook::config::Config::from_str_with_env(
             &self.toml(),
