@@ -217,7 +217,11 @@ async fn poll_loop(
                 duration_ms = report.duration.as_millis() as u64,
                 "sync finished"
             ),
-            Err(err) => tracing::error!(integration = %integration_id, "sync failed: {err}"),
+            Err(err) => tracing::error!(
+                integration = %integration_id,
+                "sync failed: {}",
+                crate::redact::bounded(&err.to_string(), crate::redact::MAX_TEXT)
+            ),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -28,7 +28,7 @@ impl std::fmt::Display for RejectedRecord {
             f,
             "record {} (id {}) at `{}`: {}",
             self.index,
-            self.id.as_deref().unwrap_or("unknown"),
+            crate::redact::bounded(self.id.as_deref().unwrap_or("unknown"), MAX_PATH),
             self.path,
             self.message
         )
