@@ -11,7 +11,11 @@ use hirehook::diff::{DiffContext, FirstSight, Snapshot, diff};
 use hirehook::sim::{Mutation, SimConfig, Simulator};
 
 /// 250 realistic records from the simulator, and the same records after one change each.
-fn records() -> (Vec<Application>, Vec<Application>, String) {
+fn records() -> (
+    Vec<hirehook::domain::Application>,
+    Vec<hirehook::domain::Application>,
+    String,
+) {
     let sim = Simulator::new(SimConfig {
         integrations: 1,
         applications: 250,
@@ -39,7 +43,8 @@ fn records() -> (Vec<Application>, Vec<Application>, String) {
         },
     })
     .expect("serializes");
-    (before, after, page)
+    let domain = |list: Vec<Application>| list.into_iter().map(Into::into).collect();
+    (domain(before), domain(after), page)
 }
 
 fn benches(c: &mut Criterion) {

@@ -50,6 +50,7 @@ pub fn diff_history(data: &[u8]) {
     let Ok(history) = serde_json::from_slice::<Vec<Application>>(data) else {
         return;
     };
+    let history: Vec<hirehook::domain::Application> = history.into_iter().map(Into::into).collect();
     let t0 = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time");
     let mut prev: Option<Snapshot> = None;
     let mut last_sequence = 0;

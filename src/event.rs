@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::ats::Timestamp;
-use crate::ats::model::{OfferStatus, Outcome};
+use crate::domain::Timestamp;
+use crate::domain::{OfferStatus, Outcome};
 
 /// The event catalogue. The wire names are a contract: receivers switch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

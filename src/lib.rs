@@ -14,6 +14,7 @@
 //! - [`demo`]: `hirehook demo`: everything on loopback, the event stream on screen.
 //! - [`deliver`]: signing, the retry schedule, the SSRF guard, the delivery worker.
 //! - [`diff`]: the pure diff: snapshot + fetched application -> new snapshot + events.
+//! - [`domain`]: an application as the diff reads it, and the enums records and events share.
 //! - [`event`]: the event catalogue, event ids and the webhook body.
 //! - [`held`]: the operator's release or drop of events the mass-change guard held.
 //! - [`inspect`]: operator views (status, event with deliveries) for the API and the CLI.
@@ -34,6 +35,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod demo;
 pub mod diff;
+pub mod domain;
 pub mod event;
 pub mod held;
 pub mod inspect;

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tracing::Instrument as _;
 
-use crate::ats::{Application, ApplicationsQuery, KomboClient, KomboError, Timestamp};
+use crate::ats::{ApplicationsQuery, KomboClient, KomboError, Timestamp};
 use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
+use crate::domain::Application;
 use crate::event::{Event, EventDetail, EventType};
 use crate::metrics::Metrics;
 use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, StoreError};
@@ -326,13 +327,15 @@ impl Syncer {
                 unread.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
             }
             let started = Instant::now();
+            // The one conversion from Kombo's wire record to the domain's.
+            let records: Vec<Application> = page.records.into_iter().map(Into::into).collect();
             let commit = self
-                .diff_page(integration_id, &page.records, &ctx, &unread, &mut fresh)
+                .diff_page(integration_id, &records, &ctx, &unread, &mut fresh)
                 .map_err(store_err)?;
             let diffed = Instant::now();
             report.timings.diffing += diffed - started;
             if !unread.is_empty() {
-                for app in &page.records {
+                for app in &records {
                     unread.remove(&app.id);
                 }
             }

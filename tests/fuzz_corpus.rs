@@ -156,6 +156,8 @@ fn regenerate_snapshot_corpus() {
         let Ok(history) = serde_json::from_slice::<Vec<Application>>(&bytes) else {
             continue;
         };
+        let history: Vec<hirehook::domain::Application> =
+            history.into_iter().map(Into::into).collect();
         let stem = path.file_stem().and_then(|s| s.to_str()).expect("stem");
         let mut prev = None;
         for (i, app) in history.iter().enumerate() {

@@ -12,86 +12,11 @@
 //! a value they do not know as `Unknown(String)`: the API grows, and a new outcome must not
 //! fail a page.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Every timestamp on the wire is UTC.
-pub type Timestamp = DateTime<Utc>;
-
-/// Declares a string enum that keeps unknown values instead of rejecting them.
-macro_rules! open_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-            /// A value this version of hirehook does not know, kept verbatim.
-            Unknown(String),
-        }
-
-        impl $name {
-            /// The exact wire string.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(Self::$variant => $wire,)+
-                    Self::Unknown(other) => other,
-                }
-            }
-
-            /// Parses a wire string; never fails.
-            pub fn from_wire(s: &str) -> Self {
-                match s {
-                    $($wire => Self::$variant,)+
-                    other => Self::Unknown(other.to_owned()),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                Ok(Self::from_wire(&s))
-            }
-        }
-    };
-}
-
-open_enum!(
-    /// Kombo's computed outcome of an application.
-    Outcome {
-        /// Still in process.
-        Pending => "PENDING",
-        /// The candidate was hired.
-        Hired => "HIRED",
-        /// Rejected, or the candidate withdrew.
-        Declined => "DECLINED",
-    }
-);
-
-open_enum!(
-    /// An offer's status. Usual flow: DRAFT → APPROVED → SENT → ACCEPTED | DECLINED.
-    OfferStatus {
-        Accepted => "ACCEPTED",
-        Declined => "DECLINED",
-        Sent => "SENT",
-        Approved => "APPROVED",
-        Draft => "DRAFT",
-        Abandoned => "ABANDONED",
-    }
-);
+use crate::domain::open_enum;
+pub use crate::domain::{OfferStatus, Outcome, Timestamp};
 
 open_enum!(
     /// Whether a stage is in use in the ATS.

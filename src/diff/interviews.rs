@@ -14,7 +14,7 @@
 //!   need to add it back). A disappeared one that reappears counts the same way.
 //! - `interviews` unknown on the record (`None`) → nothing, the kept interviews stay.
 
-use crate::ats::model::Application;
+use crate::domain::Application;
 use crate::event::EventDetail;
 
 use super::snapshot::{Snapshot, to_millis};

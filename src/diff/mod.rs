@@ -32,8 +32,8 @@ mod tests;
 
 pub use snapshot::{KnownOutcome, SNAPSHOT_VERSION, Snapshot, SnapshotError};
 
-use crate::ats::Timestamp;
-use crate::ats::model::Application;
+use crate::domain::Application;
+use crate::domain::Timestamp;
 use crate::event::{Event, EventDetail};
 
 use snapshot::to_millis;

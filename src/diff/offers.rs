@@ -7,7 +7,7 @@
 //!   is compared with its last status, not "created" again.
 //! - `offers` unknown on the record (`None`) → nothing, the kept offers stay.
 
-use crate::ats::model::Application;
+use crate::domain::Application;
 use crate::event::EventDetail;
 
 use super::snapshot::Snapshot;

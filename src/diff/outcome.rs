@@ -14,7 +14,7 @@
 //! `HIRED → WITHDRAWN → HIRED` gives nothing. The contract's `outcome_reverted` therefore
 //! always has `current_outcome` `PENDING` or null, as DESIGN.md says.
 
-use crate::ats::model::Application;
+use crate::domain::Application;
 use crate::event::{EventDetail, OfferRef};
 
 use super::snapshot::{KnownOutcome, Snapshot};

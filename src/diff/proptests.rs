@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::tests::{ctx, t};
 use super::*;
-use crate::ats::model::{Candidate, Interview, Job, Offer, OfferStatus, Outcome, Stage};
+use crate::domain::{Candidate, Interview, Job, Offer, OfferStatus, Outcome, Stage};
 use crate::event::is_event_id;
 
 /// Small pools, so that generated records share ids and collide often.
@@ -68,8 +68,6 @@ fn stage() -> impl Strategy<Value = Stage> {
         remote_id: Some(format!("r-{id}")),
         id,
         name,
-        status: None,
-        custom_fields: None,
         index,
     })
 }
@@ -91,7 +89,6 @@ fn interview() -> impl Strategy<Value = Interview> {
             starting_at,
             ending_at,
             canceled,
-            location: None,
         },
     )
 }
@@ -118,31 +115,18 @@ prop_compose! {
             current_stage_id: stage_id,
             job_id: job_id.clone(),
             candidate_id: None,
-            custom_fields: None,
             remote_url,
-            changed_at: t(0),
             remote_deleted_at: deleted.map(t),
-            remote_created_at: None,
             remote_updated_at: Some(t(2)),
-            integration_fields: None,
-            remote_data: None,
             candidate: candidate_name.map(|n| Candidate {
                 id: "cand_1".into(),
-                remote_id: None,
                 first_name: Some(n),
                 last_name: None,
-                source: None,
-                remote_url: None,
-                tags: vec![],
-                email_addresses: None,
-                phone_numbers: None,
-                social_media: None,
             }),
             current_stage: stage,
             job: job_id.map(|id| Job { id, remote_id: None, name: job_name }),
             interviews,
             offers,
-            screening_question_answers: None,
         }
     }
 }

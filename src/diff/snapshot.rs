@@ -28,8 +28,8 @@
 
 use chrono::{DateTime, Timelike};
 
-use crate::ats::Timestamp;
-use crate::ats::model::{OfferStatus, Outcome};
+use crate::domain::Timestamp;
+use crate::domain::{OfferStatus, Outcome};
 use crate::event::{CandidateRef, InterviewRef, JobRef, OfferRef, StageRef};
 
 /// The current encoding version, the first byte of every encoded snapshot.

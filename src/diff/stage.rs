@@ -5,7 +5,7 @@
 //! (same id, other name or index) gives nothing but refreshes the stored details, so later
 //! `previous_stage` payloads show the name last seen.
 
-use crate::ats::model::Application;
+use crate::domain::Application;
 use crate::event::{EventDetail, StageRef};
 
 use super::snapshot::Snapshot;

@@ -3,7 +3,7 @@
 //!
 //! These fields never cause an event; they are refreshed silently so payloads stay current.
 
-use crate::ats::model::{Application, Interview, Offer};
+use crate::domain::{Application, Interview, Offer};
 use crate::event::{ApplicationSummary, CandidateRef, InterviewRef, JobRef, OfferRef};
 
 use super::snapshot::{KnownOutcome, Snapshot, to_millis};
