@@ -96,7 +96,8 @@ impl Daemon {
     /// Builds the pollers and the deliverer of `config`. Nothing runs or listens yet.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, StartError> {
         let metrics = Metrics::new();
-        let client = KomboClient::new(config.kombo.client_config())?.with_metrics(metrics.clone());
+        let client = KomboClient::new(config.kombo.client_config())?
+            .with_error_observer(metrics.kombo_error_observer());
         let syncer = Syncer::new(client, store.clone(), SyncSettings::from_config(&config))
             .with_metrics(metrics.clone());
         let deliverer = Deliverer::new(

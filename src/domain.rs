@@ -87,6 +87,19 @@ open_enum!(
 
 pub(crate) use open_enum;
 
+/// A time given by an operator: RFC 3339, or a humantime age (`2h`) counted back from
+/// `now`.
+pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let age = humantime::parse_duration(s)
+        .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor an age like `2h`"))?;
+    let age = chrono::Duration::from_std(age).map_err(|_| format!("`{s}` is too long ago"))?;
+    now.checked_sub_signed(age)
+        .ok_or_else(|| format!("`{s}` is too long ago"))
+}
+
 /// An application as the diff reads it: what events and payloads are made of, and nothing
 /// else of Kombo's record (custom fields, contact details, screening answers stay behind).
 #[derive(Debug, Clone, PartialEq)]
@@ -158,4 +171,28 @@ pub struct Offer {
     pub id: String,
     pub remote_id: Option<String>,
     pub status: Option<OfferStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_time_reads_rfc3339_and_ages() {
+        let now = DateTime::from_timestamp(1_795_910_400, 0).unwrap_or_default();
+        let cases: [(&str, Result<i64, &str>); 5] = [
+            ("2026-11-29T00:00:00Z", Ok(1_795_910_400)),
+            ("2026-11-29T01:00:00+01:00", Ok(1_795_910_400)),
+            ("2h", Ok(1_795_910_400 - 7200)),
+            ("90s", Ok(1_795_910_400 - 90)),
+            ("yesterday", Err("neither an RFC 3339 time nor an age")),
+        ];
+        for (input, want) in cases {
+            match (parse_time(input, now), want) {
+                (Ok(t), Ok(secs)) => assert_eq!(t.timestamp(), secs, "{input}"),
+                (Err(e), Err(part)) => assert!(e.contains(part), "{input}: {e}"),
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

@@ -327,6 +327,14 @@ impl Metrics {
         }
     }
 
+    /// [`Metrics::kombo_error`] as the Kombo client's error observer.
+    pub fn kombo_error_observer(&self) -> crate::ats::client::ErrorObserver {
+        let metrics = self.clone();
+        std::sync::Arc::new(move |error: &KomboError| {
+            metrics.kombo_error(&error.at().integration_id, error)
+        })
+    }
+
     /// A request to Kombo failed (retried or not).
     pub fn kombo_error(&self, integration: &str, error: &KomboError) {
         self.inner

@@ -172,7 +172,7 @@ pub fn events_filter(query: Option<&str>) -> Result<EventFilter, ApiError> {
     };
     for (key, value) in query_pairs(query, &known, &["type"])? {
         let time = |v: &str| {
-            crate::cli::events::parse_time(v)
+            crate::domain::parse_time(v, chrono::Utc::now())
                 .map_err(|e| ApiError::bad_request(format!("`{key}`: {e}")))
         };
         match key.as_str() {

@@ -194,6 +194,9 @@ pub struct Page {
 /// Observes retries (logging, metrics, tests).
 pub type RetryObserver = Arc<dyn Fn(&RetryNotice) + Send + Sync>;
 
+/// Observes failed requests (metrics).
+pub type ErrorObserver = Arc<dyn Fn(&KomboError) + Send + Sync>;
+
 /// A Kombo API client. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
 pub struct KomboClient {
@@ -204,8 +207,8 @@ pub struct KomboClient {
     retry: RetryPolicy,
     limits: ResponseLimits,
     on_retry: Option<RetryObserver>,
-    /// Failed requests are counted here, by error code.
-    metrics: Option<crate::metrics::Metrics>,
+    /// Told of every failed request (metrics count them by error code).
+    on_error: Option<ErrorObserver>,
 }
 
 impl std::fmt::Debug for KomboClient {
@@ -231,7 +234,7 @@ impl KomboClient {
             retry: config.retry,
             limits: config.limits,
             on_retry: None,
-            metrics: None,
+            on_error: None,
         })
     }
 
@@ -241,9 +244,9 @@ impl KomboClient {
         self
     }
 
-    /// Counts every failed request (retried or not) in `metrics`.
-    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
-        self.metrics = Some(metrics);
+    /// Calls `observer` on every failed request, retried or not.
+    pub fn with_error_observer(mut self, observer: ErrorObserver) -> Self {
+        self.on_error = Some(observer);
         self
     }
 
@@ -381,8 +384,8 @@ impl KomboClient {
     }
 
     fn count_error(&self, err: &KomboError) {
-        if let Some(metrics) = &self.metrics {
-            metrics.kombo_error(&err.at().integration_id, err);
+        if let Some(observer) = &self.on_error {
+            observer(err);
         }
     }
 
@@ -401,6 +404,7 @@ impl KomboClient {
             return Err(Failure::Final(Box::new(KomboError::BadCursor {
                 at: at.clone(),
                 bytes: cursor.len(),
+                max: MAX_CURSOR_BYTES,
             })));
         }
         let mut request = self

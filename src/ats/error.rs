@@ -82,10 +82,13 @@ pub enum KomboError {
     /// A `next` cursor too long to send back.
     #[error(
         "Kombo's next cursor after {at} is {bytes} bytes long (at most {max} are followed): \
-         the next page cannot be requested",
-        max = super::client::MAX_CURSOR_BYTES
+         the next page cannot be requested"
     )]
-    BadCursor { at: PageRef, bytes: usize },
+    BadCursor {
+        at: PageRef,
+        bytes: usize,
+        max: usize,
+    },
 
     /// A `next` cursor already followed in this listing.
     #[error(

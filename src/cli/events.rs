@@ -105,13 +105,7 @@ pub struct HeldArgs {
 
 /// Accepts RFC 3339, or a humantime age counted back from now.
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let age = humantime::parse_duration(s)
-        .map_err(|_| format!("`{s}` is neither an RFC 3339 time nor an age like `2h`"))?;
-    let age = chrono::Duration::from_std(age).map_err(|_| format!("`{s}` is too long ago"))?;
-    Ok(Utc::now() - age)
+    crate::domain::parse_time(s, Utc::now())
 }
 
 impl FilterArgs {

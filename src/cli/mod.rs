@@ -3,11 +3,14 @@
 //! Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 
 pub mod admin_client;
+pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod events;
 pub mod inspect;
 pub mod replay;
 pub mod run;
+pub mod sim;
 pub mod sync;
 
 use std::process::ExitCode;
@@ -36,7 +39,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Simulator + hirehook + a verifying receiver on loopback, live events on screen.
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Poll and deliver until SIGINT/SIGTERM.
     Run(run::RunArgs),
     /// Poll every integration once, print derived events as JSON lines, queue them.
@@ -55,9 +58,9 @@ pub enum Command {
     /// Re-send logged or exported events to a URL, signed, with their original ids.
     Replay(replay::ReplayArgs),
     /// Run the built-in Kombo-compatible simulator.
-    Sim(crate::sim::cli::SimArgs),
+    Sim(sim::SimArgs),
     /// Inspect configuration files.
-    Config(crate::config::cli::ConfigArgs),
+    Config(config::ConfigArgs),
 }
 
 /// A failed command, with the exit code it maps to.
@@ -113,7 +116,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Deliveries(args) => delivery::deliveries(args),
@@ -122,8 +125,8 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Status(args) => inspect::status(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Events(args) => events::run(args).await,
-        Command::Sim(args) => crate::sim::cli::run(args).await,
-        Command::Config(args) => crate::config::cli::run(args),
+        Command::Sim(args) => sim::run(args).await,
+        Command::Config(args) => config::run(args),
     }
 }
 

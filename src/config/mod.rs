@@ -17,8 +17,6 @@ mod expand;
 mod size;
 mod validate;
 
-pub mod cli;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

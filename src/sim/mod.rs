@@ -18,7 +18,6 @@
 //! - [`clock`]: the strictly increasing millisecond clock of changes.
 //! - [`rng`]: the seeded PRNG (SplitMix64).
 //! - [`names`]: the word lists worlds are drawn from.
-//! - [`cli`]: `hirehook sim`.
 //!
 //! # Where it differs from Kombo (on purpose)
 //!
@@ -29,7 +28,6 @@
 //! - `updated_after` is compared at millisecond precision (extra fraction digits floor).
 //! - `log_url` in error bodies is a fixed placeholder.
 
-pub mod cli;
 pub mod clock;
 pub mod cursor;
 pub mod faults;

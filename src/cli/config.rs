@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::Config;
-use crate::cli::Failure;
+use super::Failure;
+use crate::config::Config;
 
 /// Options of `hirehook config`.
 #[derive(Debug, clap::Args)]

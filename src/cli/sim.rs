@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 
-use super::faults::FaultConfig;
-use super::simulator::{DEFAULT_API_KEY, SimConfig, Simulator};
-use crate::cli::Failure;
+use super::Failure;
+use crate::sim::{DEFAULT_API_KEY, FaultConfig, SimConfig, Simulator};
 
 /// Options of `hirehook sim`.
 #[derive(Debug, clap::Args)]
