@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{AdminError, AdminState};
+use crate::admin::{AdminError, AdminState, ServeLimits};
 use crate::ats::KomboClient;
 use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
@@ -90,6 +90,9 @@ pub struct Daemon {
     triggers: PollTriggers,
     /// The admin listener, once bound (by [`Daemon::bind_admin`] or handed in).
     admin: Option<TcpListener>,
+    /// Timeouts and connection cap of the admin listener (the defaults, unless a test
+    /// shortens them).
+    admin_limits: ServeLimits,
 }
 
 impl Daemon {
@@ -114,6 +117,7 @@ impl Daemon {
             metrics,
             triggers,
             admin: None,
+            admin_limits: ServeLimits::default(),
         })
     }
 
@@ -135,6 +139,12 @@ impl Daemon {
         crate::admin::check_exposure(addr, self.config.admin.token.as_ref())?;
         self.admin = Some(listener);
         Ok(addr)
+    }
+
+    /// Serves the admin API within `limits` instead of the defaults (tests use short
+    /// timeouts so they need not wait 10 s).
+    pub fn set_admin_limits(&mut self, limits: ServeLimits) {
+        self.admin_limits = limits;
     }
 
     /// The "poll now" triggers (what `POST /v1/integrations/{id}/sync` pulls).
@@ -161,7 +171,12 @@ impl Daemon {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "admin API listening");
         }
-        let admin = tokio::spawn(crate::admin::serve(listener, admin_state, shutdown.clone()));
+        let admin = tokio::spawn(crate::admin::serve_with_limits(
+            listener,
+            admin_state,
+            self.admin_limits,
+            shutdown.clone(),
+        ));
         let mut pollers = tokio::task::JoinSet::new();
         for integration in &self.config.integrations {
             pollers.spawn(poll_loop(

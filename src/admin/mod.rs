@@ -6,6 +6,8 @@
 //!   tested against (`openapi.json`, served at `/v1/openapi.json`).
 //! - [`kombo`]: `POST /kombo/webhook`, authenticated by Kombo's signature.
 //! - [`error`]: every error answer is JSON.
+//! - [`server`]: the accept loop and its limits (timeouts, connection cap, accept
+//!   backoff) that keep the port answering under hostile clients.
 //!
 //! Unauthenticated: `/healthz`, `/readyz`, `/metrics` (what orchestrators and scrapers
 //! call) and `/kombo/webhook` (signed). Everything under `/v1` requires
@@ -16,6 +18,7 @@ pub mod api;
 pub mod error;
 pub mod health;
 pub mod kombo;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::Store;
 use error::ApiError;
+pub use server::ServeLimits;
 
 /// Largest request body accepted (the Kombo webhook and `/v1` JSON bodies are small).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -60,8 +64,6 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the admin server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// What the handlers share. Cheap to clone.
@@ -155,16 +157,25 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin router on `listener` until `shutdown`.
+/// Serves the admin router on `listener` until `shutdown`, within the default
+/// [`ServeLimits`]; then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     shutdown: CancellationToken,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(AdminError::Serve)
+    serve_with_limits(listener, state, ServeLimits::default(), shutdown).await
+}
+
+/// [`serve`] within other limits (tests use short timeouts and a small cap).
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: AdminState,
+    limits: ServeLimits,
+    shutdown: CancellationToken,
+) -> Result<(), AdminError> {
+    server::run(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
