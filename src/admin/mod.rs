@@ -21,7 +21,7 @@ pub mod kombo;
 pub mod server;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -81,6 +81,8 @@ struct Inner {
     /// Wakes the delivery workers after an enable, a dead-letter retry or a release of
     /// held events.
     waker: Waker,
+    /// Ids of the Kombo webhooks handled lately: a replay is not acted on again.
+    kombo_ids: Mutex<kombo::RecentIds>,
 }
 
 impl AdminState {
@@ -99,12 +101,21 @@ impl AdminState {
                 metrics,
                 triggers,
                 waker,
+                kombo_ids: Mutex::default(),
             }),
         }
     }
 
     fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    fn kombo_ids(&self) -> MutexGuard<'_, kombo::RecentIds> {
+        // Poisoned: a panic mid-insert; at worst one id is half remembered.
+        self.inner
+            .kombo_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the store off the async threads (scans can take a while).
