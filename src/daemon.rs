@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use crate::sync::{SyncSettings, Syncer};
+use crate::store_health::StoreHealth;
+use crate::sync::{SyncError, SyncSettings, Syncer};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,8 @@ pub struct Daemon {
     deliverer: Deliverer,
     /// One registry for this daemon, served at `/metrics`.
     metrics: Metrics,
+    /// The store failures the pollers and the deliverer run into, for `/readyz`.
+    store_health: StoreHealth,
     triggers: PollTriggers,
     /// The admin listener, once bound (by [`Daemon::bind_admin`] or handed in).
     admin: Option<TcpListener>,
@@ -137,6 +140,7 @@ impl Daemon {
     /// Builds the pollers and the deliverer of `config`. Nothing runs or listens yet.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, StartError> {
         let metrics = Metrics::new();
+        let store_health = StoreHealth::default();
         let client = KomboClient::new(config.kombo.client_config())?.with_metrics(metrics.clone());
         let syncer = Syncer::new(client, store.clone(), SyncSettings::from_config(&config))
             .with_metrics(metrics.clone());
@@ -145,7 +149,8 @@ impl Daemon {
             Target::from_config(&config)?,
             DeliverySettings::from_config(&config),
         )?
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_store_health(store_health.clone());
         let triggers = PollTriggers::new(config.integrations.iter().map(|i| i.id.as_str()));
         Ok(Self {
             config: Arc::new(config),
@@ -153,6 +158,7 @@ impl Daemon {
             syncer,
             deliverer,
             metrics,
+            store_health,
             triggers,
             admin: None,
             admin_limits: ServeLimits::default(),
@@ -205,6 +211,7 @@ impl Daemon {
             self.metrics.clone(),
             self.triggers.clone(),
             waker.clone(),
+            self.store_health.clone(),
         );
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "admin API listening");
@@ -223,6 +230,7 @@ impl Daemon {
                 self.config.kombo.poll_interval,
                 self.triggers.get(&integration.id),
                 waker.clone(),
+                self.store_health.clone(),
                 shutdown.clone(),
             ));
         }
@@ -243,15 +251,18 @@ impl Daemon {
 
 /// Syncs one integration every `interval`, or as soon as it is triggered, until shut
 /// down. A sync cut short by shutdown loses nothing: pages are atomic and the watermark
-/// only moves at the end.
+/// only moves at the end. Store failures are reported to `health` (a Kombo failure says
+/// nothing about the store either way).
 async fn poll_loop(
     syncer: Syncer,
     integration_id: String,
     interval: Duration,
     trigger: Arc<PollTrigger>,
     waker: Waker,
+    health: StoreHealth,
     shutdown: CancellationToken,
 ) {
+    let operation = format!("sync of {integration_id}");
     loop {
         trigger.starting();
         let sync = syncer.sync(&integration_id, |_| waker.wake());
@@ -259,6 +270,11 @@ async fn poll_loop(
             _ = shutdown.cancelled() => return,
             result = sync => result,
         };
+        match &result {
+            Ok(_) => health.succeeded(&operation),
+            Err(SyncError::Store { source, .. }) => health.failed(&operation, source),
+            Err(SyncError::Kombo(_)) => {}
+        }
         match result {
             Ok(report) => tracing::info!(
                 integration = %report.integration_id,

@@ -217,6 +217,115 @@ async fn ready_once_every_integration_synced() {
     assert_eq!(body["status"], "ready");
 }
 
+/// Replaces one stored value with bytes no decoder accepts, with the store closed (sled
+/// locks its directory); the key is one of `hirehook::store::keys`.
+fn corrupt_value(path: &std::path::Path, key: &[u8]) {
+    let open = || sled::open(path);
+    let deadline = std::time::Instant::now() + LIMIT;
+    let db = loop {
+        match open() {
+            Ok(db) => break db,
+            // The last handle's lock is released by a background thread, a moment later.
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(e) => panic!("cannot open the store to corrupt it: {e}"),
+        }
+    };
+    let tree = db.open_tree("hirehook").expect("tree");
+    assert!(tree.get(key).expect("get").is_some(), "the value exists");
+    tree.insert(key, &b"\xff\xfe not a record"[..])
+        .expect("insert");
+    db.flush().expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_store_that_cannot_be_read() {
+    // Events waiting for delivery, then the oldest one's record made unreadable: what a
+    // corrupt page does (the probe saw /readyz 200 while /v1/status answered 500 and 48
+    // deliveries stayed pending).
+    let mut harness = Harness::start(Options {
+        run: false,
+        ..Default::default()
+    })
+    .await;
+    let integration = harness.integration();
+    schedule(&harness, 3);
+    {
+        let store = harness.store().clone();
+        let client =
+            hirehook::ats::KomboClient::new(harness.config.kombo.client_config()).expect("client");
+        let syncer = hirehook::sync::Syncer::new(
+            client,
+            store.clone(),
+            hirehook::sync::SyncSettings::from_config(&harness.config),
+        );
+        let report = syncer.sync(&integration, |_| {}).await.expect("sync");
+        assert_eq!(report.events(), 3);
+        store.flush().expect("flush");
+    }
+    let pending = harness
+        .store()
+        .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+        .expect("pending");
+    assert_eq!(pending.len(), 3);
+    let oldest = pending.iter().map(|(_, seq, _)| *seq).min().expect("one");
+    let store = harness.store.take().expect("store");
+    store.flush().expect("flush");
+    drop(store);
+    let path = harness.config.store.path.clone();
+    corrupt_value(&path, &hirehook::store::keys::event(oldest));
+    harness.store = Some(std::sync::Arc::new(
+        hirehook::store::Store::open(&path, 16 << 20).expect("the store opens"),
+    ));
+    harness.run();
+
+    let (status, body) = read(
+        harness
+            .http
+            .get(harness.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    let store = body["store"].as_str().expect("the store failure is named");
+    assert!(store.contains("corrupt event record"), "{store}");
+    assert!(!store.contains("not a record"), "no stored bytes: {store}");
+    // The status view fails on the same store: readiness no longer says otherwise.
+    let (status, _) = harness.get("/v1/status").await;
+    assert_eq!(status, 500);
+
+    // The deliverer's own failures are named too, once its worker has run into them
+    // (a fresh answer after the cached one expires).
+    let named = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (status, body) = read(
+                harness
+                    .http
+                    .get(harness.url("/readyz"))
+                    .send()
+                    .await
+                    .expect("readyz"),
+            )
+            .await;
+            assert_eq!(status, 503, "{body}");
+            if body["store"]
+                .as_str()
+                .is_some_and(|s| s.contains("deliveries to crm: reading due deliveries"))
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, named)
+        .await
+        .expect("the deliverer's store failure reaches /readyz");
+}
+
 /// Schedules an interview on the first `n` live applications; returns their ids.
 fn schedule(harness: &Harness, n: usize) -> Vec<String> {
     let integration = harness.integration();

@@ -40,6 +40,7 @@ use crate::deliver::worker::Waker;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::store_health::StoreHealth;
 use error::ApiError;
 pub use server::ServeLimits;
 
@@ -83,6 +84,11 @@ struct Inner {
     waker: Waker,
     /// Ids of the Kombo webhooks handled lately: a replay is not acted on again.
     kombo_ids: Mutex<kombo::RecentIds>,
+    /// The store failures the daemon ran into (readiness reports them).
+    store_health: StoreHealth,
+    /// The last readiness probe of the store and when it ran (see [`health::PROBE_EVERY`]);
+    /// the lock is held while a probe runs, so concurrent `/readyz` calls share one.
+    readiness: tokio::sync::Mutex<Option<health::Probe>>,
 }
 
 impl AdminState {
@@ -93,6 +99,7 @@ impl AdminState {
         metrics: Metrics,
         triggers: PollTriggers,
         waker: Waker,
+        store_health: StoreHealth,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -102,6 +109,8 @@ impl AdminState {
                 triggers,
                 waker,
                 kombo_ids: Mutex::default(),
+                store_health,
+                readiness: tokio::sync::Mutex::new(None),
             }),
         }
     }
