@@ -4,19 +4,22 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{AdminError, AdminState};
+use crate::admin::{AdminError, AdminState, ServeLimits};
 use crate::ats::KomboClient;
 use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use crate::sync::{SyncSettings, Syncer};
+use crate::store_health::StoreHealth;
+use crate::sync::{SyncError, SyncSettings, Syncer};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +43,48 @@ pub enum RunError {
 
 /// "Poll now" for each configured integration. Cheap to clone.
 ///
-/// A trigger while the integration's sync runs makes one more sync follow it; any number
-/// of triggers before the poller gets to them count as one (a `Notify` permit).
+/// Triggers coalesce: a trigger while the integration's sync runs queues one more sync
+/// after it (so a change reported during a sync is still picked up), and any number of
+/// triggers before that queued sync starts are covered by it. Each trigger says which it
+/// was, so callers can tell Kombo or an operator.
 #[derive(Debug, Clone, Default)]
 pub struct PollTriggers {
-    by_integration: Arc<HashMap<String, Arc<Notify>>>,
+    by_integration: Arc<HashMap<String, Arc<PollTrigger>>>,
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Triggered {
+    /// A poll is now queued: it starts at once, or right after the one running.
+    Queued,
+    /// A poll was already queued and has not started: it covers this trigger too.
+    Coalesced,
+}
+
+impl Triggered {
+    /// Whether the trigger was absorbed by a poll already queued.
+    pub fn coalesced(self) -> bool {
+        self == Triggered::Coalesced
+    }
+}
+
+/// One integration's trigger.
+#[derive(Debug, Default)]
+struct PollTrigger {
+    /// Wakes the poller; keeps one permit while the poller is busy syncing.
+    notify: Notify,
+    /// A poll was asked for and has not started yet: later triggers coalesce into it.
+    queued: AtomicBool,
+}
+
+impl PollTrigger {
+    /// A sync starts now: it covers every trigger so far. The stale permit is taken
+    /// before the flag is cleared, so a trigger in between is at worst one sync too
+    /// many, never lost.
+    fn starting(&self) {
+        let _ = self.notify.notified().now_or_never();
+        self.queued.store(false, Ordering::SeqCst);
+    }
 }
 
 impl PollTriggers {
@@ -54,24 +94,23 @@ impl PollTriggers {
             by_integration: Arc::new(
                 integration_ids
                     .into_iter()
-                    .map(|id| (id.to_owned(), Arc::new(Notify::new())))
+                    .map(|id| (id.to_owned(), Arc::default()))
                     .collect(),
             ),
         }
     }
 
-    /// Asks for a poll of `integration_id` now. False when it is not configured.
-    pub fn trigger(&self, integration_id: &str) -> bool {
-        match self.by_integration.get(integration_id) {
-            Some(notify) => {
-                notify.notify_one();
-                true
-            }
-            None => false,
+    /// Asks for a poll of `integration_id` now. `None` when it is not configured.
+    pub fn trigger(&self, integration_id: &str) -> Option<Triggered> {
+        let trigger = self.by_integration.get(integration_id)?;
+        if trigger.queued.swap(true, Ordering::SeqCst) {
+            return Some(Triggered::Coalesced);
         }
+        trigger.notify.notify_one();
+        Some(Triggered::Queued)
     }
 
-    fn notify(&self, integration_id: &str) -> Arc<Notify> {
+    fn get(&self, integration_id: &str) -> Arc<PollTrigger> {
         self.by_integration
             .get(integration_id)
             .cloned()
@@ -87,15 +126,21 @@ pub struct Daemon {
     deliverer: Deliverer,
     /// One registry for this daemon, served at `/metrics`.
     metrics: Metrics,
+    /// The store failures the pollers and the deliverer run into, for `/readyz`.
+    store_health: StoreHealth,
     triggers: PollTriggers,
     /// The admin listener, once bound (by [`Daemon::bind_admin`] or handed in).
     admin: Option<TcpListener>,
+    /// Timeouts and connection cap of the admin listener (the defaults, unless a test
+    /// shortens them).
+    admin_limits: ServeLimits,
 }
 
 impl Daemon {
     /// Builds the pollers and the deliverer of `config`. Nothing runs or listens yet.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, StartError> {
         let metrics = Metrics::new();
+        let store_health = StoreHealth::default();
         let client = KomboClient::new(config.kombo.client_config())?
             .with_error_observer(metrics.kombo_error_observer());
         let syncer = Syncer::new(client, store.clone(), SyncSettings::from_config(&config))
@@ -105,7 +150,8 @@ impl Daemon {
             Target::from_config(&config)?,
             DeliverySettings::from_config(&config),
         )?
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_store_health(store_health.clone());
         let triggers = PollTriggers::new(config.integrations.iter().map(|i| i.id.as_str()));
         Ok(Self {
             config: Arc::new(config),
@@ -113,8 +159,10 @@ impl Daemon {
             syncer,
             deliverer,
             metrics,
+            store_health,
             triggers,
             admin: None,
+            admin_limits: ServeLimits::default(),
         })
     }
 
@@ -138,6 +186,12 @@ impl Daemon {
         Ok(addr)
     }
 
+    /// Serves the admin API within `limits` instead of the defaults (tests use short
+    /// timeouts so they need not wait 10 s).
+    pub fn set_admin_limits(&mut self, limits: ServeLimits) {
+        self.admin_limits = limits;
+    }
+
     /// The "poll now" triggers (what `POST /v1/integrations/{id}/sync` pulls).
     pub fn triggers(&self) -> PollTriggers {
         self.triggers.clone()
@@ -158,19 +212,26 @@ impl Daemon {
             self.metrics.clone(),
             self.triggers.clone(),
             waker.clone(),
+            self.store_health.clone(),
         );
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "admin API listening");
         }
-        let admin = tokio::spawn(crate::admin::serve(listener, admin_state, shutdown.clone()));
+        let admin = tokio::spawn(crate::admin::serve_with_limits(
+            listener,
+            admin_state,
+            self.admin_limits,
+            shutdown.clone(),
+        ));
         let mut pollers = tokio::task::JoinSet::new();
         for integration in &self.config.integrations {
             pollers.spawn(poll_loop(
                 self.syncer.clone(),
                 integration.id.clone(),
                 self.config.kombo.poll_interval,
-                self.triggers.notify(&integration.id),
+                self.triggers.get(&integration.id),
                 waker.clone(),
+                self.store_health.clone(),
                 shutdown.clone(),
             ));
         }
@@ -189,23 +250,32 @@ impl Daemon {
     }
 }
 
-/// Syncs one integration every `interval`, or as soon as `trigger` is notified, until
-/// shut down. A sync cut short by shutdown loses nothing: pages are atomic and the
-/// watermark only moves at the end.
+/// Syncs one integration every `interval`, or as soon as it is triggered, until shut
+/// down. A sync cut short by shutdown loses nothing: pages are atomic and the watermark
+/// only moves at the end. Store failures are reported to `health` (a Kombo failure says
+/// nothing about the store either way).
 async fn poll_loop(
     syncer: Syncer,
     integration_id: String,
     interval: Duration,
-    trigger: Arc<Notify>,
+    trigger: Arc<PollTrigger>,
     waker: Waker,
+    health: StoreHealth,
     shutdown: CancellationToken,
 ) {
+    let operation = format!("sync of {integration_id}");
     loop {
+        trigger.starting();
         let sync = syncer.sync(&integration_id, |_| waker.wake());
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             result = sync => result,
         };
+        match &result {
+            Ok(_) => health.succeeded(&operation),
+            Err(SyncError::Store { source, .. }) => health.failed(&operation, source),
+            Err(SyncError::Kombo(_)) => {}
+        }
         match result {
             Ok(report) => tracing::info!(
                 integration = %report.integration_id,
@@ -227,9 +297,40 @@ async fn poll_loop(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
-            _ = trigger.notified() => {
+            _ = trigger.notify.notified() => {
                 tracing::debug!(integration = %integration_id, "poll triggered");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_coalesce_until_the_queued_sync_starts() {
+        let triggers = PollTriggers::new(["a", "b"]);
+        assert_eq!(triggers.trigger("nope"), None);
+        assert_eq!(triggers.trigger("a"), Some(Triggered::Queued));
+        assert_eq!(triggers.trigger("a"), Some(Triggered::Coalesced));
+        assert_eq!(triggers.trigger("a"), Some(Triggered::Coalesced));
+        assert_eq!(
+            triggers.trigger("b"),
+            Some(Triggered::Queued),
+            "per integration"
+        );
+        // The queued sync starts: it takes the one wake-up the triggers left.
+        let a = triggers.get("a");
+        a.starting();
+        assert!(
+            a.notify.notified().now_or_never().is_none(),
+            "no wake-up left for a second sync"
+        );
+        // A trigger while it runs queues exactly one more.
+        assert_eq!(triggers.trigger("a"), Some(Triggered::Queued));
+        assert_eq!(triggers.trigger("a"), Some(Triggered::Coalesced));
+        assert!(a.notify.notified().now_or_never().is_some(), "one wake-up");
+        assert!(a.notify.notified().now_or_never().is_none(), "only one");
     }
 }

@@ -19,6 +19,7 @@
 //! - [`held`]: the operator's release or drop of events the mass-change guard held.
 //! - [`inspect`]: operator views (status, event with deliveries) for the API and the CLI.
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
+//! - [`store_health`]: the store failures the daemon ran into lately, for `/readyz`.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
 //! - [`metrics`]: Prometheus metrics: one registry per daemon, store gauges on scrape.
 //! - [`redact`]: URLs without credentials, upstream texts cut to a bounded length.
@@ -45,4 +46,5 @@ pub mod replay;
 pub mod secret;
 pub mod sim;
 pub mod store;
+pub mod store_health;
 pub mod sync;

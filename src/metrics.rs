@@ -70,7 +70,7 @@ struct OutcomeLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
-    /// `triggered`, `ignored`, `unauthorized`, `bad_request`.
+    /// `triggered`, `coalesced`, `duplicate`, `ignored`, `unauthorized`, `bad_request`.
     result: String,
 }
 
@@ -224,7 +224,7 @@ impl Metrics {
         let kombo_webhooks = Family::default();
         registry.register(
             "kombo_webhooks",
-            "Kombo data-changed webhooks received, by result (triggered, ignored, unauthorized, bad_request)",
+            "Kombo data-changed webhooks received, by result (triggered, coalesced, duplicate, ignored, unauthorized, bad_request)",
             Clone::clone(&kombo_webhooks),
         );
         let outbox_pending = Family::default();
@@ -402,8 +402,8 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// A Kombo webhook was handled with `result` (`triggered`, `ignored`, `unauthorized`,
-    /// `bad_request`).
+    /// A Kombo webhook was handled with `result` (`triggered`, `coalesced` into a poll
+    /// already queued, `duplicate` id, `ignored`, `unauthorized`, `bad_request`).
     pub fn kombo_webhook(&self, result: &str) {
         self.inner
             .kombo_webhooks

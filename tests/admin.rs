@@ -217,6 +217,115 @@ async fn ready_once_every_integration_synced() {
     assert_eq!(body["status"], "ready");
 }
 
+/// Replaces one stored value with bytes no decoder accepts, with the store closed (sled
+/// locks its directory); the key is one of `hirehook::store::keys`.
+fn corrupt_value(path: &std::path::Path, key: &[u8]) {
+    let open = || sled::open(path);
+    let deadline = std::time::Instant::now() + LIMIT;
+    let db = loop {
+        match open() {
+            Ok(db) => break db,
+            // The last handle's lock is released by a background thread, a moment later.
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(e) => panic!("cannot open the store to corrupt it: {e}"),
+        }
+    };
+    let tree = db.open_tree("hirehook").expect("tree");
+    assert!(tree.get(key).expect("get").is_some(), "the value exists");
+    tree.insert(key, &b"\xff\xfe not a record"[..])
+        .expect("insert");
+    db.flush().expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_store_that_cannot_be_read() {
+    // Events waiting for delivery, then the oldest one's record made unreadable: what a
+    // corrupt page does (the probe saw /readyz 200 while /v1/status answered 500 and 48
+    // deliveries stayed pending).
+    let mut harness = Harness::start(Options {
+        run: false,
+        ..Default::default()
+    })
+    .await;
+    let integration = harness.integration();
+    schedule(&harness, 3);
+    {
+        let store = harness.store().clone();
+        let client =
+            hirehook::ats::KomboClient::new(harness.config.kombo.client_config()).expect("client");
+        let syncer = hirehook::sync::Syncer::new(
+            client,
+            store.clone(),
+            hirehook::sync::SyncSettings::from_config(&harness.config),
+        );
+        let report = syncer.sync(&integration, |_| {}).await.expect("sync");
+        assert_eq!(report.events(), 3);
+        store.flush().expect("flush");
+    }
+    let pending = harness
+        .store()
+        .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+        .expect("pending");
+    assert_eq!(pending.len(), 3);
+    let oldest = pending.iter().map(|(_, seq, _)| *seq).min().expect("one");
+    let store = harness.store.take().expect("store");
+    store.flush().expect("flush");
+    drop(store);
+    let path = harness.config.store.path.clone();
+    corrupt_value(&path, &hirehook::store::keys::event(oldest));
+    harness.store = Some(std::sync::Arc::new(
+        hirehook::store::Store::open(&path, 16 << 20).expect("the store opens"),
+    ));
+    harness.run();
+
+    let (status, body) = read(
+        harness
+            .http
+            .get(harness.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    let store = body["store"].as_str().expect("the store failure is named");
+    assert!(store.contains("corrupt event record"), "{store}");
+    assert!(!store.contains("not a record"), "no stored bytes: {store}");
+    // The status view fails on the same store: readiness no longer says otherwise.
+    let (status, _) = harness.get("/v1/status").await;
+    assert_eq!(status, 500);
+
+    // The deliverer's own failures are named too, once its worker has run into them
+    // (a fresh answer after the cached one expires).
+    let named = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (status, body) = read(
+                harness
+                    .http
+                    .get(harness.url("/readyz"))
+                    .send()
+                    .await
+                    .expect("readyz"),
+            )
+            .await;
+            assert_eq!(status, 503, "{body}");
+            if body["store"]
+                .as_str()
+                .is_some_and(|s| s.contains("deliveries to crm: reading due deliveries"))
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, named)
+        .await
+        .expect("the deliverer's store failure reaches /readyz");
+}
+
 /// Schedules an interview on the first `n` live applications; returns their ids.
 fn schedule(harness: &Harness, n: usize) -> Vec<String> {
     let integration = harness.integration();
@@ -654,10 +763,17 @@ async fn status_and_openapi_routes() {
 // Kombo's push trigger
 // ---------------------------------------------------------------------------------------
 
+/// A signed-to-be `data-changed` body with an id of its own.
 fn data_changed(integration: &str, models: &[&str]) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    data_changed_with_id(&format!("evt_kombo_{n}"), integration, models)
+}
+
+fn data_changed_with_id(id: &str, integration: &str, models: &[&str]) -> Vec<u8> {
     let models: Vec<Value> = models.iter().map(|m| json!({"name": m})).collect();
     serde_json::to_vec(&json!({
-        "id": "evt_kombo_1",
+        "id": id,
         "type": "data-changed",
         "data": {
             "integration_id": integration,
@@ -801,6 +917,185 @@ async fn a_forged_kombo_webhook_is_refused_and_triggers_nothing() {
     );
     assert_eq!(sync_count(&metrics), syncs_before);
     assert_eq!(harness.sim.sim().requests_served(), served_before);
+}
+
+/// Posts each body, signed, `concurrency` at a time; the answers in any order.
+async fn post_kombo_all(
+    harness: &Harness,
+    bodies: Vec<Vec<u8>>,
+    concurrency: usize,
+) -> Vec<(u16, Value)> {
+    use futures::StreamExt as _;
+    futures::stream::iter(bodies)
+        .map(|body| {
+            let signature = sign(KOMBO_SECRET, &body);
+            post_kombo(harness, body, Some(signature))
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Waits until `hirehook_syncs_total` reaches `n`.
+async fn syncs_reach(harness: &Harness, n: f64) {
+    let wait = async {
+        while sync_count(&harness.metrics().await) < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .expect("the syncs are counted within the limit");
+}
+
+fn webhooks_counted(metrics: &str, result: &str) -> Option<f64> {
+    parse_openmetrics(metrics)
+        .get(&key("hirehook_kombo_webhooks_total", &[("result", result)]))
+        .copied()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_kombo_webhook_is_acted_on_once() {
+    let harness = Harness::start(Options::default()).await;
+    first_sync_done(&harness).await;
+    let integration = harness.integration();
+    let syncs_before = sync_count(&harness.metrics().await);
+
+    // What the probe did: the same signed body 300 times, 50 at a time.
+    let body = data_changed_with_id("evt_replayed", &integration, &["ats_applications"]);
+    let answers = post_kombo_all(&harness, vec![body; 300], 50).await;
+    let acted: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 202)
+        .collect();
+    assert_eq!(
+        acted.len(),
+        1,
+        "exactly one acted on, e.g. {:?}",
+        acted.iter().take(2).collect::<Vec<_>>()
+    );
+    assert_eq!(acted[0].1["triggered"], true);
+    for (status, reply) in answers.iter().filter(|(status, _)| *status != 202) {
+        assert_eq!(*status, 200, "{reply}");
+        assert_eq!(reply["triggered"], false, "{reply}");
+        let reason = reply["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("duplicate webhook id evt_replayed"),
+            "{reason}"
+        );
+    }
+    let metrics = harness.metrics().await;
+    assert_eq!(webhooks_counted(&metrics, "triggered"), Some(1.0));
+    assert_eq!(webhooks_counted(&metrics, "duplicate"), Some(299.0));
+    assert_eq!(webhooks_counted(&metrics, "coalesced"), None);
+
+    // The one trigger polls once, and leaves nothing queued behind it: the next trigger
+    // queues a poll of its own.
+    syncs_reach(&harness, syncs_before + 1.0).await;
+    let (status, reply) = harness
+        .post(&format!("/v1/integrations/{integration}/sync"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["coalesced"], false, "{reply}");
+    syncs_reach(&harness, syncs_before + 2.0).await;
+
+    // A new id is acted on; a body without an id is handled as before (no replay check).
+    let (status, reply) = post_kombo_all(
+        &harness,
+        vec![data_changed(&integration, &["ats_offers"])],
+        1,
+    )
+    .await
+    .remove(0);
+    assert_eq!(
+        (status, &reply["triggered"]),
+        (202, &json!(true)),
+        "{reply}"
+    );
+    let no_id = serde_json::to_vec(&json!({
+        "type": "data-changed",
+        "data": {"integration_id": integration, "changed_models": [{"name": "ats_jobs"}]}
+    }))
+    .expect("json");
+    for (status, reply) in post_kombo_all(&harness, vec![no_id.clone(), no_id], 1).await {
+        assert_eq!(status, 200, "{reply}");
+        assert!(
+            reply["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("none of")),
+            "ignored for its models, not as a duplicate: {reply}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_during_a_running_sync_queue_exactly_one_more_sync() {
+    let harness = Harness::start(Options::default()).await;
+    first_sync_done(&harness).await;
+    let integration = harness.integration();
+    let sim = harness.sim.sim();
+    // Hold the next sync on its first page for 3 s (under the client's 5 s timeout).
+    let mut faults = sim.faults();
+    faults.slow_delay = Duration::from_secs(3);
+    sim.set_faults(faults).expect("faults");
+    sim.script_fault(ScriptedFault::page(&integration, 1, FaultKind::Slow));
+    let syncs_before = sync_count(&harness.metrics().await);
+    let served_before = sim.requests_served();
+
+    let sync_path = format!("/v1/integrations/{integration}/sync");
+    let (status, reply) = harness.post(&sync_path, &json!({})).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["coalesced"], false, "nothing was queued: {reply}");
+    served_more_than(&harness, served_before, LIMIT).await;
+
+    // While it runs: 50 webhooks with distinct ids, and operators asking too.
+    let bodies = (0..50)
+        .map(|_| data_changed(&integration, &["ats_applications"]))
+        .collect();
+    let answers = post_kombo_all(&harness, bodies, 50).await;
+    let mut api_answers = Vec::new();
+    for _ in 0..5 {
+        api_answers.push(harness.post(&sync_path, &json!({})).await);
+    }
+    assert_eq!(
+        sync_count(&harness.metrics().await),
+        syncs_before,
+        "the held sync is still running (if this fails, the machine took longer than 3 s \
+         for 55 local requests)"
+    );
+    for (status, reply) in answers.iter().chain(&api_answers) {
+        assert_eq!(*status, 202, "{reply}");
+        assert_eq!(reply["triggered"], true, "{reply}");
+    }
+    let queued = answers
+        .iter()
+        .chain(&api_answers)
+        .filter(|(_, reply)| reply["coalesced"] == false)
+        .count();
+    let coalesced = answers
+        .iter()
+        .chain(&api_answers)
+        .filter(|(_, reply)| reply["coalesced"] == true)
+        .count();
+    assert_eq!(
+        (queued, coalesced),
+        (1, 54),
+        "one follow-up, the rest coalesced"
+    );
+    let metrics = harness.metrics().await;
+    let counted = |result| webhooks_counted(&metrics, result).unwrap_or(0.0);
+    assert_eq!(counted("triggered") + counted("coalesced"), 50.0);
+    assert!(counted("triggered") <= 1.0);
+
+    // The held sync, then exactly one follow-up: once it has run, nothing is queued.
+    syncs_reach(&harness, syncs_before + 2.0).await;
+    let (status, reply) = harness.post(&sync_path, &json!({})).await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(
+        reply["coalesced"], false,
+        "no second follow-up was queued: {reply}"
+    );
+    syncs_reach(&harness, syncs_before + 3.0).await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -412,15 +412,23 @@ async fn sync_now(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Path(id) = id?;
-    if !state.inner.triggers.trigger(&id) {
+    let Some(triggered) = state.inner.triggers.trigger(&id) else {
         return Err(ApiError::not_found(format!(
             "no integration `{id}` in the config"
         )));
-    }
-    tracing::info!(integration = %id, "poll requested through the admin API");
+    };
+    tracing::info!(
+        integration = %id,
+        coalesced = triggered.coalesced(),
+        "poll requested through the admin API"
+    );
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"integration_id": id, "triggered": true})),
+        Json(json!({
+            "integration_id": id,
+            "triggered": true,
+            "coalesced": triggered.coalesced(),
+        })),
     ))
 }
 

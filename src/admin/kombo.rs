@@ -5,6 +5,12 @@
 //! Authenticated by `X-Kombo-Signature` = base64url (no padding) of
 //! HMAC-SHA256(`kombo.webhook_secret` as raw UTF-8 bytes, raw body), not by the admin
 //! token. A bad or missing signature is a 401 and triggers nothing.
+//!
+//! The signature has no timestamp, so a captured webhook stays valid forever: the ids of
+//! the last [`REMEMBERED_WEBHOOK_IDS`] signed webhooks are remembered, and one seen again
+//! (a replay, or Kombo's own retry) is acknowledged without acting.
+
+use std::collections::{HashSet, VecDeque};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,7 +22,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
 use super::AdminState;
 use super::error::ApiError;
@@ -31,6 +37,9 @@ pub const WATCHED_MODELS: [&str; 4] = [
     "ats_offers",
     "ats_candidates",
 ];
+
+/// How many Kombo webhook ids are remembered to recognise a replay.
+pub const REMEMBERED_WEBHOOK_IDS: usize = 10_000;
 
 /// base64url; Kombo sends no padding, padding is tolerated.
 const BASE64URL: GeneralPurpose = GeneralPurpose::new(
@@ -61,8 +70,57 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
+/// The ids of the last `capacity` webhooks, oldest forgotten first.
+///
+/// Kept as SHA-256 digests: 32 bytes each however long an id is, so the whole set stays
+/// under a megabyte.
+#[derive(Debug)]
+pub struct RecentIds {
+    /// Oldest first: what is forgotten next.
+    order: VecDeque<[u8; 32]>,
+    seen: HashSet<[u8; 32]>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    /// Remembers up to `capacity` ids (at least one).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            order: VecDeque::with_capacity(capacity),
+            seen: HashSet::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Remembers `id`; false when it is remembered already.
+    pub fn insert(&mut self, id: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        if !self.seen.insert(digest) {
+            return false;
+        }
+        self.order.push_back(digest);
+        if self.order.len() > self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        true
+    }
+}
+
+impl Default for RecentIds {
+    fn default() -> Self {
+        Self::new(REMEMBERED_WEBHOOK_IDS)
+    }
+}
+
 #[derive(Deserialize)]
 struct Payload {
+    /// Kombo's id of this webhook; a body without one (or with a non-string one) is
+    /// handled without the replay check.
+    #[serde(default)]
+    id: Option<serde_json::Value>,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -83,8 +141,9 @@ struct Model {
 }
 
 /// Verifies, then triggers a poll when a watched model of a configured integration
-/// changed: 202 `{"triggered": true}`; 200 `{"triggered": false, "reason"}` for what is
-/// ignored (so Kombo does not retry it); 401 for a bad signature; 404 when no
+/// changed: 202 `{"triggered": true, "coalesced"}` (`coalesced`: a poll already queued
+/// covers it); 200 `{"triggered": false, "reason"}` for what is ignored, a webhook id seen
+/// before included (so Kombo does not retry it); 401 for a bad signature; 404 when no
 /// `kombo.webhook_secret` is configured.
 pub async fn webhook(
     State(state): State<AdminState>,
@@ -112,6 +171,19 @@ pub async fn webhook(
         metrics.kombo_webhook("bad_request");
         ApiError::bad_request(format!("not a Kombo webhook body: {e}"))
     })?;
+    if let Some(id) = payload.id.as_ref().and_then(|id| id.as_str())
+        && !state.kombo_ids().insert(id)
+    {
+        metrics.kombo_webhook("duplicate");
+        tracing::debug!(webhook_id = %id, "Kombo webhook seen before: not acted on again");
+        return Ok((
+            StatusCode::OK,
+            Json(json!({
+                "triggered": false,
+                "reason": format!("duplicate webhook id {id}: already handled"),
+            })),
+        ));
+    }
     let ignored = |reason: String| {
         metrics.kombo_webhook("ignored");
         tracing::debug!("Kombo webhook ignored: {reason}");
@@ -136,14 +208,26 @@ pub async fn webhook(
     {
         return ignored(format!("none of {} changed", WATCHED_MODELS.join(", ")));
     }
-    if !state.inner.triggers.trigger(&integration) {
+    let Some(triggered) = state.inner.triggers.trigger(&integration) else {
         return ignored(format!("integration {integration} is not configured"));
+    };
+    if triggered.coalesced() {
+        metrics.kombo_webhook("coalesced");
+        tracing::debug!(
+            integration = %integration,
+            "Kombo reported changes: covered by the poll already queued"
+        );
+    } else {
+        metrics.kombo_webhook("triggered");
+        tracing::info!(integration = %integration, "Kombo reported changes: polling now");
     }
-    metrics.kombo_webhook("triggered");
-    tracing::info!(integration = %integration, "Kombo reported changes: polling now");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"triggered": true, "integration_id": integration})),
+        Json(json!({
+            "triggered": true,
+            "coalesced": triggered.coalesced(),
+            "integration_id": integration,
+        })),
     ))
 }
 
@@ -164,6 +248,25 @@ mod tests {
             VECTOR_BODY,
             &format!("{VECTOR_SIG}=")
         ));
+    }
+
+    #[test]
+    fn recent_ids_forget_the_oldest_first() {
+        let mut ids = RecentIds::new(3);
+        for id in ["a", "b", "c"] {
+            assert!(ids.insert(id), "{id} is new");
+        }
+        assert!(!ids.insert("a"), "a replay");
+        assert!(!ids.insert("c"));
+        assert!(ids.insert("d"), "new; a is forgotten");
+        assert!(ids.insert("a"), "forgotten, so new again (b goes)");
+        assert!(ids.insert("b"));
+        assert!(!ids.insert("d"));
+        assert_eq!(ids.order.len(), 3);
+        assert_eq!(ids.seen.len(), 3);
+        // Long ids cost a digest each.
+        assert!(ids.insert(&"x".repeat(60_000)));
+        assert!(!ids.insert(&"x".repeat(60_000)));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   tested against (`openapi.json`, served at `/v1/openapi.json`).
 //! - [`kombo`]: `POST /kombo/webhook`, authenticated by Kombo's signature.
 //! - [`error`]: every error answer is JSON.
+//! - [`server`]: the accept loop and its limits (timeouts, connection cap, accept
+//!   backoff) that keep the port answering under hostile clients.
 //!
 //! Unauthenticated: `/healthz`, `/readyz`, `/metrics` (what orchestrators and scrapers
 //! call) and `/kombo/webhook` (signed). Everything under `/v1` requires
@@ -16,9 +18,10 @@ pub mod api;
 pub mod error;
 pub mod health;
 pub mod kombo;
+pub mod server;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -37,7 +40,9 @@ use crate::deliver::worker::Waker;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::store_health::StoreHealth;
 use error::ApiError;
+pub use server::ServeLimits;
 
 /// Largest request body accepted (the Kombo webhook and `/v1` JSON bodies are small).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -60,8 +65,6 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the admin server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// What the handlers share. Cheap to clone.
@@ -79,6 +82,13 @@ struct Inner {
     /// Wakes the delivery workers after an enable, a dead-letter retry or a release of
     /// held events.
     waker: Waker,
+    /// Ids of the Kombo webhooks handled lately: a replay is not acted on again.
+    kombo_ids: Mutex<kombo::RecentIds>,
+    /// The store failures the daemon ran into (readiness reports them).
+    store_health: StoreHealth,
+    /// The last readiness probe of the store and when it ran (see [`health::PROBE_EVERY`]);
+    /// the lock is held while a probe runs, so concurrent `/readyz` calls share one.
+    readiness: tokio::sync::Mutex<Option<health::Probe>>,
 }
 
 impl AdminState {
@@ -89,6 +99,7 @@ impl AdminState {
         metrics: Metrics,
         triggers: PollTriggers,
         waker: Waker,
+        store_health: StoreHealth,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -97,12 +108,23 @@ impl AdminState {
                 metrics,
                 triggers,
                 waker,
+                kombo_ids: Mutex::default(),
+                store_health,
+                readiness: tokio::sync::Mutex::new(None),
             }),
         }
     }
 
     fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    fn kombo_ids(&self) -> MutexGuard<'_, kombo::RecentIds> {
+        // Poisoned: a panic mid-insert; at worst one id is half remembered.
+        self.inner
+            .kombo_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the store off the async threads (scans can take a while).
@@ -155,16 +177,25 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin router on `listener` until `shutdown`.
+/// Serves the admin router on `listener` until `shutdown`, within the default
+/// [`ServeLimits`]; then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     shutdown: CancellationToken,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(AdminError::Serve)
+    serve_with_limits(listener, state, ServeLimits::default(), shutdown).await
+}
+
+/// [`serve`] within other limits (tests use short timeouts and a small cap).
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: AdminState,
+    limits: ServeLimits,
+    shutdown: CancellationToken,
+) -> Result<(), AdminError> {
+    server::run(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {

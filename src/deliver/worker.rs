@@ -24,6 +24,7 @@ use super::ssrf;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store};
+use crate::store_health::StoreHealth;
 
 /// How much of a response body is kept with an attempt.
 const RESPONSE_PREFIX_BYTES: usize = 512;
@@ -141,6 +142,8 @@ pub struct Deliverer {
     waker: Waker,
     /// Attempts, deliveries and latencies are counted here.
     metrics: Metrics,
+    /// Store failures are reported here (readiness shows them).
+    health: StoreHealth,
 }
 
 impl Deliverer {
@@ -175,7 +178,14 @@ impl Deliverer {
             workers,
             waker,
             metrics: Metrics::default(),
+            health: StoreHealth::default(),
         })
+    }
+
+    /// Reports the store failures the workers run into to `health`.
+    pub fn with_store_health(mut self, health: StoreHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Counts attempts, deliveries and delivery latency in `metrics`.
@@ -197,11 +207,13 @@ impl Deliverer {
             let worker = Worker {
                 store: self.store.clone(),
                 settings: self.settings.clone(),
-                target: Arc::new(target),
                 client,
                 notify,
                 in_flight: Arc::new(Mutex::new(HashSet::new())),
                 metrics: self.metrics.clone(),
+                health: self.health.clone(),
+                operations: Operations::of(&target.name),
+                target: Arc::new(target),
             };
             set.spawn(worker.run(shutdown.clone()));
         }
@@ -219,6 +231,26 @@ struct Worker {
     /// Log sequences being sent right now: not to be picked again.
     in_flight: Arc<Mutex<HashSet<u64>>>,
     metrics: Metrics,
+    /// Store failures are reported here, under `operations`.
+    health: StoreHealth,
+    operations: Operations,
+}
+
+/// The names this worker reports its store operations under (see [`StoreHealth`]).
+struct Operations {
+    state: String,
+    due: String,
+    record: String,
+}
+
+impl Operations {
+    fn of(subscriber: &str) -> Self {
+        Self {
+            state: format!("deliveries to {subscriber}: reading the subscriber's state"),
+            due: format!("deliveries to {subscriber}: reading due deliveries"),
+            record: format!("deliveries to {subscriber}: recording attempts"),
+        }
+    }
 }
 
 impl Worker {
@@ -242,7 +274,9 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
-            let disabled = match this.store.disabled_reason(&name) {
+            let disabled = this.store.disabled_reason(&name);
+            this.health.record(&this.operations.state, &disabled);
+            let disabled = match disabled {
                 Ok(reason) => reason.is_some(),
                 Err(e) => {
                     tracing::error!(subscriber = %name, "cannot read the subscriber's state: {e}");
@@ -263,6 +297,7 @@ impl Worker {
                         sweep.as_deref(),
                     )
                 };
+                this.health.record(&this.operations.due, &result);
                 match result {
                     Ok(due) => {
                         // A full batch: continue after it next time. A short one: the sweep
@@ -429,13 +464,15 @@ impl Worker {
             ),
         }
         let event_id = delivery.entry.event_id.clone();
-        if let Err(e) = self.store.record_attempt_on(
+        let recorded = self.store.record_attempt_on(
             &target.name,
             delivery.log_seq,
             delivery.entry,
             &record,
             result,
-        ) {
+        );
+        self.health.record(&self.operations.record, &recorded);
+        if let Err(e) = recorded {
             tracing::error!(
                 subscriber = %target.name,
                 event_id = %event_id,

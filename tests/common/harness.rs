@@ -36,6 +36,8 @@ pub struct Options {
     pub retry_schedule: &'static str,
     /// Start the daemon at once.
     pub run: bool,
+    /// Timeouts and connection cap of the admin listener.
+    pub admin_limits: hirehook::admin::ServeLimits,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             baseline: true,
             retry_schedule: r#"["50ms", "100ms", "150ms"]"#,
             run: true,
+            admin_limits: Default::default(),
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct Harness {
     /// When the baseline sync (before the daemon) finished.
     pub baseline_at: Option<hirehook::ats::Timestamp>,
     token: Option<String>,
+    admin_limits: hirehook::admin::ServeLimits,
     listener: Option<tokio::net::TcpListener>,
     running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
@@ -128,6 +132,7 @@ impl Harness {
             http: reqwest::Client::new(),
             baseline_at,
             token: options.token,
+            admin_limits: options.admin_limits,
             listener: Some(listener),
             running: None,
         };
@@ -143,6 +148,7 @@ impl Harness {
         let mut daemon = Daemon::new(self.config.clone(), store).expect("daemon");
         let listener = self.listener.take().expect("the daemon runs once");
         daemon.set_admin_listener(listener).expect("admin listener");
+        daemon.set_admin_limits(self.admin_limits);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
