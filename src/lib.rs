@@ -21,6 +21,7 @@
 //! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
 //! - [`store_health`]: the store failures the daemon ran into lately, for `/readyz`.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
+//! - [`triggers`]: "poll now" per integration, pulled by the admin API and Kombo's webhook.
 //! - [`metrics`]: Prometheus metrics: one registry per daemon, store gauges on scrape.
 //! - [`redact`]: URLs without credentials, upstream texts cut to a bounded length.
 //! - [`replay`]: re-sending logged or exported events to a URL, signed, in log order.
@@ -48,3 +49,4 @@ pub mod sim;
 pub mod store;
 pub mod store_health;
 pub mod sync;
+pub mod triggers;

@@ -35,12 +35,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::daemon::PollTriggers;
 use crate::deliver::worker::Waker;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::store_health::StoreHealth;
+use crate::triggers::PollTriggers;
 use error::ApiError;
 pub use server::ServeLimits;
 

@@ -17,8 +17,9 @@
 use crate::domain::Application;
 use crate::event::EventDetail;
 
+use super::snapshot::set_opt;
 use super::snapshot::{Snapshot, to_millis};
-use super::summary::{first_of_id, interview_ref, set_opt};
+use super::summary::{first_of_id, interview_ref};
 
 /// Applies the interview rules to `next`: the record's interviews in its order, then the
 /// disappeared ones in stored order.

@@ -11,7 +11,8 @@ use crate::domain::Application;
 use crate::event::EventDetail;
 
 use super::snapshot::Snapshot;
-use super::summary::{first_of_id, offer_ref, set_opt};
+use super::snapshot::set_opt;
+use super::summary::{first_of_id, offer_ref};
 
 /// Applies the offer rules to `next`, in the record's order.
 pub(super) fn apply(next: &mut Snapshot, app: &Application, events: &mut Vec<EventDetail>) {

@@ -406,6 +406,16 @@ pub(crate) fn to_millis(ts: Timestamp) -> Timestamp {
     ts.with_nanosecond(nanos - nanos % 1_000_000).unwrap_or(ts)
 }
 
+/// Assigns only when different, reusing the allocation.
+pub(crate) fn set_opt(slot: &mut Option<String>, value: Option<&String>) {
+    if slot.as_ref() != value {
+        match (slot.as_mut(), value) {
+            (Some(s), Some(v)) => s.clone_from(v),
+            (_, v) => *slot = v.cloned(),
+        }
+    }
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }

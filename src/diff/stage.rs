@@ -9,7 +9,7 @@ use crate::domain::Application;
 use crate::event::{EventDetail, StageRef};
 
 use super::snapshot::Snapshot;
-use super::summary::set_opt;
+use super::snapshot::set_opt;
 
 /// The record's stage id: `current_stage_id`, falling back to `current_stage.id`.
 pub(super) fn stage_id(app: &Application) -> Option<&str> {

@@ -6,7 +6,7 @@
 use crate::domain::{Application, Interview, Offer};
 use crate::event::{ApplicationSummary, CandidateRef, InterviewRef, JobRef, OfferRef};
 
-use super::snapshot::{KnownOutcome, Snapshot, to_millis};
+use super::snapshot::{KnownOutcome, Snapshot, set_opt, to_millis};
 use super::stage;
 
 /// The snapshot of a record seen for the first time (sequence 0, no events yet).
@@ -163,14 +163,4 @@ pub(super) fn first_of_id<T>(list: &[T], i: usize, id: impl Fn(&T) -> &String) -
     };
     let key = id(item);
     !list.iter().take(i).any(|other| id(other) == key)
-}
-
-/// Assigns only when different, reusing the allocation.
-pub(super) fn set_opt(slot: &mut Option<String>, value: Option<&String>) {
-    if slot.as_ref() != value {
-        match (slot.as_mut(), value) {
-            (Some(s), Some(v)) => s.clone_from(v),
-            (_, v) => *slot = v.cloned(),
-        }
-    }
 }
