@@ -1,7 +1,7 @@
 //! Events: the hiring signals hirehook derives and delivers.
 //!
 //! An [`Event`] is produced by the pure diff, made durable in the store, then delivered as a
-//! Standard Webhooks request whose body is [`Event::body`] (the envelope of DESIGN.md).
+//! Standard Webhooks request whose body is [`Event::body`] (the envelope documented in `docs/events.md`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::ser::SerializeMap;
@@ -449,7 +449,7 @@ impl EventDetail {
 /// [`Event::body_bytes`]; delivered with `webhook-id` = [`Event::id`].
 ///
 /// `Serialize` writes the webhook body (the Standard Webhooks envelope), fields in the
-/// order of DESIGN.md.
+/// order `docs/events.md` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// `evt_` + 32 lowercase hex digits (128 bits of SHA-256): deterministic, so a

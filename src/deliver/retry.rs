@@ -11,7 +11,8 @@ pub enum NextAttempt {
     GiveUp,
 }
 
-/// The retry schedule of DESIGN.md: delays after the first attempt, then dead letter.
+/// The retry schedule (`[delivery] retry_schedule`, see `docs/receivers.md`): delays after
+/// the first attempt, then dead letter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrySchedule {
     /// Delay before attempt 2, 3, ...; its length is the number of retries.

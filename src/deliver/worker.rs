@@ -1,9 +1,10 @@
 //! The delivery worker: one task per subscriber takes due deliveries from the store, signs,
 //! POSTs, records the attempt, and reschedules or dead-letters.
 //!
-//! Nothing lives only in memory: the set of deliveries in flight is the one piece of
-//! in-memory state, and a crash simply leaves those due in the store, to be sent again with
-//! the same `webhook-id`.
+//! Nothing durable lives only in memory: the delivery queues (in the store's memory, derived
+//! from the pending outbox entries) and the set of deliveries in flight are rebuilt or
+//! forgotten on a crash, which leaves those deliveries pending in the store, to be sent
+//! again with the same `webhook-id`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

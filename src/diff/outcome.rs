@@ -12,7 +12,7 @@
 //! compared with the last known one. So `HIRED → WITHDRAWN → PENDING` gives one
 //! `outcome_reverted` (previous `HIRED`) at the `PENDING` step, and
 //! `HIRED → WITHDRAWN → HIRED` gives nothing. The contract's `outcome_reverted` therefore
-//! always has `current_outcome` `PENDING` or null, as DESIGN.md says.
+//! always has `current_outcome` `PENDING` or null (the body is in `docs/events.md`).
 
 use crate::domain::Application;
 use crate::event::{EventDetail, OfferRef};

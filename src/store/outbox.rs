@@ -1,9 +1,9 @@
 //! Delivery state: which event goes to which subscriber next, attempts, dead letters.
 //!
-//! The outbox entries (`o` keys) and attempt records (`t` keys) are durable; the order in
-//! which pending deliveries go out comes from the in-memory queues derived from them (see
-//! [`super::queues`]). Recording the outcome of an attempt is one atomic batch (the
-//! attempt and the updated entry), then the queues move: delivered or dead → the
+//! The outbox entries (`o` keys, each with its state and latest attempts) are durable; the
+//! order in which pending deliveries go out comes from the in-memory queues derived from
+//! them (see [`super::queues`]). Recording the outcome of an attempt is one insert (the
+//! entry with its new state and the attempt appended), then the queues move: delivered or dead → the
 //! application's next event becomes due at once; failed → the same head is due again
 //! later. So one application's events reach a subscriber in sequence order, while other
 //! applications flow freely.
