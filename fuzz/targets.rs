@@ -8,8 +8,9 @@ use std::collections::HashSet;
 use hirehook::ats::Application;
 use hirehook::ats::page::{parse_page, parse_record};
 use hirehook::diff::{DiffContext, FirstSight, Snapshot, diff};
+use hirehook::event::EventFilter;
 use hirehook::event::{EventHeader, is_event_id};
-use hirehook::replay::{FileEvents, Selection};
+use hirehook::replay::FileEvents;
 
 /// `parse_page`: an error, or every result accounted for (parsed or rejected, each index
 /// once), and every parsed record reads back to itself; a body that is not UTF-8 parses
@@ -107,7 +108,7 @@ pub fn replay_reader(data: &[u8]) {
     let _ = EventHeader::parse(data);
     let lines = data.split(|b| *b == b'\n').count();
     let mut items = 0;
-    for item in FileEvents::new(data, Selection::default()) {
+    for item in FileEvents::new(data, EventFilter::default()) {
         items += 1;
         assert!(items <= lines, "more items than lines");
         match item {

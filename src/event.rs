@@ -692,6 +692,83 @@ impl IdHasher {
 // Reading bodies back
 // ---------------------------------------------------------------------------------------
 
+/// Which events: the one filter of `events list|export|tail`, `replay` (from the log, an
+/// export file or the API), the `/v1/events` route and the store's event queries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// Detected at or after.
+    pub since: Option<Timestamp>,
+    /// Detected before.
+    pub until: Option<Timestamp>,
+    /// Any of these types (empty: all).
+    pub types: Vec<EventType>,
+    pub integration_id: Option<String>,
+    pub application_id: Option<String>,
+    /// Only events after this log position (for `tail`; the store and the API only).
+    pub after_log_seq: Option<u64>,
+    /// At most this many (the store and the API only).
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    /// Whether an event with these facts passes the filters on them (`after_log_seq` and
+    /// `limit` are the reader's business).
+    pub fn selects(
+        &self,
+        detected_at: Timestamp,
+        event_type: EventType,
+        integration_id: &str,
+        application_id: &str,
+    ) -> bool {
+        self.since.is_none_or(|t| detected_at >= t)
+            && self.until.is_none_or(|t| detected_at < t)
+            && (self.types.is_empty() || self.types.contains(&event_type))
+            && self
+                .integration_id
+                .as_deref()
+                .is_none_or(|i| integration_id == i)
+            && self
+                .application_id
+                .as_deref()
+                .is_none_or(|a| application_id == a)
+    }
+
+    /// [`EventFilter::selects`] for an event read from a body.
+    pub fn selects_header(&self, h: &EventHeader) -> bool {
+        self.selects(
+            h.detected_at,
+            h.event_type,
+            &h.integration_id,
+            &h.application_id,
+        )
+    }
+
+    /// The `/v1/events` query string of this filter (form-encoded; no cursor: the caller
+    /// adds the page position).
+    pub fn to_query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(limit) = self.limit {
+            q.append_pair("limit", &limit.to_string());
+        }
+        if let Some(t) = &self.since {
+            q.append_pair("since", &format_timestamp(t));
+        }
+        if let Some(t) = &self.until {
+            q.append_pair("until", &format_timestamp(t));
+        }
+        for t in &self.types {
+            q.append_pair("type", t.as_str());
+        }
+        if let Some(i) = &self.integration_id {
+            q.append_pair("integration", i);
+        }
+        if let Some(a) = &self.application_id {
+            q.append_pair("application", a);
+        }
+        q.finish()
+    }
+}
+
 /// The common fields of a stored body: what the event log's filters and the replay reader
 /// need without the type-specific part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -812,4 +889,62 @@ fn parse_ts(field: &'static str, value: &str) -> Result<Timestamp, BodyError> {
             field,
             value: value.to_owned(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        DateTime::from_timestamp(1_795_910_400 + secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_event_filter_selects_on_every_field() {
+        let all = EventFilter::default();
+        let narrow = EventFilter {
+            since: Some(at(10)),
+            until: Some(at(20)),
+            types: vec![EventType::StageChanged, EventType::Rejected],
+            integration_id: Some("gh:1".into()),
+            application_id: Some("app_1".into()),
+            ..Default::default()
+        };
+        // (detected, type, integration, application) -> selected by `narrow`
+        let cases = [
+            (at(10), EventType::StageChanged, "gh:1", "app_1", true),
+            (at(19), EventType::Rejected, "gh:1", "app_1", true),
+            (at(9), EventType::StageChanged, "gh:1", "app_1", false),
+            (at(20), EventType::StageChanged, "gh:1", "app_1", false),
+            (at(15), EventType::OutcomeHired, "gh:1", "app_1", false),
+            (at(15), EventType::StageChanged, "gh:2", "app_1", false),
+            (at(15), EventType::StageChanged, "gh:1", "app_2", false),
+        ];
+        for (detected, kind, integration, application, want) in cases {
+            assert_eq!(
+                narrow.selects(detected, kind, integration, application),
+                want,
+                "{detected} {kind:?} {integration} {application}"
+            );
+            assert!(all.selects(detected, kind, integration, application));
+        }
+    }
+
+    #[test]
+    fn the_event_filter_as_an_api_query_is_form_encoded() {
+        assert_eq!(EventFilter::default().to_query(), "");
+        let filter = EventFilter {
+            since: Some(at(0)),
+            types: vec![EventType::StageChanged, EventType::Rejected],
+            integration_id: Some("greenhouse:a&b=c".into()),
+            limit: Some(500),
+            after_log_seq: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(
+            filter.to_query(),
+            "limit=500&since=2026-11-29T00%3A00%3A00.000Z&type=stage_changed&type=rejected\
+             &integration=greenhouse%3Aa%26b%3Dc"
+        );
+    }
 }

@@ -6,7 +6,6 @@
 //! again for what failed, receivers dedupe).
 //!
 //! The pieces, driven by `hirehook replay` (`cli::replay`):
-//! - [`Selection`]: which events (the `events list` filters);
 //! - [`FileEvents`]: events of an export file, each line checked with
 //!   [`EventHeader::parse`]; a bad line is reported by number and the rest goes on;
 //! - [`StorePages`]: the store's log, page by page (memory stays bounded);
@@ -21,7 +20,6 @@ use std::time::Duration;
 use chrono::Utc;
 use url::Url;
 
-use crate::ats::Timestamp;
 use crate::deliver::send::{Pacer, describe_error, webhook_request};
 use crate::deliver::sign::SigningKey;
 use crate::deliver::ssrf;
@@ -56,49 +54,6 @@ pub enum ReplayError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Which events to replay: the filters of `hirehook events list`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Selection {
-    /// Detected at or after.
-    pub since: Option<Timestamp>,
-    /// Detected before.
-    pub until: Option<Timestamp>,
-    /// Any of these types (empty: all).
-    pub types: Vec<EventType>,
-    pub integration_id: Option<String>,
-    pub application_id: Option<String>,
-}
-
-impl Selection {
-    /// Whether an event with this header is selected.
-    pub fn selects(&self, h: &EventHeader) -> bool {
-        self.since.is_none_or(|t| h.detected_at >= t)
-            && self.until.is_none_or(|t| h.detected_at < t)
-            && (self.types.is_empty() || self.types.contains(&h.event_type))
-            && self
-                .integration_id
-                .as_deref()
-                .is_none_or(|i| h.integration_id == i)
-            && self
-                .application_id
-                .as_deref()
-                .is_none_or(|a| h.application_id == a)
-    }
-
-    /// The same selection as a store filter.
-    pub fn to_filter(&self) -> EventFilter {
-        EventFilter {
-            since: self.since,
-            until: self.until,
-            types: self.types.clone(),
-            integration_id: self.integration_id.clone(),
-            application_id: self.application_id.clone(),
-            after_log_seq: None,
-            limit: None,
-        }
-    }
 }
 
 /// One event to re-send.
@@ -138,16 +93,16 @@ pub struct BadLine {
 pub struct FileEvents<R> {
     reader: R,
     line: usize,
-    selection: Selection,
+    filter: EventFilter,
     buf: Vec<u8>,
 }
 
 impl<R: BufRead> FileEvents<R> {
-    pub fn new(reader: R, selection: Selection) -> Self {
+    pub fn new(reader: R, filter: EventFilter) -> Self {
         Self {
             reader,
             line: 0,
-            selection,
+            filter,
             buf: Vec::new(),
         }
     }
@@ -195,7 +150,7 @@ impl<R: BufRead> Iterator for FileEvents<R> {
                         error: e.to_string(),
                     })));
                 }
-                Ok(h) if !self.selection.selects(&h) => continue,
+                Ok(h) if !self.filter.selects_header(&h) => continue,
                 Ok(h) => {
                     return Some(Ok(Ok(ReplayItem {
                         event_id: h.event_id,
@@ -243,12 +198,13 @@ pub struct StorePages {
 }
 
 impl StorePages {
-    pub fn new(store: Arc<Store>, selection: &Selection) -> Self {
+    pub fn new(store: Arc<Store>, filter: &EventFilter) -> Self {
         Self {
             store,
             filter: EventFilter {
                 limit: Some(PAGE),
-                ..selection.to_filter()
+                after_log_seq: None,
+                ..filter.clone()
             },
             done: false,
         }
@@ -476,7 +432,7 @@ mod tests {
             body('2', "rejected", "a2"),
             body('3', "stage_changed", "a3"),
         );
-        let selection = Selection {
+        let selection = EventFilter {
             types: vec![EventType::StageChanged],
             ..Default::default()
         };

@@ -92,7 +92,7 @@ fn replay_reader_corpus() {
         .find(|(p, _)| p.ends_with("export-changes.jsonl"))
         .expect("an export");
     let items: Vec<_> =
-        hirehook::replay::FileEvents::new(&file.1[..], hirehook::replay::Selection::default())
+        hirehook::replay::FileEvents::new(&file.1[..], hirehook::event::EventFilter::default())
             .collect();
     assert_eq!(items.len(), 12);
     assert!(items.iter().all(|i| matches!(i, Ok(Ok(_)))));

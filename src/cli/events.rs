@@ -39,12 +39,9 @@ pub enum EventsCommand {
     Show(super::inspect::ShowArgs),
 }
 
-/// Which events.
-#[derive(Debug, clap::Args)]
-pub struct FilterArgs {
-    /// The TOML config file (for the store's path).
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+/// Which events: the flags of `events list|export|tail` and `replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectArgs {
     /// Detected at or after: RFC 3339 (`2026-11-29T10:00:00Z`) or an age (`2h`, `3d`).
     #[arg(long, value_parser = parse_time)]
     pub since: Option<Timestamp>,
@@ -54,10 +51,37 @@ pub struct FilterArgs {
     /// Only this type (repeatable).
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<EventType>,
+    /// Only this integration's events.
     #[arg(long)]
     pub integration: Option<String>,
+    /// Only this application's events.
     #[arg(long)]
     pub application: Option<String>,
+}
+
+impl SelectArgs {
+    /// The event filter these flags describe.
+    pub fn filter(&self) -> EventFilter {
+        EventFilter {
+            since: self.since,
+            until: self.until,
+            types: self.types.clone(),
+            integration_id: self.integration.clone(),
+            application_id: self.application.clone(),
+            after_log_seq: None,
+            limit: None,
+        }
+    }
+}
+
+/// Which events, from which store.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// The TOML config file (for the store's path).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// At most this many events.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -111,13 +135,8 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
 impl FilterArgs {
     fn filter(&self) -> EventFilter {
         EventFilter {
-            since: self.since,
-            until: self.until,
-            types: self.types.clone(),
-            integration_id: self.integration.clone(),
-            application_id: self.application.clone(),
-            after_log_seq: None,
             limit: self.limit,
+            ..self.select.filter()
         }
     }
 
@@ -199,7 +218,7 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
     let mut filter = args.filter.filter();
     filter.limit = Some(500);
     let mut after: Option<u64> = None;
-    if args.filter.since.is_none() {
+    if args.filter.select.since.is_none() {
         // Start at the end of the log.
         after = Some(match &source {
             Source::Store(store) => store
@@ -210,7 +229,7 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
             Source::Api(_) => 0,
         });
     }
-    let mut first_api_poll = matches!(source, Source::Api(_)) && args.filter.since.is_none();
+    let mut first_api_poll = matches!(source, Source::Api(_)) && args.filter.select.since.is_none();
     loop {
         filter.after_log_seq = after;
         let batch: Vec<EventSummary> = match &source {
@@ -222,39 +241,20 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
                 .collect::<Result<_, _>>()
                 .context("cannot read the event log")?,
             Source::Api(client) => {
-                let mut query = vec![format!("limit={}", filter.limit.unwrap_or(500))];
-                if let Some(seq) = after.filter(|s| *s > 0) {
-                    query.push(format!("cursor={}", crate::admin::api::encode_cursor(seq)));
-                }
+                let mut api_filter = filter.clone();
                 if first_api_poll {
-                    query.push(format!(
-                        "since={}",
-                        crate::ats::client::format_timestamp(&Utc::now())
-                    ));
-                } else if let Some(since) = &args.filter.since {
-                    query.push(format!(
-                        "since={}",
-                        crate::ats::client::format_timestamp(since)
-                    ));
+                    // Following from now: the daemon's log up to here is not wanted.
+                    api_filter.since = Some(Utc::now());
                 }
-                if let Some(until) = &args.filter.until {
-                    query.push(format!(
-                        "until={}",
-                        crate::ats::client::format_timestamp(until)
+                let mut query = api_filter.to_query();
+                if let Some(seq) = after.filter(|s| *s > 0) {
+                    query.push_str(&format!(
+                        "&cursor={}",
+                        crate::admin::api::encode_cursor(seq)
                     ));
                 }
-                for t in &args.filter.types {
-                    query.push(format!("type={}", t.as_str()));
-                }
-                if let Some(i) = &args.filter.integration {
-                    query.push(format!("integration={i}"));
-                }
-                if let Some(a) = &args.filter.application {
-                    query.push(format!("application={a}"));
-                }
-                let page: Option<crate::admin::api::EventsPage> = client
-                    .get(&format!("/v1/events?{}", query.join("&")))
-                    .await?;
+                let page: Option<crate::admin::api::EventsPage> =
+                    client.get(&format!("/v1/events?{query}")).await?;
                 first_api_poll = false;
                 page.map(|p| p.events).unwrap_or_default()
             }

@@ -10,12 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failure;
 use super::admin_client::{Source, store_or_api};
-use super::events::parse_time;
+use super::events::SelectArgs;
 use super::sync::load_config;
 use crate::admin::api::EventsPage;
-use crate::ats::Timestamp;
-use crate::event::EventType;
-use crate::replay::{FileEvents, ReplayItem, Replayer, Selection, StorePages, Summary};
+use crate::event::EventFilter;
+use crate::replay::{FileEvents, ReplayItem, Replayer, StorePages, Summary};
 use crate::secret::Secret;
 
 /// Options of `hirehook replay`.
@@ -42,19 +41,8 @@ pub struct ReplayArgs {
     /// Replay the events of an export file (`hirehook events export`) instead of the log.
     #[arg(long, value_name = "FILE")]
     pub from_file: Option<PathBuf>,
-    /// Detected at or after: RFC 3339 or an age (`2h`).
-    #[arg(long, value_parser = parse_time)]
-    pub since: Option<Timestamp>,
-    /// Detected before: RFC 3339 or an age.
-    #[arg(long, value_parser = parse_time)]
-    pub until: Option<Timestamp>,
-    /// Only this type (repeatable).
-    #[arg(long = "type", value_name = "TYPE")]
-    pub types: Vec<EventType>,
-    #[arg(long)]
-    pub integration: Option<String>,
-    #[arg(long)]
-    pub application: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// At most this many requests per second (fractions allowed).
     #[arg(long, value_name = "N", value_parser = parse_rate)]
     pub rate: Option<f64>,
@@ -72,18 +60,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|r| r.is_finite() && *r > 0.0)
         .ok_or_else(|| format!("`{s}` is not a positive number of requests per second"))
-}
-
-impl ReplayArgs {
-    fn selection(&self) -> Selection {
-        Selection {
-            since: self.since,
-            until: self.until,
-            types: self.types.clone(),
-            integration_id: self.integration.clone(),
-            application_id: self.application.clone(),
-        }
-    }
 }
 
 /// Progress on stderr: a bar on a terminal, a line every few seconds otherwise.
@@ -189,7 +165,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(e.into()))?,
         )
     };
-    let selection = args.selection();
+    let filter = args.select.filter();
     let mut run = Run {
         replayer: replayer.filter(|_| !args.dry_run),
         summary: Summary::default(),
@@ -200,7 +176,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     // before the first event is read.
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("cannot watch for SIGINT")?;
-    let work = send_all(&args, selection, &mut run);
+    let work = send_all(&args, filter, &mut run);
     let interrupted = tokio::select! {
         result = work => {
             result?;
@@ -244,7 +220,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
 
 /// Reads the selected events from the file, the store or the admin API and hands each to
 /// `run`, in log order.
-async fn send_all(args: &ReplayArgs, selection: Selection, run: &mut Run) -> Result<(), Failure> {
+async fn send_all(args: &ReplayArgs, filter: EventFilter, run: &mut Run) -> Result<(), Failure> {
     match (&args.from_file, &args.config) {
         (Some(path), _) => {
             let open = || {
@@ -253,11 +229,11 @@ async fn send_all(args: &ReplayArgs, selection: Selection, run: &mut Run) -> Res
                     .with_context(|| format!("cannot open {}", path.display()))
             };
             // First pass: how many (for the progress bar); second: send.
-            let total = FileEvents::new(open()?, selection.clone())
+            let total = FileEvents::new(open()?, filter.clone())
                 .filter(|r| matches!(r, Ok(Ok(_))))
                 .count() as u64;
             run.progress = Progress::new(Some(total));
-            for result in FileEvents::new(open()?, selection) {
+            for result in FileEvents::new(open()?, filter) {
                 match result.with_context(|| format!("cannot read {}", path.display()))? {
                     Ok(item) => run.handle(item).await,
                     Err(bad) => {
@@ -277,7 +253,7 @@ async fn send_all(args: &ReplayArgs, selection: Selection, run: &mut Run) -> Res
             let config = load_config(config_path)?;
             match store_or_api(&config)? {
                 Source::Store(store) => {
-                    let mut pages = StorePages::new(store, &selection);
+                    let mut pages = StorePages::new(store, &filter);
                     let total = pages.count().context("cannot read the event log")?;
                     run.progress = Progress::new(Some(total));
                     while let Some(page) = pages.next_page().context("cannot read the event log")? {
@@ -287,7 +263,11 @@ async fn send_all(args: &ReplayArgs, selection: Selection, run: &mut Run) -> Res
                     }
                 }
                 Source::Api(api) => {
-                    let query = api_query(args);
+                    let query = EventFilter {
+                        limit: Some(500),
+                        ..filter
+                    }
+                    .to_query();
                     let mut cursor: Option<String> = None;
                     loop {
                         let path = match &cursor {
@@ -323,26 +303,4 @@ async fn send_all(args: &ReplayArgs, selection: Selection, run: &mut Run) -> Res
         }
     }
     Ok(())
-}
-
-/// The `/v1/events` query of the replay's filters.
-fn api_query(args: &ReplayArgs) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("limit", "500");
-    if let Some(t) = &args.since {
-        q.append_pair("since", &crate::event::format_timestamp(t));
-    }
-    if let Some(t) = &args.until {
-        q.append_pair("until", &crate::event::format_timestamp(t));
-    }
-    for t in &args.types {
-        q.append_pair("type", t.as_str());
-    }
-    if let Some(i) = &args.integration {
-        q.append_pair("integration", i);
-    }
-    if let Some(a) = &args.application {
-        q.append_pair("application", a);
-    }
-    q.finish()
 }

@@ -15,6 +15,9 @@ mod stats;
 pub use outbox::{AttemptRecord, AttemptResult, DueDelivery, QueueSummary};
 pub use stats::SubscriberBacklog;
 
+/// The one event filter, defined with the events (the CLI, the API and replay use it too).
+pub use crate::event::EventFilter;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -172,38 +175,6 @@ pub enum DeliveryState {
     Delivered,
     /// The retry schedule ran out: a dead letter.
     Dead,
-}
-
-/// Filters of an event listing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventFilter {
-    /// Detected at or after.
-    pub since: Option<Timestamp>,
-    /// Detected before.
-    pub until: Option<Timestamp>,
-    /// Any of these types (empty: all).
-    pub types: Vec<EventType>,
-    pub integration_id: Option<String>,
-    pub application_id: Option<String>,
-    /// Only events after this log position (for `tail`).
-    pub after_log_seq: Option<u64>,
-    pub limit: Option<usize>,
-}
-
-impl EventFilter {
-    fn matches(&self, e: &EventRecord) -> bool {
-        self.since.is_none_or(|t| e.detected_at >= t)
-            && self.until.is_none_or(|t| e.detected_at < t)
-            && (self.types.is_empty() || self.types.contains(&e.event_type))
-            && self
-                .integration_id
-                .as_deref()
-                .is_none_or(|i| e.integration_id == i)
-            && self
-                .application_id
-                .as_deref()
-                .is_none_or(|a| e.application_id == a)
-    }
 }
 
 /// The store. One per process (sled locks the directory).
@@ -503,7 +474,12 @@ impl Store {
         for item in self.tree.range(start..=end) {
             let (_, value) = item?;
             let record = decode_record(&value)?;
-            if filter.matches(&record) {
+            if filter.selects(
+                record.detected_at,
+                record.event_type,
+                &record.integration_id,
+                &record.application_id,
+            ) {
                 out.push(record);
                 if filter.limit.is_some_and(|l| out.len() >= l) {
                     break;
