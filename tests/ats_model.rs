@@ -226,3 +226,99 @@ fn the_model_round_trips_through_its_own_serialization() {
     let back = parse_record(&json).expect("parses back");
     assert_eq!(&back, app);
 }
+
+/// What the SDK 1.4.0 models require (`shared/kombo/sdk-1.4.0-models.txt`): a key without
+/// `?` must be present, possibly as null; a `?` key may be left out (`answer.choices` is
+/// written as null, which the SDK accepts too). A record that omits every key it can still
+/// parses, and serializes back with every required key.
+#[test]
+fn serializing_writes_every_key_the_sdk_requires_and_omits_only_omittable_ones() {
+    let sparse = r#"{"id":"a","changed_at":"2024-01-02T03:04:05Z",
+        "candidate":{"id":"c","remote_id":"rc","email_addresses":[{}],
+                     "phone_numbers":[{"phone_number":"+49 30 1"}],"social_media":[{}]},
+        "current_stage":{"id":"s"},
+        "job":{"id":"j","remote_id":"rj"},
+        "interviews":[{"id":"i","location":{}}],
+        "offers":[{"id":"o"}],
+        "screening_question_answers":[
+            {"question":{"title":"t","type":"MULTI_SELECT"},"answer":{}},
+            {"question":{"title":"u","type":"UNKNOWN"},"answer":{}}]}"#;
+    let app = parse_record(sparse).expect("a sparse record parses");
+    let wire = serde_json::to_value(&app).expect("serializes");
+    let required_nullable = [
+        "/remote_id",
+        "/outcome",
+        "/rejection_reason_name",
+        "/rejected_at",
+        "/current_stage_id",
+        "/job_id",
+        "/candidate_id",
+        "/custom_fields",
+        "/remote_url",
+        "/remote_deleted_at",
+        "/remote_created_at",
+        "/remote_updated_at",
+        "/candidate/first_name",
+        "/candidate/last_name",
+        "/candidate/source",
+        "/candidate/remote_url",
+        "/candidate/email_addresses/0/type",
+        "/current_stage/remote_id",
+        "/current_stage/name",
+        "/current_stage/status",
+        "/current_stage/custom_fields",
+        "/current_stage/index",
+        "/job/name",
+        "/interviews/0/remote_id",
+        "/interviews/0/title",
+        "/interviews/0/starting_at",
+        "/interviews/0/ending_at",
+        "/interviews/0/canceled",
+        "/offers/0/remote_id",
+        "/offers/0/status",
+        "/screening_question_answers/0/question/remote_id",
+        "/screening_question_answers/1/question/remote_id",
+    ];
+    for pointer in required_nullable {
+        assert_eq!(
+            wire.pointer(pointer),
+            Some(&serde_json::Value::Null),
+            "{pointer} must be written, as null"
+        );
+    }
+    let required = [
+        "/id",
+        "/changed_at",
+        "/candidate/id",
+        "/candidate/remote_id",
+        "/candidate/tags",
+        "/candidate/phone_numbers/0/phone_number",
+        "/job/id",
+        "/job/remote_id",
+        "/interviews/0/id",
+        "/offers/0/id",
+        "/screening_question_answers/0/question/title",
+    ];
+    for pointer in required {
+        let value = wire.pointer(pointer);
+        assert!(
+            value.is_some_and(|v| !v.is_null()),
+            "{pointer} must be written: {value:?}"
+        );
+    }
+    let omittable = [
+        "/integration_fields",
+        "/remote_data",
+        "/candidate/email_addresses/0/email_address",
+        "/candidate/phone_numbers/0/type",
+        "/candidate/social_media/0/link",
+        "/candidate/social_media/0/type",
+        "/candidate/social_media/0/username",
+        "/interviews/0/location/city",
+        "/screening_question_answers/1/answer/raw",
+    ];
+    for pointer in omittable {
+        assert_eq!(wire.pointer(pointer), None, "{pointer} is omittable");
+    }
+    assert_eq!(parse_record(&wire.to_string()).expect("parses back"), app);
+}

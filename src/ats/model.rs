@@ -6,7 +6,12 @@
 //! to `None` instead of failing the record.
 //!
 //! The same types serialize back to Kombo's wire shape, which is how the built-in simulator
-//! answers: one model, two directions, so they cannot drift apart.
+//! answers: one model, two directions, so they cannot drift apart. Serializing writes every
+//! key the SDK requires (`null` for a `None`) and leaves out only the SDK's omittable ones
+//! (`?` in the README), because the official SDKs reject a record that omits a required
+//! key. A few required keys must not even be `null` for the SDK (`candidate.remote_id`,
+//! `job.remote_id`, the `interviews` and `offers` lists): the simulator always fills them.
+//! `tests/sim.rs` checks the simulator's pages with the SDK itself.
 //!
 //! Open enums ([`Outcome`], [`OfferStatus`], [`StageStatus`], [`IntegrationFieldType`]) keep
 //! a value they do not know as `Unknown(String)`: the API grows, and a new outcome must not
@@ -159,9 +164,11 @@ pub struct Stage {
     pub remote_id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Required by the SDK (written as null when unknown), tolerated when absent.
+    #[serde(default)]
     pub status: Option<StageStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Required by the SDK (written as null when unknown), tolerated when absent.
+    #[serde(default)]
     pub custom_fields: Option<Map<String, Value>>,
     #[serde(default)]
     pub index: Option<i64>,
@@ -187,8 +194,9 @@ pub struct Interview {
     pub starting_at: Option<Timestamp>,
     #[serde(default)]
     pub ending_at: Option<Timestamp>,
-    /// Omitted by some ATSs; `None` reads as "not canceled".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Required by the SDK (written as null when unknown); `None` reads as "not
+    /// canceled". Omitted in Kombo's published example, so tolerated when absent.
+    #[serde(default)]
     pub canceled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,

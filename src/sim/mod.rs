@@ -7,7 +7,7 @@
 //! - [`world`]: one integration's jobs, stages, candidates and applications: generation
 //!   from a seed, compact storage, rendering to the wire [`Application`](crate::ats::model::Application).
 //! - [`mutate`]: the mutation engine: [`Mutation`], the truth log ([`TruthEntry`],
-//!   [`TruthChange`]) and the random planner.
+//!   [`TruthChange`]) and the random planner, weighted like a hiring funnel.
 //! - [`server`]: the axum routes: the Kombo endpoint and the `/_sim/` control API.
 //! - [`running`]: serving on a loopback port in the background ([`spawn`], [`RunningSim`]).
 //! - [`query`]: request parameters: validation and filter matching.

@@ -301,7 +301,9 @@ pub fn apply(
         Mutation::Reject { reason } => {
             let reason = match reason {
                 Some(r) => RejectionReason::Custom(r.into_boxed_str()),
-                None => RejectionReason::Listed(rng.index(names::REJECTION_REASONS.len()) as u8),
+                None => RejectionReason::Listed(
+                    rng.weighted(&names::REJECTION_REASON_WEIGHTS).unwrap_or(0) as u8,
+                ),
             };
             set_outcome(world, idx, Some(SimOutcome::Declined), Some(reason), now)?
         }
@@ -500,13 +502,19 @@ fn find_interview<'w>(
         .ok_or_else(|| not_applicable(format!("no interview {interview_id:?} on the application")))
 }
 
-/// Picks a realistic next change for application `i` given its state: the pipeline moves
-/// mostly forward, offers follow DRAFT → (APPROVED) → SENT → ACCEPTED | DECLINED, an
-/// accepted offer leads to the hiring stage and HIRED, and so on. `None` when nothing fits.
+/// Picks a realistic next change for application `i` given its state, weighted like a
+/// hiring funnel: an open application mostly moves one stage forward, gets an interview or
+/// is rejected; near the end it gets an offer, which follows DRAFT → (APPROVED) → SENT →
+/// ACCEPTED | DECLINED, and an accepted offer leads to the hiring stage and HIRED. Backward
+/// moves, candidate edits and stage renames are rare; a deletion is one change in a hundred
+/// (`DELETION`) whatever else could happen. `None` when nothing fits.
 pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
     let app = world.apps.get(i as usize)?;
     if app.deleted_at.is_some() {
         return Some(Mutation::Restore);
+    }
+    if rng.chance(DELETION) {
+        return Some(Mutation::Delete);
     }
     let mut options: Vec<(u32, Mutation)> = Vec::new();
     let mut add = |w: u32, m: Mutation| options.push((w, m));
@@ -522,6 +530,12 @@ pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
     let accepted = offers
         .iter()
         .any(|o| o.status == Some(OfferStatus::Accepted));
+    let live_offer = offers.iter().any(|o| {
+        !matches!(
+            o.status,
+            Some(OfferStatus::Declined | OfferStatus::Abandoned)
+        )
+    });
 
     if open {
         match position {
@@ -534,7 +548,7 @@ pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
             Some(p) => {
                 if p + 1 < hiring_stage {
                     add(
-                        30,
+                        40,
                         Mutation::MoveStage {
                             to_stage_id: stage_at(p + 1),
                         },
@@ -558,36 +572,32 @@ pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
                 }
                 if accepted && p != hiring_stage {
                     add(
-                        30,
+                        40,
                         Mutation::MoveStage {
                             to_stage_id: stage_at(hiring_stage),
                         },
                     );
                 }
                 if accepted && p == hiring_stage {
-                    add(40, Mutation::Hire);
+                    add(50, Mutation::Hire);
                 }
-                let live_offer = offers.iter().any(|o| {
-                    !matches!(
-                        o.status,
-                        Some(OfferStatus::Declined | OfferStatus::Abandoned)
-                    )
-                });
                 if p + 2 >= count && !live_offer {
                     let status = match rng.below(10) {
                         0..=6 => Some(OfferStatus::Draft),
                         7 | 8 => Some(OfferStatus::Sent),
                         _ => None,
                     };
-                    add(15, Mutation::CreateOffer { status });
+                    add(20, Mutation::CreateOffer { status });
                 }
             }
         }
-        add(8, Mutation::Reject { reason: None });
-        add(10, Mutation::ScheduleInterview);
+        // With an offer out, the process mostly waits for the candidate's answer.
+        let (reject, interview) = if live_offer { (4, 2) } else { (16, 18) };
+        add(reject, Mutation::Reject { reason: None });
+        add(interview, Mutation::ScheduleInterview);
     } else {
         add(
-            3,
+            2,
             Mutation::Revert {
                 to_null: rng.chance(0.2),
             },
@@ -623,7 +633,16 @@ pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
     }
     for iv in app.interviews() {
         let id = world.interview_id(iv.n);
-        if iv.canceled == Some(true) {
+        // A closed application's interviews are only called off.
+        if iv.canceled == Some(true) || !open {
+            if iv.canceled != Some(true) {
+                add(
+                    2,
+                    Mutation::CancelInterview {
+                        interview_id: id.clone(),
+                    },
+                );
+            }
             add(1, Mutation::RemoveInterview { interview_id: id });
             continue;
         }
@@ -650,7 +669,6 @@ pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
         add(1, Mutation::RemoveInterview { interview_id: id });
     }
     add(4, Mutation::EditCandidate);
-    add(2, Mutation::Delete);
     if let Some(s) = app.stage {
         let current = world.stages[s as usize].name.as_deref();
         let renamed = rng
@@ -671,17 +689,42 @@ pub fn plan(world: &World, i: u32, now: Ms, rng: &mut Rng) -> Option<Mutation> {
     options.into_iter().nth(pick).map(|(_, m)| m)
 }
 
-/// One random change somewhere in `world`: mostly a planned change to a random
-/// application, sometimes a brand-new application.
+/// Share of an application's changes that delete it: deletions are rare in an ATS.
+const DELETION: f64 = 0.01;
+/// Share of random changes that are a new application whatever the world's state.
+const NEW_APPLICATION: f64 = 0.02;
+/// When a random pick lands on a closed (hired or declined) application: the chance that
+/// it changes anyway. Little happens to a closed application in an ATS.
+const CLOSED_CHANGES: f64 = 0.03;
+/// ... and the chance that a new application arrives instead. New applications then come
+/// about as fast as others close, so the open share (and with it the mix of changes) holds
+/// steady however long the simulator runs, instead of every application ending closed.
+const CLOSED_MAKES_ROOM: f64 = 0.06;
+/// When a random pick lands on a deleted application: the chance that it is restored.
+const DELETED_RESTORED: f64 = 0.05;
+
+/// One random change somewhere in `world`: mostly a planned change to an application
+/// still in process (see [`plan`] for the weights), sometimes a new application, rarely a
+/// change to a closed or deleted one.
 pub fn random(world: &mut World, now: Ms, rng: &mut Rng) -> Option<Applied> {
-    if world.apps.is_empty() || rng.chance(0.03) {
+    if world.apps.is_empty() || rng.chance(NEW_APPLICATION) {
         return create_application(world, None, now, rng).ok();
     }
     for _ in 0..20 {
         let i = rng.index(world.apps.len()) as u32;
-        // Deleted applications come back now and then, but are not picked for much else.
-        if world.apps[i as usize].deleted_at.is_some() && !rng.chance(0.3) {
-            continue;
+        let app = &world.apps[i as usize];
+        if app.deleted_at.is_some() {
+            if !rng.chance(DELETED_RESTORED) {
+                continue;
+            }
+        } else if matches!(app.outcome, Some(SimOutcome::Hired | SimOutcome::Declined)) {
+            let roll = rng.unit();
+            if roll >= CLOSED_CHANGES + CLOSED_MAKES_ROOM {
+                continue;
+            }
+            if roll >= CLOSED_CHANGES {
+                return create_application(world, None, now, rng).ok();
+            }
         }
         let Some(m) = plan(world, i, now, rng) else {
             continue;
@@ -778,7 +821,11 @@ mod tests {
     }
 
     fn run(seed: u64, n: usize) -> (World, World, Vec<TruthEntry>) {
-        let before = World::generate(seed, 0, 300);
+        run_sized(seed, 300, n)
+    }
+
+    fn run_sized(seed: u64, apps: usize, n: usize) -> (World, World, Vec<TruthEntry>) {
+        let before = World::generate(seed, 0, apps);
         let mut world = before.clone();
         let mut engine = Engine::new(seed, SimClock::starting_after(0));
         let mut log = Vec::new();
@@ -985,6 +1032,135 @@ mod tests {
             apply(&mut w, 10_000, Mutation::Hire, 1, &mut rng),
             Err(SimError::UnknownApplication(_))
         ));
+    }
+
+    /// The funnel step a change stands for: its truth kind, outcome changes split by
+    /// where they lead, and a rejection whose reason is the candidate's own a withdrawal.
+    fn step(change: &TruthChange) -> &'static str {
+        match change {
+            TruthChange::ApplicationCreated { .. } => "created",
+            TruthChange::StageMoved { .. } => "stage_moved",
+            TruthChange::OutcomeChanged {
+                to: Some(Outcome::Hired),
+                ..
+            } => "hired",
+            TruthChange::OutcomeChanged {
+                to: Some(Outcome::Declined),
+                rejection_reason_name,
+                ..
+            } => match rejection_reason_name.as_deref() {
+                Some(r) if names::WITHDRAWAL_REASONS.contains(&r) => "withdrawn",
+                _ => "rejected",
+            },
+            TruthChange::OutcomeChanged { .. } => "reverted",
+            TruthChange::OfferCreated { .. } => "offer_created",
+            TruthChange::OfferStatusChanged { .. } => "offer_status_changed",
+            TruthChange::InterviewScheduled { .. } => "interview_scheduled",
+            TruthChange::InterviewRescheduled { .. } => "interview_rescheduled",
+            TruthChange::InterviewCanceled { .. } => "interview_canceled",
+            TruthChange::InterviewRemoved { .. } => "interview_removed",
+            TruthChange::Deleted => "deleted",
+            TruthChange::Restored => "restored",
+            TruthChange::StageRenamed { .. } => "stage_renamed",
+            TruthChange::CandidateEdited { .. } => "candidate_edited",
+        }
+    }
+
+    /// Every funnel step [`step`] knows: one per kind of mutation, plus new applications.
+    const STEPS: [&str; 16] = [
+        "created",
+        "stage_moved",
+        "hired",
+        "rejected",
+        "withdrawn",
+        "reverted",
+        "offer_created",
+        "offer_status_changed",
+        "interview_scheduled",
+        "interview_rescheduled",
+        "interview_canceled",
+        "interview_removed",
+        "deleted",
+        "restored",
+        "stage_renamed",
+        "candidate_edited",
+    ];
+
+    /// Random changes are weighted like a hiring funnel, and keep that shape as the world
+    /// evolves (the last 2 000 draws too: applications keep arriving as others close).
+    /// Measured with seed 7, 1 000 applications, 10 000 draws: stage moves 32.7%, interviews
+    /// scheduled 15.1%, rejected 13.1%, new applications 12.8%, candidate edits 7.2%, offer
+    /// status changes 3.2%, interviews rescheduled 3.0%, canceled 2.8%, offers created
+    /// 2.8%, stage renames 1.9%, interviews removed 1.8%, reverts 1.0%, withdrawals 0.9%,
+    /// deletions 0.8%, hires 0.6%, restores 0.3%.
+    #[test]
+    fn random_changes_look_like_a_hiring_funnel() {
+        let (_, _, log) = run_sized(7, 1_000, 10_000);
+        assert!(log.len() > 9_900, "{}", log.len());
+        const INTERVIEWS: [&str; 4] = [
+            "interview_scheduled",
+            "interview_rescheduled",
+            "interview_canceled",
+            "interview_removed",
+        ];
+        // (what, steps, at least, at most), as shares of all changes.
+        let bounds: [(&str, &[&str], f64, f64); 9] = [
+            (
+                "stage moves, interviews and rejections",
+                &[
+                    "stage_moved",
+                    INTERVIEWS[0],
+                    INTERVIEWS[1],
+                    INTERVIEWS[2],
+                    INTERVIEWS[3],
+                    "rejected",
+                    "withdrawn",
+                ],
+                0.5,
+                1.0,
+            ),
+            ("stage moves", &["stage_moved"], 0.25, 0.5),
+            ("interviews", &INTERVIEWS, 0.12, 0.35),
+            ("rejections", &["rejected"], 0.08, 0.2),
+            (
+                "offers",
+                &["offer_created", "offer_status_changed"],
+                0.02,
+                0.12,
+            ),
+            ("hires", &["hired"], 0.0, 0.02),
+            ("withdrawals", &["withdrawn"], 0.0, 0.02),
+            ("deletions", &["deleted"], 0.0, 0.03),
+            ("restores", &["restored"], 0.0, 0.01),
+        ];
+        for (part, changes) in [("all", &log[..]), ("last 2000", &log[log.len() - 2_000..])] {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for e in changes {
+                *counts.entry(step(&e.change)).or_default() += 1;
+            }
+            let share = |steps: &[&str]| {
+                let n: usize = steps.iter().filter_map(|s| counts.get(s)).sum();
+                n as f64 / changes.len() as f64
+            };
+            let mut mix: Vec<(&str, usize)> = counts.iter().map(|(k, n)| (*k, *n)).collect();
+            mix.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+            println!("{part}: {mix:?}");
+            for (what, steps, least, most) in bounds {
+                let got = share(steps);
+                assert!(
+                    (least..=most).contains(&got),
+                    "{part}: {what} are {:.1}% of changes, want {:.0}%..={:.0}%: {mix:?}",
+                    got * 100.0,
+                    least * 100.0,
+                    most * 100.0
+                );
+            }
+            if part == "all" {
+                for step in STEPS {
+                    assert!(counts.contains_key(step), "{step} never happened: {mix:?}");
+                }
+            }
+        }
     }
 
     const HISTORY_END: Ms = super::super::world::HISTORY_END_MS;

@@ -299,6 +299,14 @@ pub const REJECTION_REASONS: &[&str] = &[
     "Candidate accepted another offer",
 ];
 
+/// How often a random rejection gives each of [`REJECTION_REASONS`]: mostly the company's
+/// decision; a withdrawal (the candidate's own, [`WITHDRAWAL_REASONS`]) is rarer.
+pub const REJECTION_REASON_WEIGHTS: [u32; REJECTION_REASONS.len()] = [8, 1, 3, 3, 4, 2, 6, 1];
+
+/// The [`REJECTION_REASONS`] that are the candidate's own decision: withdrawals.
+pub const WITHDRAWAL_REASONS: &[&str] =
+    &["Withdrew application", "Candidate accepted another offer"];
+
 pub const INTERVIEW_TITLES: &[&str] = &[
     "Phone screen",
     "Technical interview",

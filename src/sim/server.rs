@@ -54,10 +54,21 @@ pub fn kombo_error(
     title: &str,
     message: impl Into<String>,
 ) -> Response {
+    error_response(status, Some(code), title, message)
+}
+
+/// A Kombo error response; `code` is `None` where Kombo's list of codes has none that fits
+/// (the SDK accepts only its listed codes, or null).
+fn error_response(
+    status: StatusCode,
+    code: Option<&str>,
+    title: &str,
+    message: impl Into<String>,
+) -> Response {
     let body = ErrorEnvelope {
         status: Some("error".into()),
         error: ErrorBody {
-            code: Some(code.to_owned()),
+            code: code.map(str::to_owned),
             title: Some(title.to_owned()),
             message: message.into(),
             log_url: Some("https://sim.kombo.invalid/logs".into()),
@@ -381,9 +392,9 @@ async fn stats(State(sim): State<Simulator>) -> Response {
 }
 
 async fn unknown_route() -> Response {
-    kombo_error(
+    error_response(
         StatusCode::NOT_FOUND,
-        "PLATFORM.NOT_FOUND",
+        None,
         "Not found",
         "no such route; the API is GET /v1/ats/applications",
     )
