@@ -6,6 +6,7 @@
 //! The tests count the process's open file descriptors, which the daemon (in-process)
 //! shares with the test's own clients: they run one at a time.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

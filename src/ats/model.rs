@@ -11,7 +11,7 @@
 //! (`?` in the README), because the official SDKs reject a record that omits a required
 //! key. A few required keys must not even be `null` for the SDK (`candidate.remote_id`,
 //! `job.remote_id`, the `interviews` and `offers` lists): the simulator always fills them.
-//! `tests/sim.rs` checks the simulator's pages with the SDK itself.
+//! `tests/it/sim.rs` checks the simulator's pages with the SDK itself.
 //!
 //! Open enums ([`Outcome`], [`OfferStatus`], [`StageStatus`], [`IntegrationFieldType`]) keep
 //! a value they do not know as `Unknown(String)`: the API grows, and a new outcome must not

@@ -12,7 +12,7 @@
 //! re-derivation, lossless snapshots, decoding never panics) are in
 //! `src/diff/proptests.rs`.
 
-#[path = "../fuzz/targets.rs"]
+#[path = "../../fuzz/targets.rs"]
 mod targets;
 
 use std::path::{Path, PathBuf};

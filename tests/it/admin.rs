@@ -1,13 +1,11 @@
 //! The admin HTTP server of a running daemon: auth, every `/v1` route (happy path and bad
 //! input), health, metrics, and Kombo's push trigger.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::Reply;
-use common::harness::{Harness, KOMBO_SECRET, LIMIT, Options, TOKEN, assert_error, read};
+use crate::common::Reply;
+use crate::common::harness::{Harness, KOMBO_SECRET, LIMIT, Options, TOKEN, assert_error, read};
 use hirehook::admin::kombo::sign;
 use hirehook::sim::{FaultKind, Mutation, ScriptedFault};
 use hirehook::store::{DeliveryState, EventFilter};

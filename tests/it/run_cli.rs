@@ -1,13 +1,11 @@
 //! `hirehook run` as a process: SIGTERM under load exits 0 within the grace period, and a
 //! restart delivers everything that was pending, with the same ids.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Receiver};
+use crate::common::{ConfigBuilder, Receiver};
 use hirehook::sim::{SimConfig, spawn};
 use hirehook::store::{DeliveryState, EventFilter, Store};
 use tokio::process::{Child, Command};

@@ -3,10 +3,8 @@
 //! through the daemon's admin API, and say so. Stopped, they work on the store, with the
 //! same output.
 
-mod common;
-
-use common::Reply;
-use common::harness::{Harness, LIMIT, Options};
+use crate::common::Reply;
+use crate::common::harness::{Harness, LIMIT, Options};
 use hirehook::sim::Mutation;
 use hirehook::store::{DeliveryState, EventFilter};
 use serde_json::json;
@@ -403,10 +401,10 @@ async fn an_unknown_integration_is_refused_by_the_cli_and_the_api() {
                 &json!({}),
             )
             .await;
-        common::harness::assert_error(status, &body, 404, "not_found");
+        crate::common::harness::assert_error(status, &body, 404, "not_found");
     }
     let (status, body) = harness.get("/v1/integrations/greenhouse:nope/held").await;
-    common::harness::assert_error(status, &body, 404, "not_found");
+    crate::common::harness::assert_error(status, &body, 404, "not_found");
 
     // In the CLI's config but not in the running daemon's: the API's 404 becomes an error
     // naming the route and the reason, exit 1.

@@ -176,7 +176,7 @@ fn samples() -> Vec<Event> {
 fn render() -> String {
     let mut page = String::from(
         "# Event bodies\n\n\
-         One real body per event type, rendered by hirehook's own code (`tests/docs_events.rs`\n\
+         One real body per event type, rendered by hirehook's own code (`tests/it/docs_events.rs`\n\
          regenerates this page and fails when it drifts). Every body is the Standard Webhooks\n\
          envelope: `type`, `timestamp` (= `data.detected_at`), `data`. The `webhook-id`\n\
          header is `data.event_id`. Bodies are sent compact; they are pretty-printed here.\n\

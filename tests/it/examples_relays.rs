@@ -34,11 +34,11 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
 #[allow(dead_code)]
-#[path = "../examples/slack_relay.rs"]
+#[path = "../../examples/slack_relay.rs"]
 mod slack_relay;
 
 #[allow(dead_code)]
-#[path = "../examples/teams_relay.rs"]
+#[path = "../../examples/teams_relay.rs"]
 mod teams_relay;
 
 use slack_relay::slack_message;

@@ -1,12 +1,10 @@
 //! `hirehook replay` (the real binary) to a capturing receiver that verifies every
 //! signature with the Standard Webhooks reference crate.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::harness::{Harness, LIMIT, Options};
-use common::{Receiver, Reply, SECRET};
+use crate::common::harness::{Harness, LIMIT, Options};
+use crate::common::{Receiver, Reply, SECRET};
 use hirehook::sim::Mutation;
 use hirehook::store::{EventFilter, EventRecord, Store};
 use serde_json::json;

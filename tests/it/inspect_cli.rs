@@ -2,10 +2,8 @@
 //! when the daemon is stopped, through the admin API while it runs (it holds the store's
 //! lock). The same answers either way.
 
-mod common;
-
-use common::harness::{Harness, LIMIT, Options};
-use common::{Receiver, SECRET};
+use crate::common::harness::{Harness, LIMIT, Options};
+use crate::common::{Receiver, SECRET};
 use hirehook::sim::Mutation;
 use hirehook::store::EventFilter;
 use serde_json::{Value, json};

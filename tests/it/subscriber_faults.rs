@@ -8,14 +8,12 @@
 //! phase lasts until the faulty server (or the store) has seen it take effect: progress
 //! is awaited, never slept for.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ConfigBuilder, Receiver, SECRET};
+use crate::common::{ConfigBuilder, Receiver, SECRET};
 use hirehook::config::Config;
 use hirehook::daemon::Daemon;
 use hirehook::sim::{Mutation, SimConfig, spawn};

@@ -15,7 +15,7 @@ use hirehook::event::{ApplicationSummary, CandidateRef, Event, EventDetail, JobR
 use hirehook::secret::Secret;
 
 #[allow(dead_code)]
-#[path = "../examples/receiver.rs"]
+#[path = "../../examples/receiver.rs"]
 mod receiver;
 
 use receiver::{Config, Dedupe, Receiver, app};

@@ -1,13 +1,11 @@
 //! Delivery end to end on loopback: simulator → hirehook (the real daemon) → a capturing
 //! receiver that verifies every signature with the Standard Webhooks reference crate.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ConfigBuilder, Receiver, Reply};
+use crate::common::{ConfigBuilder, Receiver, Reply};
 use hirehook::config::Config;
 use hirehook::daemon::Daemon;
 use hirehook::sim::{Mutation, RunningSim, SimConfig, spawn};
@@ -563,7 +561,7 @@ async fn subscriber_filters_select_types_and_integrations() {
     toml.push_str(&format!(
         "\n[[subscribers]]\nname = \"hires\"\nurl = \"{}\"\nsecrets = [\"{}\"]\nevents = [\"interview_scheduled\"]\nintegrations = [\"{}\"]\n",
         hires.url,
-        common::SECRET,
+        crate::common::SECRET,
         integrations[1]
     ));
     let config =

@@ -32,16 +32,14 @@
 //!   that changed exactly once got the event that change defines, and no application
 //!   outside the truth log got any event after the baseline.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{ConfigBuilder, Received, Receiver};
 use chrono::{DateTime, Utc};
-use common::{ConfigBuilder, Received, Receiver};
 use hirehook::ats::{ClientConfig, KomboClient, Outcome, RetryPolicy};
 use hirehook::event::EventType;
 use hirehook::secret::Secret;

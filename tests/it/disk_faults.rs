@@ -10,13 +10,11 @@
 //! can make is a file size limit (`ulimit -f`, with `SIGXFSZ` ignored so writes fail with
 //! `EFBIG` like they would with `ENOSPC`), under which a populated store must be written.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::ConfigBuilder;
+use crate::common::ConfigBuilder;
 use hirehook::sim::{Mutation, RunningSim, SimConfig, spawn};
 use hirehook::store::{EventFilter, Store};
 use tokio::process::Command;
