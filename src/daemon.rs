@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminError, AdminState, ServeLimits};
 use crate::ats::KomboClient;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
 use crate::metrics::Metrics;
@@ -59,16 +60,26 @@ pub struct Daemon {
 impl Daemon {
     /// Builds the pollers and the deliverer of `config`. Nothing runs or listens yet.
     pub fn new(config: Config, store: Arc<Store>) -> Result<Self, StartError> {
+        Self::with_clock(config, store, Clock::System)
+    }
+
+    /// As [`Daemon::new`], with every "now" of the pollers and the deliverer read from
+    /// `clock` (tests run the daemon on tokio's paused clock).
+    pub fn with_clock(config: Config, store: Arc<Store>, clock: Clock) -> Result<Self, StartError> {
         let metrics = Metrics::new();
         let store_health = StoreHealth::default();
         let client = KomboClient::new(config.kombo.client_config())?
             .with_error_observer(metrics.kombo_error_observer());
         let syncer = Syncer::new(client, store.clone(), SyncSettings::from_config(&config))
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_clock(clock);
         let deliverer = Deliverer::new(
             store.clone(),
             Target::from_config(&config)?,
-            DeliverySettings::from_config(&config),
+            DeliverySettings {
+                clock,
+                ..DeliverySettings::from_config(&config)
+            },
         )?
         .with_metrics(metrics.clone())
         .with_store_health(store_health.clone());

@@ -26,12 +26,14 @@
 //! - [`redact`]: URLs without credentials, upstream texts cut to a bounded length.
 //! - [`replay`]: re-sending logged or exported events to a URL, signed, in log order.
 //! - [`secret`]: a string type that never prints its value.
+//! - [`clock`]: where "now" comes from (the wall clock, or tokio's in tests).
 //! - [`cli`]: the command line.
 
 pub mod addr;
 pub mod admin;
 pub mod ats;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

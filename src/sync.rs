@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tracing::Instrument as _;
 
 use crate::ats::{ApplicationsQuery, KomboClient, KomboError, Timestamp};
+use crate::clock::Clock;
 use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
 use crate::domain::Application;
 use crate::event::{Event, EventDetail, EventType};
@@ -172,6 +172,8 @@ pub struct Syncer {
     progress: Option<ProgressObserver>,
     /// Syncs, pages, records and events are counted here.
     metrics: Metrics,
+    /// Start, detection and success times are read from it.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -191,12 +193,20 @@ impl Syncer {
             settings: Arc::new(settings),
             progress: None,
             metrics: Metrics::default(),
+            clock: Clock::System,
         }
     }
 
     /// Calls `observer(integration_id, progress)` after each committed page.
     pub fn with_progress(mut self, observer: ProgressObserver) -> Self {
         self.progress = Some(observer);
+        self
+    }
+
+    /// Reads "now" from `clock` (also the Kombo client's, for `Retry-After` dates).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self.client = self.client.with_clock(clock);
         self
     }
 
@@ -251,7 +261,7 @@ impl Syncer {
             source,
         };
         let clock = Instant::now();
-        let started_at = Utc::now();
+        let started_at = self.clock.now();
         let state = self.store.sync_state(integration_id).map_err(store_err)?;
         let settings = &*self.settings;
 
@@ -317,7 +327,7 @@ impl Syncer {
                 tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");
                 report.rejected.push(line);
             }
-            let detected_at = Utc::now();
+            let detected_at = self.clock.now();
             let ctx = DiffContext {
                 integration_id,
                 detected_at,
@@ -428,7 +438,7 @@ impl Syncer {
         unread.sort_unstable();
         state.baseline_unread = unread;
         state.baseline_done = true;
-        state.last_success_at = Some(Utc::now());
+        state.last_success_at = Some(self.clock.now());
         state.last_error = None;
         state.last_error_summary = None;
         if report.rejected.is_empty() {

@@ -14,6 +14,7 @@ use super::model::{Application, ErrorEnvelope, Outcome, Timestamp};
 use super::page::{
     DEFAULT_MAX_RECORD_BYTES, PageLimits, ParsedPage, RejectedRecord, parse_page_with,
 };
+use crate::clock::Clock;
 use crate::secret::Secret;
 
 /// Kombo's maximum page size; hirehook always asks for it.
@@ -206,6 +207,8 @@ pub struct KomboClient {
     api_key: Secret,
     retry: RetryPolicy,
     limits: ResponseLimits,
+    /// `Retry-After` dates are counted from its now.
+    clock: Clock,
     on_retry: Option<RetryObserver>,
     /// Told of every failed request (metrics count them by error code).
     on_error: Option<ErrorObserver>,
@@ -233,9 +236,16 @@ impl KomboClient {
             api_key: config.api_key,
             retry: config.retry,
             limits: config.limits,
+            clock: Clock::System,
             on_retry: None,
             on_error: None,
         })
+    }
+
+    /// Reads "now" from `clock` (for `Retry-After` dates).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Calls `observer` before every retry.
@@ -470,7 +480,14 @@ impl KomboClient {
         if status.is_success() {
             return Ok(body);
         }
-        Err(classify_error(at, status, &headers, &body, attempts))
+        Err(classify_error(
+            self.clock.now(),
+            at,
+            status,
+            &headers,
+            &body,
+            attempts,
+        ))
     }
 }
 
@@ -545,6 +562,7 @@ const RETRYABLE_CODES: &[&str] = &[
 ];
 
 fn classify_error(
+    now: Timestamp,
     at: &PageRef,
     status: StatusCode,
     headers: &HeaderMap,
@@ -579,15 +597,15 @@ fn classify_error(
         },
     };
     if retryable {
-        Failure::Retryable(Box::new(err), server_wait(headers))
+        Failure::Retryable(Box::new(err), server_wait(headers, now))
     } else {
         Failure::Final(Box::new(err))
     }
 }
 
-/// The wait a response asks for: `Retry-After` (seconds or an HTTP date) or
-/// `ratelimit-reset` (seconds), the longer of the two.
-pub fn server_wait(headers: &HeaderMap) -> Option<Duration> {
+/// The wait a response asks for: `Retry-After` (seconds, or an HTTP date counted from
+/// `now`) or `ratelimit-reset` (seconds), the longer of the two.
+pub fn server_wait(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
     let text = |name: &str| {
         headers
             .get(name)
@@ -597,7 +615,7 @@ pub fn server_wait(headers: &HeaderMap) -> Option<Duration> {
     let retry_after = text("retry-after").and_then(|v| {
         v.parse::<u64>().ok().map(Duration::from_secs).or_else(|| {
             let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-            (when.with_timezone(&Utc) - Utc::now()).to_std().ok()
+            (when.with_timezone(&Utc) - now).to_std().ok()
         })
     });
     let reset = text("ratelimit-reset")
@@ -909,15 +927,30 @@ mod tests {
     }
 
     #[test]
-    fn server_wait_reads_both_headers() {
+    fn server_wait_reads_both_headers_and_dates_from_the_given_now() {
+        let now = chrono::DateTime::parse_from_rfc2822("Sun, 29 Nov 2026 10:00:00 GMT")
+            .expect("date")
+            .with_timezone(&Utc);
         let mut h = HeaderMap::new();
-        assert_eq!(server_wait(&h), None);
+        assert_eq!(server_wait(&h, now), None);
         h.insert("ratelimit-reset", HeaderValue::from_static("4"));
-        assert_eq!(server_wait(&h), Some(Duration::from_secs(4)));
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(4)));
         h.insert("retry-after", HeaderValue::from_static("9"));
-        assert_eq!(server_wait(&h), Some(Duration::from_secs(9)));
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(9)));
         h.insert("retry-after", HeaderValue::from_static("not a date"));
-        assert_eq!(server_wait(&h), Some(Duration::from_secs(4)));
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(4)));
+        // An HTTP date is counted from `now`, not from the wall clock.
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 29 Nov 2026 10:02:00 GMT"),
+        );
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(120)));
+        // A date in the past asks for nothing (the other header still counts).
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 29 Nov 2026 09:00:00 GMT"),
+        );
+        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(4)));
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use reqwest::StatusCode;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -22,6 +21,7 @@ use super::retry::{NextAttempt, RetrySchedule};
 use super::send::{Pacer, describe_error, webhook_request};
 use super::sign::SigningKey;
 use super::ssrf;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store};
@@ -70,6 +70,8 @@ pub struct DeliverySettings {
     pub allow_private_networks: bool,
     /// How long deliveries in flight may finish after shutdown is asked.
     pub shutdown_grace: Duration,
+    /// Attempt times and due times are read from it.
+    pub clock: Clock,
 }
 
 impl DeliverySettings {
@@ -82,6 +84,7 @@ impl DeliverySettings {
             },
             allow_private_networks: config.delivery.allow_private_networks,
             shutdown_grace: config.delivery.shutdown_grace,
+            clock: Clock::System,
         }
     }
 }
@@ -292,7 +295,7 @@ impl Worker {
                     let skip = this.in_flight();
                     this.store.due_deliveries_after(
                         &name,
-                        Utc::now(),
+                        this.settings.clock.now(),
                         free,
                         &skip,
                         sweep.as_deref(),
@@ -377,7 +380,7 @@ impl Worker {
     fn idle_wait(&self) -> Duration {
         match self.store.next_due_at(&self.target.name) {
             Ok(Some(ms)) => {
-                let now = Utc::now().timestamp_millis();
+                let now = self.settings.clock.now_millis();
                 if ms <= now {
                     MAX_IDLE
                 } else {
@@ -392,7 +395,7 @@ impl Worker {
     async fn attempt(&self, delivery: DueDelivery) {
         let target = &self.target;
         let attempt_no = delivery.entry.attempts + 1;
-        let at = Utc::now();
+        let at = self.settings.clock.now();
         let started = Instant::now();
         let response = self.post(&delivery).await;
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -432,7 +435,7 @@ impl Worker {
         let what = response.describe();
         self.metrics.attempt(&target.name, &result);
         if result == AttemptResult::Delivered {
-            let latency = (Utc::now() - delivery.detected_at)
+            let latency = (self.settings.clock.now() - delivery.detected_at)
                 .to_std()
                 .unwrap_or_default();
             self.metrics.delivered_after(&target.name, latency);
@@ -493,7 +496,7 @@ impl Worker {
             &delivery.entry.event_id,
             delivery.body.clone(),
             &target.keys,
-            Utc::now().timestamp(),
+            self.settings.clock.now().timestamp(),
         );
         let mut response = match request.send().await {
             Ok(r) => r,
@@ -501,7 +504,7 @@ impl Worker {
         };
         let status = response.status();
         let retry_after = if matches!(status.as_u16(), 429 | 503) {
-            crate::ats::client::server_wait(response.headers())
+            crate::ats::client::server_wait(response.headers(), self.settings.clock.now())
         } else {
             None
         };

@@ -5,6 +5,7 @@
 //! never across an `.await`. Serving takes a world's read lock; a mutation takes the
 //! engine lock, then one world's write lock.
 
+use crate::clock::Clock;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -110,6 +111,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Simulator {
     /// Generates the worlds (in parallel, one thread per integration, at most one per core).
     pub fn new(config: SimConfig) -> Self {
+        Self::with_clock(config, Clock::System)
+    }
+
+    /// As [`Simulator::new`], with changes timestamped by `clock` (tests run the
+    /// simulator on tokio's paused clock).
+    pub fn with_clock(config: SimConfig, clock: Clock) -> Self {
         let threads = std::thread::available_parallelism().map_or(4, usize::from);
         let indices: Vec<usize> = (0..config.integrations).collect();
         let mut worlds: Vec<World> = Vec::with_capacity(config.integrations);
@@ -142,7 +149,7 @@ impl Simulator {
                 changes_per_second: config.changes_per_second.max(0.0),
                 ids,
                 worlds: worlds.into_iter().map(RwLock::new).collect(),
-                engine: Mutex::new(Engine::new(config.seed, SimClock::starting_after(newest))),
+                engine: Mutex::new(Engine::new(config.seed, SimClock::starting_after(newest, clock))),
                 faults: Mutex::new(FaultState::new(config.faults, config.seed)),
                 stats: Mutex::new(SimStats::default()),
             }),
