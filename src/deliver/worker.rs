@@ -138,11 +138,38 @@ impl Waker {
     }
 }
 
+/// What a subscriber answered to one attempt, as the deliverer judges it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer {
+    /// The HTTP status; `None` when there was none (connection failed, timed out).
+    pub status: Option<u16>,
+    /// What a 429 or 503 asked for (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// Why there was no status.
+    pub error: Option<String>,
+    /// The start of the response body.
+    pub body_prefix: Option<String>,
+}
+
+/// Answers attempts without a network: `(subscriber, delivery) -> answer`. For tests of
+/// the schedule on tokio's paused clock (real sockets would race a clock that jumps) and
+/// for benchmarks of the delivery path alone.
+pub type ScriptedAnswers = Arc<dyn Fn(&str, &DueDelivery) -> Answer + Send + Sync>;
+
+/// How attempts reach subscribers.
+#[derive(Clone)]
+enum Transport {
+    /// HTTP: the daemon's.
+    Http(reqwest::Client),
+    /// No network: see [`ScriptedAnswers`].
+    Scripted(ScriptedAnswers),
+}
+
 /// Delivers every subscriber's queue until shut down.
 pub struct Deliverer {
     store: Arc<Store>,
     settings: Arc<DeliverySettings>,
-    workers: Vec<(Target, reqwest::Client, Arc<Notify>)>,
+    workers: Vec<(Target, Transport, Arc<Notify>)>,
     waker: Waker,
     /// Attempts, deliveries and latencies are counted here.
     metrics: Metrics,
@@ -170,7 +197,7 @@ impl Deliverer {
                     subscriber: target.name.clone(),
                     source,
                 })?;
-            workers.push((target, client, Arc::new(Notify::new())));
+            workers.push((target, Transport::Http(client), Arc::new(Notify::new())));
         }
         let waker = Waker {
             notifies: Arc::new(workers.iter().map(|(_, _, n)| n.clone()).collect()),
@@ -184,6 +211,14 @@ impl Deliverer {
             metrics: Metrics::default(),
             health: StoreHealth::default(),
         })
+    }
+
+    /// Answers every attempt with `answers` instead of sending it (see [`ScriptedAnswers`]).
+    pub fn with_scripted_answers(mut self, answers: ScriptedAnswers) -> Self {
+        for (_, transport, _) in &mut self.workers {
+            *transport = Transport::Scripted(answers.clone());
+        }
+        self
     }
 
     /// Reports the store failures the workers run into to `health`.
@@ -207,11 +242,11 @@ impl Deliverer {
     /// finish within the grace period and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut set = JoinSet::new();
-        for (target, client, notify) in self.workers {
+        for (target, transport, notify) in self.workers {
             let worker = Worker {
                 store: self.store.clone(),
                 settings: self.settings.clone(),
-                client,
+                transport,
                 notify,
                 in_flight: Arc::new(Mutex::new(HashSet::new())),
                 metrics: self.metrics.clone(),
@@ -230,7 +265,7 @@ struct Worker {
     store: Arc<Store>,
     settings: Arc<DeliverySettings>,
     target: Arc<Target>,
-    client: reqwest::Client,
+    transport: Transport,
     notify: Arc<Notify>,
     /// Log sequences being sent right now: not to be picked again.
     in_flight: Arc<Mutex<HashSet<u64>>>,
@@ -490,8 +525,14 @@ impl Worker {
         if let Err(e) = ssrf::check_literal(&target.url, self.settings.allow_private_networks) {
             return Response::failed(e.to_string());
         }
+        let client = match &self.transport {
+            Transport::Http(client) => client,
+            Transport::Scripted(answers) => {
+                return Response::from_answer(answers(&target.name, delivery));
+            }
+        };
         let request = webhook_request(
-            &self.client,
+            client,
             &target.url,
             &delivery.entry.event_id,
             delivery.body.clone(),
@@ -535,6 +576,19 @@ struct Response {
 }
 
 impl Response {
+    fn from_answer(answer: Answer) -> Self {
+        let status = answer.status.and_then(|s| StatusCode::from_u16(s).ok());
+        Self {
+            error: match (status, answer.status) {
+                (None, Some(bad)) => Some(format!("invalid HTTP status {bad}")),
+                _ => answer.error,
+            },
+            status,
+            retry_after: answer.retry_after,
+            body_prefix: answer.body_prefix,
+        }
+    }
+
     fn failed(error: String) -> Self {
         Self {
             status: None,

@@ -827,7 +827,10 @@ mod tests {
     fn run_sized(seed: u64, apps: usize, n: usize) -> (World, World, Vec<TruthEntry>) {
         let before = World::generate(seed, 0, apps);
         let mut world = before.clone();
-        let mut engine = Engine::new(seed, SimClock::starting_after(0, crate::clock::Clock::System));
+        let mut engine = Engine::new(
+            seed,
+            SimClock::starting_after(0, crate::clock::Clock::System),
+        );
         let mut log = Vec::new();
         for _ in 0..n {
             let now = engine.clock.tick();

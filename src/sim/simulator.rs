@@ -149,7 +149,10 @@ impl Simulator {
                 changes_per_second: config.changes_per_second.max(0.0),
                 ids,
                 worlds: worlds.into_iter().map(RwLock::new).collect(),
-                engine: Mutex::new(Engine::new(config.seed, SimClock::starting_after(newest, clock))),
+                engine: Mutex::new(Engine::new(
+                    config.seed,
+                    SimClock::starting_after(newest, clock),
+                )),
                 faults: Mutex::new(FaultState::new(config.faults, config.seed)),
                 stats: Mutex::new(SimStats::default()),
             }),

@@ -11,6 +11,7 @@ mod ats_model;
 mod config_cli;
 mod crash;
 mod delivery;
+mod delivery_schedule;
 mod demo;
 mod deploy;
 mod disk_faults;
