@@ -284,15 +284,6 @@ pub fn event(store: &Store, id: &str) -> Result<Option<EventView>, StoreError> {
     }))
 }
 
-/// The state name used in views and CLI output.
-pub fn state_name(state: DeliveryState) -> &'static str {
-    match state {
-        DeliveryState::Pending => "pending",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Dead => "dead",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,10 +90,9 @@ pub fn parse_page_with(body: &[u8], limits: &PageLimits) -> Result<ParsedPage, E
     // JSON is UTF-8. A body that is not is read with each invalid byte replaced by `?`
     // (offsets stay those of the body), and the records that held one are rejected: one
     // bad byte costs one record, not the page.
-    let valid_utf8 = std::str::from_utf8(body).is_ok();
-    let text = match std::str::from_utf8(body) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => std::borrow::Cow::Owned(replace_invalid_utf8(body)),
+    let (text, valid_utf8) = match std::str::from_utf8(body) {
+        Ok(text) => (std::borrow::Cow::Borrowed(text), true),
+        Err(_) => (std::borrow::Cow::Owned(replace_invalid_utf8(body)), false),
     };
     let text: &str = &text;
     let mut de = serde_json::Deserializer::from_str(text);

@@ -58,9 +58,20 @@ pub enum SubscribersCommand {
 pub struct ListArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// Only deliveries in this state.
-    #[arg(long, value_enum)]
+    /// Only deliveries in this state: pending, delivered or dead.
+    #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub status: Option<DeliveryState>,
+}
+
+/// `--status`: a delivery state by name (the store's type knows nothing of clap).
+fn parse_state(name: &str) -> Result<DeliveryState, String> {
+    DeliveryState::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
+        format!(
+            "`{name}` is not a delivery state: one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Which deliveries.
@@ -91,11 +102,7 @@ fn print(rows: &[(String, u64, OutboxEntry)]) -> Result<(), Failure> {
         writeln!(
             out,
             "{:<10} {:<16} {}  attempts {:<2} due {}  {}  {}",
-            match e.state {
-                DeliveryState::Pending => "pending",
-                DeliveryState::Delivered => "delivered",
-                DeliveryState::Dead => "dead",
-            },
+            e.state.as_str(),
             subscriber,
             e.event_id,
             e.attempts,

@@ -16,7 +16,7 @@ use super::sync::load_config;
 use crate::admin::api::SubscribersList;
 use crate::ats::Timestamp;
 use crate::event::{format_timestamp, is_event_id};
-use crate::inspect::{self, EventView, StatusView, SubscriberStatus, state_name};
+use crate::inspect::{self, EventView, StatusView, SubscriberStatus};
 
 /// Options of `hirehook status`.
 #[derive(Debug, clap::Args)]
@@ -254,7 +254,7 @@ pub fn render_event(view: &EventView) -> String {
             t,
             "  {}: {} after {} attempt(s){}",
             d.subscriber,
-            state_name(d.state),
+            d.state.as_str(),
             d.attempts.len(),
             if d.state == crate::store::DeliveryState::Pending {
                 format!(", next due {}", format_timestamp(&d.due_at))

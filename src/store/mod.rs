@@ -34,17 +34,18 @@ pub enum StoreError {
     )]
     Locked { path: PathBuf },
     /// The cause is part of the message (not a `source`), so a chained report names it once.
+    /// Backends describe their errors in words: no backend's error type crosses the seam.
     #[error("cannot open the store at {path}: {cause}")]
-    Open { path: PathBuf, cause: sled::Error },
+    Open { path: PathBuf, cause: String },
     #[error("store I/O failed: {0}")]
-    Io(sled::Error),
+    Io(String),
     #[error("corrupt {what} in the store: {message}")]
     Corrupt { what: String, message: String },
 }
 
 impl From<sled::Error> for StoreError {
     fn from(err: sled::Error) -> Self {
-        StoreError::Io(err)
+        StoreError::Io(err.to_string())
     }
 }
 
@@ -166,7 +167,7 @@ pub struct OutboxEntry {
 pub const ATTEMPTS_KEPT: usize = 32;
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Waiting for its turn or its next attempt.
@@ -175,6 +176,29 @@ pub enum DeliveryState {
     Delivered,
     /// The retry schedule ran out: a dead letter.
     Dead,
+}
+
+impl DeliveryState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [DeliveryState; 3] = [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Dead,
+    ];
+
+    /// The name operators type and read (`pending`, `delivered`, `dead`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    /// The state named `name`.
+    pub fn parse(name: &str) -> Option<DeliveryState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// The store. One per process (sled locks the directory).
@@ -234,7 +258,7 @@ impl Store {
                 },
                 _ => StoreError::Open {
                     path: path.to_owned(),
-                    cause: source,
+                    cause: source.to_string(),
                 },
             })?;
         let tree = db.open_tree("hirehook")?;
