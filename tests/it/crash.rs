@@ -389,13 +389,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
     })
     .await;
     // Everything is recorded as delivered: stop gracefully.
-    let pid = child.id().expect("running").to_string();
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok);
+    crate::common::process::signal(child.id().expect("running"), "-TERM");
     let status = tokio::time::timeout(LIMIT, child.wait())
         .await
         .expect("exits")

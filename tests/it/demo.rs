@@ -84,12 +84,7 @@ async fn ctrl_c_stops_the_demo_cleanly() {
     .await
     .expect("an event within the limit");
     assert!(first, "{seen:?}");
-    let pid = child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    crate::common::process::signal(child.id().expect("pid"), "-INT");
     let rest = tokio::time::timeout(Duration::from_secs(30), async {
         let mut rest = String::new();
         while let Ok(Some(line)) = lines.next_line().await {

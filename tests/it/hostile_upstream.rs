@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use tokio::io::AsyncReadExt as _;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "hostile-upstream-admin-token-0123";
@@ -148,16 +148,6 @@ fn free_port() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-fn peak_rss_kb(child: &Child) -> u64 {
-    let pid = child.id().expect("running");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 async fn admin_get(http: &reqwest::Client, admin: SocketAddr, path: &str) -> (u16, Value) {
     let response = http
         .get(format!("http://{admin}{path}"))
@@ -249,7 +239,7 @@ token = "{TOKEN}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let peak = peak_rss_kb(&child);
+    let peak = crate::common::process::peak_rss_kb(child.id().expect("running"));
     eprintln!(
         "peak RSS {peak} kB; requests {:?}",
         counts.lock().expect("counts")

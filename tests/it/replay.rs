@@ -372,16 +372,6 @@ async fn usage_errors_exit_2() {
     }
 }
 
-/// Peak RSS of a running process, from `/proc/PID/status`.
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// A replay of an export whose first line is 256 MiB: the line is reported by number and
 /// skipped with bounded memory, the event after it is sent, the summary (printed on
 /// SIGINT too) never shows the URL's credentials.
@@ -448,19 +438,14 @@ async fn a_huge_line_is_skipped_with_bounded_memory_and_sigint_still_prints_the_
         .await
         .expect("the first event is sent")
         .expect("receiver");
-    let peak = peak_rss_kb(pid);
+    let peak = crate::common::process::peak_rss_kb(pid);
     assert!(peak < 200 * 1024, "peak RSS {peak} kB for a 256 MiB line");
     assert!(
         head.contains(&format!("webhook-id: {}", log[0].id)),
         "{head}"
     );
 
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok);
+    crate::common::process::signal(pid, "-INT");
     let output = tokio::time::timeout(LIMIT, child.wait_with_output())
         .await
         .expect("replay ends on SIGINT")

@@ -25,13 +25,7 @@ fn start(config: &std::path::Path) -> Child {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let pid = child.id().expect("running").to_string();
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok);
+    crate::common::process::signal(child.id().expect("running"), sig);
 }
 
 async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {

@@ -884,13 +884,7 @@ async fn the_sim_command_prints_one_line_and_serves() {
     assert_eq!(page.records.len(), 5);
 
     // SIGTERM: a clean exit with status 0.
-    let pid = child.id().unwrap().to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    crate::common::process::signal(child.id().expect("running"), "-TERM");
     let status = tokio::time::timeout(DEADLINE, child.wait())
         .await
         .expect("exits in time")

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod process;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
