@@ -4,24 +4,9 @@
 
 use serde::Deserialize;
 
-use super::{DeliveryState, OutboxEntry, Store, StoreError, decode_record, keys};
+use super::{Store, decode_record, keys};
 use crate::ats::Timestamp;
-
-/// Where one subscriber's deliveries stand.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SubscriberBacklog {
-    /// Deliveries waiting: due, retrying, or queued behind an earlier event of their
-    /// application.
-    pub pending: u64,
-    /// Deliveries that got a 2xx.
-    pub delivered: u64,
-    /// Dead letters.
-    pub dead: u64,
-    /// When the event of the oldest pending delivery was detected.
-    pub oldest_pending: Option<Timestamp>,
-    /// The most recent failure among pending and dead deliveries: when, and what.
-    pub last_error: Option<(Timestamp, String)>,
-}
+use crate::store::{DeliveryState, OutboxEntry, StoreError, SubscriberBacklog};
 
 /// The part of an outbox entry a backlog needs (cheaper to decode than the whole).
 #[derive(Deserialize)]

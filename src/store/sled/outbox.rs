@@ -10,66 +10,13 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
-
 use super::queues::{Pending, app_key};
-use super::{
-    ATTEMPTS_KEPT, DeliveryState, OutboxEntry, Store, StoreError, decode_record, encode_json, keys,
-};
+use super::{Store, decode_record, encode_json, keys};
 use crate::ats::Timestamp;
-
-/// One attempt to deliver, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptRecord {
-    /// From 1.
-    pub attempt: u32,
-    pub at: Timestamp,
-    /// HTTP status, when a response came.
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    /// Timeout, connection error, refused by the SSRF guard, ...
-    pub error: Option<String>,
-    /// The start of the response body (bounded).
-    pub response_prefix: Option<String>,
-}
-
-/// What an attempt means for the delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttemptResult {
-    /// 2xx: done; the application's next event becomes due.
-    Delivered,
-    /// Failed: try again at `due_at`.
-    Retry { due_at: Timestamp },
-    /// Failed for the last time: a dead letter; the application's next event becomes due.
-    Dead,
-    /// 410 Gone: the subscriber is disabled; the delivery stays pending for when an
-    /// operator enables it again.
-    Disable { reason: String },
-}
-
-/// Where a subscriber's queue stands (see [`Store::queue_summary`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct QueueSummary {
-    /// Deliveries waiting: due, retrying, or queued behind an earlier event.
-    pub pending: u64,
-    /// Dead letters.
-    pub dead: u64,
-    /// When the event of the oldest pending delivery was detected.
-    pub oldest_pending: Option<Timestamp>,
-}
-
-/// A delivery that is due, with what to send.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DueDelivery {
-    pub log_seq: u64,
-    pub entry: OutboxEntry,
-    /// The event body, verbatim.
-    pub body: Vec<u8>,
-    /// When the event was detected.
-    pub detected_at: Timestamp,
-    /// Its position in the due order (to continue a sweep after it).
-    pub key: Vec<u8>,
-}
+use crate::store::{
+    ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, OutboxEntry,
+    QueueSummary, StoreError,
+};
 
 fn corrupt(what: String, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {

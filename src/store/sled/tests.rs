@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::*;
 use chrono::TimeZone;
 
 fn at(secs: i64) -> Timestamp {

@@ -1,0 +1,532 @@
+//! The sled backend: one tree, a page commit is one `apply_batch`, the delivery queues
+//! derived in memory (see [`queues`]). Layout and atomicity: see [`keys`].
+
+pub mod keys;
+mod outbox;
+mod queues;
+mod stats;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DeliveryState, EventFilter, EventRecord, OutboxEntry, PageCommit, StoreError, SyncState,
+};
+use crate::ats::Timestamp;
+
+impl From<::sled::Error> for StoreError {
+    fn from(err: ::sled::Error) -> Self {
+        StoreError::Io(err.to_string())
+    }
+}
+
+/// The store. One per process (sled locks the directory).
+pub struct Store {
+    db: ::sled::Db,
+    tree: ::sled::Tree,
+    /// Serializes commits so log sequences are assigned and applied in order.
+    commit_lock: Mutex<u64>,
+    /// The delivery queues, derived from the outbox (see [`queues`]). Lock order: the
+    /// commit lock before this one.
+    queues: Mutex<queues::Queues>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+const FORMAT_VERSION: &[u8] = b"1";
+
+/// How long [`Store::open`] waits for a lock that a closing handle still holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Store {
+    /// Opens (or creates) the store at `path` with a cache of `cache_bytes`.
+    ///
+    /// sled releases its directory lock from a background thread a moment after the last
+    /// handle is dropped, so a lock held when we start is waited for briefly (up to
+    /// [`LOCK_WAIT`]) before it is reported as another process's.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Self::open_once(path, cache_bytes) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = ::sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(::sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| match &source {
+                ::sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked {
+                        path: path.to_owned(),
+                    }
+                }
+                ::sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked {
+                    path: path.to_owned(),
+                },
+                _ => StoreError::Open {
+                    path: path.to_owned(),
+                    cause: source.to_string(),
+                },
+            })?;
+        let tree = db.open_tree("hirehook")?;
+        match tree.get(keys::meta("format"))? {
+            None => {
+                tree.insert(keys::meta("format"), FORMAT_VERSION)?;
+            }
+            Some(v) if v.as_ref() == FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt {
+                    what: "format version".into(),
+                    message: format!(
+                        "store format {:?} is not supported by this hirehook (expects {:?})",
+                        String::from_utf8_lossy(&v),
+                        String::from_utf8_lossy(FORMAT_VERSION)
+                    ),
+                });
+            }
+        }
+        let last = tree
+            .scan_prefix([keys::EVENT])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| keys::trailing_seq(&k))
+            .unwrap_or(0);
+        let last_held = tree
+            .scan_prefix([keys::HELD])
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| keys::trailing_seq(&k)))
+            .max()
+            .unwrap_or(0);
+        retire_index_keys(&tree)?;
+        Ok(Store {
+            db,
+            tree,
+            commit_lock: Mutex::new(last.max(last_held)),
+            queues: Mutex::new(queues::Queues::default()),
+        })
+    }
+
+    /// Makes every committed change durable. Deliveries committed before it started join
+    /// the delivery queues once it returns: nothing is sent before it is on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let through = self.queues_unbuilt().staged_through();
+        self.db.flush()?;
+        if let Some(seq) = through {
+            self.queues_unbuilt().publish(seq);
+        }
+        Ok(())
+    }
+
+    /// Async flush, for use inside the runtime; as [`Store::flush`].
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        let through = self.queues_unbuilt().staged_through();
+        self.db.flush_async().await?;
+        if let Some(seq) = through {
+            self.queues_unbuilt().publish(seq);
+        }
+        Ok(())
+    }
+
+    /// The queues as they are, built or not (staging and publishing need no build).
+    fn queues_unbuilt(&self) -> std::sync::MutexGuard<'_, queues::Queues> {
+        // Poisoned: a panic mid-update; the queues may be off, but the outbox is the truth
+        // and a restart rebuilds them from it.
+        self.queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The delivery queues, built from the outbox's pending entries on first use. The
+    /// caller must not hold the commit lock.
+    fn queues(&self) -> Result<std::sync::MutexGuard<'_, queues::Queues>, StoreError> {
+        {
+            let q = self.queues_unbuilt();
+            if q.built {
+                return Ok(q);
+            }
+        }
+        // No commit may run while the outbox is read: its entries would be missed, or
+        // staged ones taken as durable.
+        let _commit = self.lock();
+        let mut q = self.queues_unbuilt();
+        if !q.built {
+            #[derive(Deserialize)]
+            struct QueueEntry {
+                state: DeliveryState,
+                integration_id: String,
+                application_id: String,
+                due_at: Timestamp,
+            }
+            for item in self.tree.scan_prefix([keys::OUTBOX]) {
+                let (key, value) = item?;
+                let seq = keys::trailing_seq(&key).unwrap_or(0);
+                let subscriber = key
+                    .get(1..key.len().saturating_sub(9))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let entry: QueueEntry =
+                    serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                        what: format!("outbox entry {seq} of {subscriber}"),
+                        message: e.to_string(),
+                    })?;
+                if entry.state == DeliveryState::Dead {
+                    q.dead_added(&subscriber);
+                }
+                if entry.state == DeliveryState::Pending && !q.is_staged(&subscriber, seq) {
+                    q.add(queues::Pending {
+                        subscriber,
+                        log_seq: seq,
+                        app: queues::app_key(&entry.integration_id, &entry.application_id),
+                        due_ms: entry.due_at.timestamp_millis(),
+                    });
+                }
+            }
+            q.built = true;
+        }
+        Ok(q)
+    }
+
+    /// The stored snapshot bytes of one application.
+    pub fn snapshot(
+        &self,
+        integration_id: &str,
+        application_id: &str,
+    ) -> Result<Option<::sled::IVec>, StoreError> {
+        Ok(self
+            .tree
+            .get(keys::snapshot(integration_id, application_id))?)
+    }
+
+    /// The sync state of an integration (default when never synced).
+    pub fn sync_state(&self, integration_id: &str) -> Result<SyncState, StoreError> {
+        match self.tree.get(keys::sync_state(integration_id))? {
+            None => Ok(SyncState::default()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                what: format!("sync state of {integration_id}"),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the sync state (e.g. the watermark after the last page).
+    pub fn put_sync_state(
+        &self,
+        integration_id: &str,
+        state: &SyncState,
+    ) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        self.tree
+            .insert(keys::sync_state(integration_id), encode_json(state)?)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        // A poisoned lock only means another commit panicked; the counter is still valid
+        // because it is advanced only after a successful apply.
+        self.commit_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Deliveries just committed (under the commit lock, so in log order) wait for the
+    /// flush that makes them durable.
+    fn stage(&self, staged: Vec<queues::Pending>) {
+        if staged.is_empty() {
+            return;
+        }
+        let mut q = self.queues_unbuilt();
+        for p in staged {
+            q.stage(p);
+        }
+    }
+
+    /// Commits one page atomically: snapshots, events (logged or held), outbox entries, and
+    /// the integration's application count. An event whose id is already logged is skipped
+    /// (a re-derivation). Returns the records that were newly logged or held.
+    pub fn commit_page(
+        &self,
+        integration_id: &str,
+        page: PageCommit,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut next_seq = self.lock();
+        let mut batch = ::sled::Batch::default();
+        let mut seq = *next_seq;
+        let mut written = Vec::with_capacity(page.events.len());
+        let mut staged = Vec::new();
+
+        let new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
+        if new_apps > 0 {
+            let mut state = self.sync_state(integration_id)?;
+            state.applications += new_apps;
+            batch.insert(keys::sync_state(integration_id), encode_json(&state)?);
+        }
+        for snap in page.snapshots {
+            batch.insert(
+                keys::snapshot(integration_id, &snap.application_id),
+                snap.bytes,
+            );
+        }
+        for event in page.events {
+            if self.tree.contains_key(keys::event_id(&event.id))? {
+                continue;
+            }
+            seq += 1;
+            let record = EventRecord {
+                log_seq: seq,
+                id: event.id,
+                event_type: event.event_type,
+                integration_id: integration_id.to_owned(),
+                application_id: event.application_id,
+                sequence: event.sequence,
+                detected_at: event.detected_at,
+                subscribers: event.subscribers,
+                body: event.body,
+            };
+            batch.insert(keys::event_id(&record.id), &seq.to_be_bytes()[..]);
+            if event.hold {
+                batch.insert(keys::held(integration_id, seq), encode_record(&record)?);
+            } else {
+                add_to_log(&mut batch, &record, &mut staged)?;
+            }
+            written.push(record);
+        }
+        self.tree.apply_batch(batch)?;
+        *next_seq = seq;
+        self.stage(staged);
+        Ok(written)
+    }
+
+    /// Events of the log matching `filter`, oldest first.
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let start = keys::event(filter.after_log_seq.map_or(0, |s| s.saturating_add(1)));
+        let end = keys::event(u64::MAX);
+        let mut out = Vec::new();
+        for item in self.tree.range(start..=end) {
+            let (_, value) = item?;
+            let record = decode_record(&value)?;
+            if filter.selects(
+                record.detected_at,
+                record.event_type,
+                &record.integration_id,
+                &record.application_id,
+            ) {
+                out.push(record);
+                if filter.limit.is_some_and(|l| out.len() >= l) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One logged or held event by id.
+    pub fn event_by_id(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let Some(seq) = self.tree.get(keys::event_id(id))? else {
+            return Ok(None);
+        };
+        let seq = keys::trailing_seq(&seq).ok_or_else(|| StoreError::Corrupt {
+            what: format!("index entry of event {id}"),
+            message: "not a sequence number".into(),
+        })?;
+        if let Some(v) = self.tree.get(keys::event(seq))? {
+            return decode_record(&v).map(Some);
+        }
+        for item in self.tree.scan_prefix([keys::HELD]) {
+            let (key, value) = item?;
+            if keys::trailing_seq(&key) == Some(seq) {
+                return decode_record(&value).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Events held by the mass-change guard for an integration, oldest first.
+    pub fn held_events(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        self.tree
+            .scan_prefix(keys::held_prefix(integration_id))
+            .values()
+            .map(|v| decode_record(&v?))
+            .collect()
+    }
+
+    /// Moves all of an integration's held events into the log and the outbox. Returns them.
+    pub fn release_held(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        self.release(integration_id, None)
+    }
+
+    /// Moves the given held events (by log sequence) into the log and the outbox.
+    pub fn release_held_seqs(
+        &self,
+        integration_id: &str,
+        log_seqs: &[u64],
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.release(integration_id, Some(log_seqs))
+    }
+
+    fn release(
+        &self,
+        integration_id: &str,
+        only: Option<&[u64]>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let only: Option<std::collections::HashSet<u64>> =
+            only.map(|seqs| seqs.iter().copied().collect());
+        let _guard = self.lock();
+        let mut batch = ::sled::Batch::default();
+        let mut released = Vec::new();
+        let mut staged = Vec::new();
+        for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
+            let (key, value) = item?;
+            let record = decode_record(&value)?;
+            if only
+                .as_ref()
+                .is_some_and(|seqs| !seqs.contains(&record.log_seq))
+            {
+                continue;
+            }
+            batch.remove(key);
+            add_to_log(&mut batch, &record, &mut staged)?;
+            released.push(record);
+        }
+        self.tree.apply_batch(batch)?;
+        self.stage(staged);
+        Ok(released)
+    }
+
+    /// Discards the given held events (by log sequence): an operator decided they are
+    /// noise. Their ids stay known, so a re-derivation does not bring them back; those no
+    /// longer held are skipped. Returns how many were discarded.
+    pub fn drop_held_seqs(
+        &self,
+        integration_id: &str,
+        log_seqs: &[u64],
+    ) -> Result<usize, StoreError> {
+        let _guard = self.lock();
+        let mut batch = ::sled::Batch::default();
+        let mut n = 0;
+        for &seq in log_seqs {
+            let key = keys::held(integration_id, seq);
+            if self.tree.contains_key(&key)? {
+                batch.remove(key);
+                n += 1;
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(n)
+    }
+
+    /// Whether any snapshot is stored for an integration.
+    pub fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .tree
+            .scan_prefix(keys::snapshot_prefix(integration_id))
+            .keys()
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    /// Snapshots stored for an integration.
+    pub fn snapshot_count(&self, integration_id: &str) -> usize {
+        self.tree
+            .scan_prefix(keys::snapshot_prefix(integration_id))
+            .count()
+    }
+
+    /// Size of the store on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// Logs a record with an outbox entry per subscriber; `staged` collects the deliveries
+/// to queue once the batch is applied and flushed.
+fn add_to_log(
+    batch: &mut ::sled::Batch,
+    record: &EventRecord,
+    staged: &mut Vec<queues::Pending>,
+) -> Result<(), StoreError> {
+    batch.insert(keys::event(record.log_seq), encode_record(record)?);
+    let app = queues::app_key(&record.integration_id, &record.application_id);
+    for subscriber in &record.subscribers {
+        let entry = OutboxEntry {
+            event_id: record.id.clone(),
+            integration_id: record.integration_id.clone(),
+            application_id: record.application_id.clone(),
+            sequence: record.sequence,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            round_start: 0,
+            due_at: record.detected_at,
+            last_error: None,
+            updated_at: record.detected_at,
+            recent_attempts: Vec::new(),
+        };
+        batch.insert(
+            keys::outbox(subscriber, record.log_seq),
+            encode_json(&entry)?,
+        );
+        staged.push(queues::Pending {
+            subscriber: subscriber.clone(),
+            log_seq: record.log_seq,
+            app,
+            due_ms: entry.due_at.timestamp_millis(),
+        });
+    }
+    Ok(())
+}
+
+/// Removes the sled-resident queue indexes (`a` and `q` keys) that stores written by
+/// hirehook before the in-memory queues kept; the queues are derived from the outbox.
+fn retire_index_keys(tree: &::sled::Tree) -> Result<(), StoreError> {
+    let mut batch = ::sled::Batch::default();
+    let mut any = false;
+    for prefix in [keys::RETIRED_APP_QUEUE, keys::RETIRED_DUE] {
+        for key in tree.scan_prefix([prefix]).keys() {
+            batch.remove(key?);
+            any = true;
+        }
+    }
+    if any {
+        tree.apply_batch(batch)?;
+    }
+    Ok(())
+}
+
+fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        what: std::any::type_name::<T>().into(),
+        message: e.to_string(),
+    })
+}
+
+fn encode_record(record: &EventRecord) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(record).map_err(|e| StoreError::Corrupt {
+        what: format!("event {}", record.id),
+        message: e.to_string(),
+    })
+}
+
+fn decode_record(bytes: &[u8]) -> Result<EventRecord, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what: "event record".into(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
