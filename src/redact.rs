@@ -3,7 +3,7 @@
 //!
 //! A subscriber URL or `kombo.base_url` can carry credentials in its userinfo
 //! (`https://user:pass@host/`) or its query (`?token=…`): every place that prints or logs
-//! a URL goes through [`url`]. Upstream texts (error bodies, cursors, field paths) can be
+//! a URL goes through [`url()`](fn@url). Upstream texts (error bodies, cursors, field paths) can be
 //! arbitrarily long: a log line or a stored error goes through [`bounded`].
 
 use std::borrow::Cow;
@@ -66,7 +66,7 @@ pub fn url(raw: &str) -> String {
     bounded(&out, MAX_TEXT).into_owned()
 }
 
-/// serde's `serialize_with` for a URL string: writes [`url`] of it.
+/// serde's `serialize_with` for a URL string: writes [`url()`](fn@url) of it.
 pub fn serialize_url<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&url(value))
 }

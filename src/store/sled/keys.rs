@@ -11,7 +11,7 @@
 //! | `i` | event id | log sequence (u64 BE) |
 //! | `o` | subscriber `\0` log sequence (u64 BE) | [`OutboxEntry`](super::OutboxEntry) |
 //! | `h` | integration `\0` log sequence (u64 BE) | held [`EventRecord`](super::EventRecord) |
-//! | `t` | subscriber `\0` log sequence (BE) attempt (u32 BE) | [`AttemptRecord`](super::AttemptRecord), in stores written by earlier builds only: attempts now live in their outbox entry (read by `Store::attempts`) |
+//! | `t` | subscriber `\0` log sequence (BE) attempt (u32 BE) | [`AttemptRecord`](crate::store::AttemptRecord), in stores written by earlier builds only: attempts now live in their outbox entry (read by `Store::attempts`) |
 //! | `d` | subscriber | why the subscriber is disabled (a 410) |
 //! | `m` | name | store metadata (format version) |
 //!
