@@ -399,3 +399,53 @@ async fn unknown_route() -> Response {
         "no such route; the API is GET /v1/ats/applications",
     )
 }
+
+/// Serving: the simulator's routes, and the server with its mutation ticker.
+impl Simulator {
+    /// The HTTP routes (`/v1/ats/applications` and the `/_sim/` control API).
+    pub fn router(&self) -> axum::Router {
+        router(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, running the mutation ticker too.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ticker = tokio::spawn(self.clone().tick(stop.clone()));
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        stop.cancel();
+        let _ = ticker.await;
+        result
+    }
+
+    /// Applies `changes_per_second` random mutations per second until `stop`.
+    async fn tick(self, stop: tokio_util::sync::CancellationToken) {
+        let rate = self.changes_per_second();
+        if rate <= 0.0 || !rate.is_finite() {
+            return;
+        }
+        // Tick often enough for the rate, at most 20 times a second; carry fractions over.
+        let period = std::time::Duration::from_secs_f64((1.0 / rate).clamp(0.05, 1.0));
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut credit = 0.0;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            credit += rate * period.as_secs_f64();
+            let n = credit.floor();
+            credit -= n;
+            if n >= 1.0 {
+                let applied = self.mutate(n as usize);
+                tracing::debug!(changes = applied.len(), "sim ticker applied changes");
+            }
+        }
+    }
+}

@@ -6,9 +6,7 @@
 //! engine lock, then one world's write lock.
 
 use crate::clock::Clock;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
 use super::clock::SimClock;
 use super::cursor::Cursor;
@@ -172,53 +170,6 @@ impl Simulator {
     /// Random mutations per second the ticker applies while serving.
     pub fn changes_per_second(&self) -> f64 {
         self.inner.changes_per_second
-    }
-
-    /// The HTTP routes (`/v1/ats/applications` and the `/_sim/` control API).
-    pub fn router(&self) -> axum::Router {
-        super::server::router(self.clone())
-    }
-
-    /// Serves on `listener` until `shutdown` completes, running the mutation ticker too.
-    pub async fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let ticker = tokio::spawn(self.clone().tick(stop.clone()));
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
-        stop.cancel();
-        let _ = ticker.await;
-        result
-    }
-
-    /// Applies `changes_per_second` random mutations per second until `stop`.
-    async fn tick(self, stop: tokio_util::sync::CancellationToken) {
-        let rate = self.inner.changes_per_second;
-        if rate <= 0.0 || !rate.is_finite() {
-            return;
-        }
-        // Tick often enough for the rate, at most 20 times a second; carry fractions over.
-        let period = Duration::from_secs_f64((1.0 / rate).clamp(0.05, 1.0));
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut credit = 0.0;
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = interval.tick() => {}
-            }
-            credit += rate * period.as_secs_f64();
-            let n = credit.floor();
-            credit -= n;
-            if n >= 1.0 {
-                let applied = self.mutate(n as usize);
-                tracing::debug!(changes = applied.len(), "sim ticker applied changes");
-            }
-        }
     }
 
     fn world_index(&self, integration_id: &str) -> Option<usize> {
