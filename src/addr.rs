@@ -4,6 +4,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The IP address a URL's host is written as, if it is an IP literal (a host name is
+/// judged when it resolves).
+pub fn ip_literal(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// True when `ip` is not a public unicast address. See [`forbidden_reason`] for the list.
 pub fn is_forbidden(ip: IpAddr) -> bool {
     forbidden_reason(ip).is_some()

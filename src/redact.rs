@@ -21,18 +21,15 @@ pub const MAX_TEXT: usize = 1024;
 /// after the scheme, and is cut to [`MAX_TEXT`].
 pub fn url(raw: &str) -> String {
     let Ok(parsed) = url::Url::parse(raw) else {
-        let cut = raw
-            .find(['?', '#'])
-            .map_or(raw, |i| &raw[..i])
-            .rsplit_once('@')
-            .map_or_else(
-                || raw.find(['?', '#']).map_or(raw, |i| &raw[..i]).to_owned(),
-                |(before, after)| match before.split_once("://") {
-                    Some((scheme, _)) => format!("{scheme}://{REDACTED}@{after}"),
-                    None => format!("{REDACTED}@{after}"),
-                },
-            );
-        return bounded(&cut, MAX_TEXT).into_owned();
+        let before_query = raw.find(['?', '#']).map_or(raw, |i| &raw[..i]);
+        let shown = match before_query.rsplit_once('@') {
+            None => before_query.to_owned(),
+            Some((before, after)) => match before.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://{REDACTED}@{after}"),
+                None => format!("{REDACTED}@{after}"),
+            },
+        };
+        return bounded(&shown, MAX_TEXT).into_owned();
     };
     let mut out = format!("{}:", parsed.scheme());
     if let Some(host) = parsed.host_str() {

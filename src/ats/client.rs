@@ -428,14 +428,15 @@ impl KomboClient {
             request = request.query(&[("cursor", cursor)]);
         }
         let transport = |source: reqwest::Error| {
+            // A request that could not be built will not build on the next attempt either.
+            let unbuildable = source.is_builder();
             // Its URL holds the cursor and the filters: neither belongs in a log line.
             let err = Box::new(KomboError::Transport {
                 at: at.clone(),
-                retryable: !source.is_builder(),
                 source: source.without_url(),
                 attempts,
             });
-            if source_is_final(&err) {
+            if unbuildable {
                 Failure::Final(err)
             } else {
                 Failure::Retryable(err, None)
@@ -489,18 +490,6 @@ impl KomboClient {
             attempts,
         ))
     }
-}
-
-/// Whether a transport failure cannot be helped by another attempt (the request could
-/// not even be built).
-fn source_is_final(err: &KomboError) -> bool {
-    matches!(
-        err,
-        KomboError::Transport {
-            retryable: false,
-            ..
-        }
-    )
 }
 
 /// Parses a 2xx body; a truncated one is worth another attempt.
@@ -800,16 +789,21 @@ impl Pager {
             // Without these checks a cursor that loops pages forever (one was seen at
             // 1,750 requests/s): the listing ends with an error instead, and the sync
             // with it, before the watermark moves.
-            if !self.cursors_seen.insert(cursor_hash(next)) {
-                self.finished = true;
-                self.prefetch = None;
-                return Err(KomboError::CursorLoop { at });
-            }
             let budget = self.page_budget();
-            if u64::from(at.page) >= budget {
+            let runaway = if !self.cursors_seen.insert(cursor_hash(next)) {
+                Some(KomboError::CursorLoop { at: at.clone() })
+            } else if u64::from(at.page) >= budget {
+                Some(KomboError::TooManyPages {
+                    at: at.clone(),
+                    budget,
+                })
+            } else {
+                None
+            };
+            if let Some(err) = runaway {
                 self.finished = true;
                 self.prefetch = None;
-                return Err(KomboError::TooManyPages { at, budget });
+                return Err(err);
             }
         }
         self.pages_fetched += 1;

@@ -68,8 +68,6 @@ pub enum KomboError {
         #[source]
         source: reqwest::Error,
         attempts: u32,
-        /// False when another attempt cannot help (the request could not be built).
-        retryable: bool,
     },
 
     /// The response body was larger than `kombo.max_response_bytes`; reading stopped there.

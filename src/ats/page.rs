@@ -154,29 +154,21 @@ pub fn parse_page_with(body: &[u8], limits: &PageLimits) -> Result<ParsedPage, E
     let mut rejected = Vec::new();
     for (index, raw) in results.into_iter().enumerate() {
         let json = raw.get();
-        let refused = if json.len() > limits.max_record_bytes {
-            Some((
-                ".".to_owned(),
-                format!(
-                    "the record is {} bytes, more than kombo.max_record_bytes ({})",
-                    json.len(),
-                    limits.max_record_bytes
-                ),
+        // The record as a whole is refused: its path is the record itself.
+        let refused = |message: String| Err((".".to_owned(), message));
+        let result = if json.len() > limits.max_record_bytes {
+            refused(format!(
+                "the record is {} bytes, more than kombo.max_record_bytes ({})",
+                json.len(),
+                limits.max_record_bytes
             ))
         } else if let Some(Err(e)) = (!valid_utf8).then(|| std::str::from_utf8(&body[span(raw)])) {
-            Some((
-                ".".to_owned(),
-                format!(
-                    "the record holds bytes that are not UTF-8 (at byte {} of the record)",
-                    e.valid_up_to()
-                ),
+            refused(format!(
+                "the record holds bytes that are not UTF-8 (at byte {} of the record)",
+                e.valid_up_to()
             ))
         } else {
-            None
-        };
-        let result = match refused {
-            Some(reason) => Err(reason),
-            None => parse_record(json),
+            parse_record(json)
         };
         match result {
             Ok(app) => records.push(app),

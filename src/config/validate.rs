@@ -145,9 +145,10 @@ fn subscribers(config: &Config, p: &mut Problems) {
             );
         }
 
-        check_http_url(&sub.url, &format!("{at}.url"), p);
-        if !config.delivery.allow_private_networks {
-            check_public_literal(&sub.url, &format!("{at}.url"), p);
+        if let Some(url) = check_http_url(&sub.url, &format!("{at}.url"), p)
+            && !config.delivery.allow_private_networks
+        {
+            check_public_literal(&url, &format!("{at}.url"), p);
         }
 
         if sub.secrets.is_empty() {
@@ -269,7 +270,8 @@ fn admin(config: &Config, p: &mut Problems) {
     }
 }
 
-fn check_http_url(value: &str, key: &str, p: &mut Problems) {
+/// Checks an http(s) URL with a host; returns it parsed when it is one.
+fn check_http_url(value: &str, key: &str, p: &mut Problems) -> Option<url::Url> {
     match url::Url::parse(value) {
         // The value is not quoted: a webhook URL may carry a token in its path.
         Err(e) => p.add(key, format!("not a valid URL: {e}")),
@@ -278,21 +280,17 @@ fn check_http_url(value: &str, key: &str, p: &mut Problems) {
             format!("scheme must be http or https, not {:?}", url.scheme()),
         ),
         Ok(url) if url.host().is_none() => p.add(key, "the URL has no host"),
-        Ok(_) => {}
+        Ok(url) => return Some(url),
     }
+    None
 }
 
 /// A URL whose host is an IP literal the SSRF guard refuses would fail every delivery:
 /// refuse it here, where the operator looks first. Host names are judged when they
 /// resolve (by the guard, at each connection).
-fn check_public_literal(value: &str, key: &str, p: &mut Problems) {
-    let Ok(url) = url::Url::parse(value) else {
+fn check_public_literal(url: &url::Url, key: &str, p: &mut Problems) {
+    let Some(addr) = crate::addr::ip_literal(url) else {
         return;
-    };
-    let addr = match url.host() {
-        Some(url::Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
-        Some(url::Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
-        _ => return,
     };
     if let Some(reason) = crate::addr::forbidden_reason(addr) {
         p.add(

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use url::{Host, Url};
+use url::Url;
 
 /// The `user-agent` of every delivery.
 pub const USER_AGENT: &str = concat!("hirehook/", env!("CARGO_PKG_VERSION"));
@@ -70,11 +70,11 @@ pub fn check_literal(url: &Url, allow_private: bool) -> Result<(), SsrfError> {
             url.scheme()
         )));
     }
-    let addr = match url.host() {
-        Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
-        Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
-        Some(Host::Domain(_)) => return Ok(()),
-        None => return Err(SsrfError::BadUrl("no host".to_owned())),
+    if url.host().is_none() {
+        return Err(SsrfError::BadUrl("no host".to_owned()));
+    }
+    let Some(addr) = crate::addr::ip_literal(url) else {
+        return Ok(());
     };
     if !allow_private && is_forbidden(addr) {
         return Err(SsrfError::Forbidden {

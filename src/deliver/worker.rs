@@ -151,6 +151,27 @@ pub struct Answer {
     pub body_prefix: Option<String>,
 }
 
+impl Answer {
+    fn failed(error: String) -> Self {
+        Self {
+            error: Some(error),
+            ..Self::default()
+        }
+    }
+
+    /// For log lines: the error, else the status with its reason phrase.
+    fn describe(&self) -> String {
+        match (self.status, &self.error) {
+            (_, Some(e)) => e.clone(),
+            (Some(s), None) => match StatusCode::from_u16(s) {
+                Ok(code) => format!("HTTP {code}"),
+                Err(_) => format!("HTTP {s}"),
+            },
+            (None, None) => "no response".into(),
+        }
+    }
+}
+
 /// Answers attempts without a network: `(subscriber, delivery) -> answer`. For tests of
 /// the schedule on tokio's paused clock (real sockets would race a clock that jumps) and
 /// for benchmarks of the delivery path alone.
@@ -437,14 +458,14 @@ impl Worker {
         let record = AttemptRecord {
             attempt: attempt_no,
             at,
-            status: response.status.map(|s| s.as_u16()),
+            status: response.status,
             latency_ms,
             error: response.error.clone(),
             response_prefix: response.body_prefix.clone(),
         };
         let result = match response.status {
-            Some(s) if s.is_success() => AttemptResult::Delivered,
-            Some(StatusCode::GONE) => AttemptResult::Disable {
+            Some(200..=299) => AttemptResult::Delivered,
+            Some(410) => AttemptResult::Disable {
                 reason: format!(
                     "410 Gone from {} for event {} at {}",
                     target.url,
@@ -520,16 +541,14 @@ impl Worker {
         }
     }
 
-    async fn post(&self, delivery: &DueDelivery) -> Response {
+    async fn post(&self, delivery: &DueDelivery) -> Answer {
         let target = &self.target;
         if let Err(e) = ssrf::check_literal(&target.url, self.settings.allow_private_networks) {
-            return Response::failed(e.to_string());
+            return Answer::failed(e.to_string());
         }
         let client = match &self.transport {
             Transport::Http(client) => client,
-            Transport::Scripted(answers) => {
-                return Response::from_answer(answers(&target.name, delivery));
-            }
+            Transport::Scripted(answers) => return answers(&target.name, delivery),
         };
         let request = webhook_request(
             client,
@@ -541,7 +560,7 @@ impl Worker {
         );
         let mut response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Response::failed(describe_error(&e)),
+            Err(e) => return Answer::failed(describe_error(&e)),
         };
         let status = response.status();
         let retry_after = if matches!(status.as_u16(), 429 | 503) {
@@ -557,52 +576,12 @@ impl Worker {
             }
         }
         prefix.truncate(RESPONSE_PREFIX_BYTES);
-        Response {
-            status: Some(status),
+        Answer {
+            status: Some(status.as_u16()),
             retry_after,
             error: None,
             body_prefix: (!prefix.is_empty())
                 .then(|| String::from_utf8_lossy(&prefix).into_owned()),
-        }
-    }
-}
-
-/// What came back from one POST.
-struct Response {
-    status: Option<StatusCode>,
-    retry_after: Option<Duration>,
-    error: Option<String>,
-    body_prefix: Option<String>,
-}
-
-impl Response {
-    fn from_answer(answer: Answer) -> Self {
-        let status = answer.status.and_then(|s| StatusCode::from_u16(s).ok());
-        Self {
-            error: match (status, answer.status) {
-                (None, Some(bad)) => Some(format!("invalid HTTP status {bad}")),
-                _ => answer.error,
-            },
-            status,
-            retry_after: answer.retry_after,
-            body_prefix: answer.body_prefix,
-        }
-    }
-
-    fn failed(error: String) -> Self {
-        Self {
-            status: None,
-            retry_after: None,
-            error: Some(error),
-            body_prefix: None,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match (&self.status, &self.error) {
-            (_, Some(e)) => e.clone(),
-            (Some(s), None) => format!("HTTP {s}"),
-            (None, None) => "no response".into(),
         }
     }
 }

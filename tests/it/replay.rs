@@ -62,6 +62,23 @@ async fn logged_events() -> (Harness, Vec<EventRecord>) {
     (harness, log)
 }
 
+/// The harness's log exported with `hirehook events export` to a file of its directory.
+async fn export_log(harness: &Harness) -> std::path::PathBuf {
+    let config = harness.config_path.to_str().expect("path").to_owned();
+    let export = harness.dir.path().join("events.jsonl");
+    let out = hirehook(&[
+        "events",
+        "export",
+        "--config",
+        &config,
+        "-o",
+        export.to_str().expect("path"),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    export
+}
+
 fn deliveries_snapshot(harness: &Harness) -> String {
     let store = Store::open(&harness.config.store.path, 1 << 20).expect("store");
     format!(
@@ -246,18 +263,7 @@ async fn failures_are_counted_listed_and_exit_1_without_stopping_the_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_from_an_export_file_reports_bad_lines_by_number() {
     let (harness, log) = logged_events().await;
-    let config = harness.config_path.to_str().expect("path").to_owned();
-    let export = harness.dir.path().join("events.jsonl");
-    let out = hirehook(&[
-        "events",
-        "export",
-        "--config",
-        &config,
-        "-o",
-        export.to_str().expect("path"),
-    ])
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let export = export_log(&harness).await;
     let text = std::fs::read_to_string(&export).expect("export");
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 5);
@@ -378,18 +384,7 @@ async fn usage_errors_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_line_is_skipped_with_bounded_memory_and_sigint_still_prints_the_summary() {
     let (harness, log) = logged_events().await;
-    let config = harness.config_path.to_str().expect("path").to_owned();
-    let export = harness.dir.path().join("events.jsonl");
-    let out = hirehook(&[
-        "events",
-        "export",
-        "--config",
-        &config,
-        "-o",
-        export.to_str().expect("path"),
-    ])
-    .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let export = export_log(&harness).await;
     let events = std::fs::read_to_string(&export).expect("export");
     {
         use std::io::Write as _;
