@@ -468,7 +468,7 @@ impl Worker {
             Some(410) => AttemptResult::Disable {
                 reason: format!(
                     "410 Gone from {} for event {} at {}",
-                    target.url,
+                    crate::redact::url(target.url.as_str()),
                     delivery.entry.event_id,
                     crate::event::format_timestamp(&at)
                 ),
@@ -518,7 +518,7 @@ impl Worker {
             ),
             AttemptResult::Disable { .. } => tracing::error!(
                 subscriber = %target.name,
-                url = %target.url,
+                url = %crate::redact::url(target.url.as_str()),
                 "subscriber answered 410 Gone: disabled until `hirehook subscribers enable {}`",
                 target.name
             ),

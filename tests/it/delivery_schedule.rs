@@ -244,9 +244,13 @@ async fn retry_after_is_honoured_up_to_its_cap() {
 async fn a_410_disables_the_subscriber_after_one_attempt() {
     let start = now();
     let setup = setup(3, start);
+    // The reason names the URL, without its credentials.
+    let mut target = target(None, 1);
+    target.url =
+        url::Url::parse("https://user:pa55w0rd@crm.example.com/hook?token=t0k3n").expect("url");
     run(
         &setup,
-        target(None, 1),
+        target,
         RetrySchedule::default(),
         start,
         1,
@@ -259,6 +263,11 @@ async fn a_410_disables_the_subscriber_after_one_attempt() {
         .expect("read")
         .expect("disabled");
     assert!(reason.contains("410"), "{reason}");
+    assert!(reason.contains("crm.example.com/hook"), "{reason}");
+    assert!(
+        !reason.contains("pa55w0rd") && !reason.contains("t0k3n"),
+        "{reason}"
+    );
     let total: usize = setup
         .log_seqs
         .iter()
