@@ -207,7 +207,10 @@ fn setup(
 ) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let cfg = config(&dir.path().join("store"), sim, subscribers, cache, initial)?;
-    let store = Arc::new(Store::open(&cfg.store.path, cfg.store.cache_capacity.0)?);
+    let store = Arc::new(Store::open_sled(
+        &cfg.store.path,
+        cfg.store.cache_capacity.0,
+    )?);
     let syncer = Syncer::new(client(sim)?, store.clone(), SyncSettings::from_config(&cfg));
     Ok(Setup {
         _dir: dir,
@@ -266,8 +269,8 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
     let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
     let took = started.elapsed();
     let rate = report.records as f64 / took.as_secs_f64();
-    store.flush()?;
-    let disk = store.size_on_disk()?;
+    store.flush().await?;
+    let disk = store.size_on_disk().await?;
     println!(
         "ingest (fetch + parse + diff + commit): {} records in {took:.2?} = {rate:.0}/s ({:.0} % of the ceiling)",
         report.records,
@@ -442,20 +445,21 @@ async fn delivery(args: &Args) -> anyhow::Result<()> {
         loop {
             let mut pending = false;
             for i in 0..subscribers {
-                pending |= store.next_due_at(&format!("s{i}"))?.is_some();
+                pending |= store.next_due_at(&format!("s{i}")).await?.is_some();
             }
             if !pending {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        store.flush_async().await?;
+        store.flush().await?;
         let took = started.elapsed();
         shutdown.cancel();
         let _ = task.await;
         let rate = total as f64 / took.as_secs_f64();
         let body = store
-            .events(&Default::default())?
+            .events(&Default::default())
+            .await?
             .first()
             .map(|e| e.body.clone())
             .unwrap_or_default();
@@ -471,7 +475,7 @@ async fn delivery(args: &Args) -> anyhow::Result<()> {
 /// The store's share of delivery: take due deliveries and record them delivered, no HTTP.
 async fn outbox(args: &Args) -> anyhow::Result<()> {
     println!(
-        "\n## Outbox only (due + record, no HTTP): {} events",
+        "\n## Outbox only (claim + record, no HTTP): {} events",
         args.events
     );
     let sim = start_sim(args.events, 0.0, 2)?;
@@ -486,11 +490,12 @@ async fn outbox(args: &Args) -> anyhow::Result<()> {
     let cpu0 = cpu_secs();
     let io0 = written_bytes();
     let mut n = 0u64;
-    let skip = Default::default();
     let (mut t_due, mut t_rec) = (Duration::ZERO, Duration::ZERO);
     loop {
         let t = Instant::now();
-        let due = store.due_deliveries_after("s0", chrono::Utc::now(), 64, &skip, None)?;
+        let due = store
+            .claim_due("s0", chrono::Utc::now(), 64, Duration::from_secs(60))
+            .await?;
         t_due += t.elapsed();
         if due.is_empty() {
             break;
@@ -505,22 +510,19 @@ async fn outbox(args: &Args) -> anyhow::Result<()> {
                 error: None,
                 response_prefix: Some("ok".into()),
             };
-            store.record_attempt(
-                "s0",
-                d.log_seq,
-                &record,
-                hirehook::store::AttemptResult::Delivered,
-            )?;
+            store
+                .record_attempt(&d, &record, hirehook::store::AttemptResult::Delivered)
+                .await?;
             n += 1;
         }
         t_rec += t.elapsed();
     }
     let took = started.elapsed();
-    store.flush_async().await?;
+    store.flush().await?;
     let cpu = cpu_secs() - cpu0;
     let io = written_bytes() - io0;
     println!(
-        "{n} of {} in {took:.2?} = {:.0}/s (due {t_due:.2?}, record {t_rec:.2?}); CPU {:.1} µs and {:.0} bytes written per delivery",
+        "{n} of {} in {took:.2?} = {:.0}/s (claim {t_due:.2?}, record {t_rec:.2?}); CPU {:.1} µs and {:.0} bytes written per delivery",
         report.events(),
         n as f64 / took.as_secs_f64(),
         cpu * 1e6 / n.max(1) as f64,
@@ -621,13 +623,18 @@ async fn latency(args: &Args) -> anyhow::Result<()> {
         committed.len()
     );
     let detected: BTreeMap<u64, hirehook::ats::Timestamp> = store
-        .events(&Default::default())?
+        .events(&Default::default())
+        .await?
         .into_iter()
         .map(|e| (e.log_seq, e.detected_at))
         .collect();
     let mut detected_to_2xx = Vec::new();
-    for (sub, seq, _) in store.deliveries(None, Some(DeliveryState::Delivered), None)? {
-        let (Some(at), Some(last)) = (detected.get(&seq), store.attempts(&sub, seq)?.pop()) else {
+    for (sub, seq, _) in store
+        .deliveries(None, Some(DeliveryState::Delivered), None)
+        .await?
+    {
+        let (Some(at), Some(last)) = (detected.get(&seq), store.attempts(&sub, seq).await?.pop())
+        else {
             continue;
         };
         let done = last.at + chrono::Duration::milliseconds(last.latency_ms as i64);

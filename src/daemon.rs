@@ -175,7 +175,7 @@ impl Daemon {
             Ok(Err(e)) => tracing::error!("{e}"),
             Err(e) => tracing::error!("the admin server task failed: {e}"),
         }
-        self.store.flush_async().await?;
+        self.store.flush().await?;
         tracing::info!("stopped; store flushed");
         Ok(())
     }

@@ -30,10 +30,14 @@ pub struct Held {
 }
 
 /// An integration's held events.
-pub fn held(store: &Store, integration_id: &str) -> Result<Held, StoreError> {
-    let through = store.sync_state(integration_id)?.guard_decided_through;
+pub async fn held(store: &Store, integration_id: &str) -> Result<Held, StoreError> {
+    let through = store
+        .sync_state(integration_id)
+        .await?
+        .guard_decided_through;
     let (decided, undecided) = store
-        .held_events(integration_id)?
+        .held_events(integration_id)
+        .await?
         .into_iter()
         .partition(|r| r.log_seq <= through);
     Ok(Held { decided, undecided })
@@ -42,15 +46,15 @@ pub fn held(store: &Store, integration_id: &str) -> Result<Held, StoreError> {
 /// Moves the held events the guard decided on into the log and the outbox, and flushes:
 /// they are on disk, and queued for delivery, when this returns. The caller then wakes the
 /// deliverer, if one runs.
-pub fn release(store: &Store, integration_id: &str) -> Result<Decision, StoreError> {
-    let held = held(store, integration_id)?;
+pub async fn release(store: &Store, integration_id: &str) -> Result<Decision, StoreError> {
+    let held = held(store, integration_id).await?;
     let seqs: Vec<u64> = held.decided.iter().map(|r| r.log_seq).collect();
     let released = if seqs.is_empty() {
         0
     } else {
-        store.release_held_seqs(integration_id, &seqs)?.len()
+        store.release_held(integration_id, Some(&seqs)).await?.len()
     };
-    store.flush()?;
+    store.flush().await?;
     Ok(Decision {
         decided: released,
         undecided: held.undecided.len(),
@@ -59,15 +63,15 @@ pub fn release(store: &Store, integration_id: &str) -> Result<Decision, StoreErr
 
 /// Discards the held events the guard decided on, and flushes. Their ids stay known, so a
 /// re-derivation does not bring them back.
-pub fn drop(store: &Store, integration_id: &str) -> Result<Decision, StoreError> {
-    let held = held(store, integration_id)?;
+pub async fn drop(store: &Store, integration_id: &str) -> Result<Decision, StoreError> {
+    let held = held(store, integration_id).await?;
     let seqs: Vec<u64> = held.decided.iter().map(|r| r.log_seq).collect();
     let dropped = if seqs.is_empty() {
         0
     } else {
-        store.drop_held_seqs(integration_id, &seqs)?
+        store.drop_held(integration_id, &seqs).await?
     };
-    store.flush()?;
+    store.flush().await?;
     Ok(Decision {
         decided: dropped,
         undecided: held.undecided.len(),
@@ -93,39 +97,43 @@ mod tests {
         }
     }
 
-    fn hold(store: &Store, events: Vec<NewEvent>) -> Vec<u64> {
+    async fn hold(store: &Store, events: Vec<NewEvent>) -> Vec<u64> {
         let commit = PageCommit {
             snapshots: vec![],
             events,
         };
         store
             .commit_page("gh:1", commit)
+            .await
             .expect("commit")
             .iter()
             .map(|r| r.log_seq)
             .collect()
     }
 
-    fn decide_through(store: &Store, seq: u64) {
-        let mut state = store.sync_state("gh:1").expect("state");
+    async fn decide_through(store: &Store, seq: u64) {
+        let mut state = store.sync_state("gh:1").await.expect("state");
         state.guard_decided_through = seq;
-        store.put_sync_state("gh:1", &state).expect("put state");
+        store
+            .put_sync_state("gh:1", &state)
+            .await
+            .expect("put state");
     }
 
-    #[test]
-    fn only_events_the_guard_decided_on_are_released_or_dropped() {
+    #[tokio::test]
+    async fn only_events_the_guard_decided_on_are_released_or_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("db"), 8 << 20).expect("open");
+        let store = Store::open_sled(&dir.path().join("db"), 8 << 20).expect("open");
         // A sync held two events and its guard judged them a mass change...
-        let decided = hold(&store, vec![held_event("e1", "a"), held_event("e2", "b")]);
-        decide_through(&store, decided[1]);
+        let decided = hold(&store, vec![held_event("e1", "a"), held_event("e2", "b")]).await;
+        decide_through(&store, decided[1]).await;
         // ...and a later sync has held one it has not judged yet.
-        hold(&store, vec![held_event("e3", "c")]);
+        hold(&store, vec![held_event("e3", "c")]).await;
 
-        let split = held(&store, "gh:1").expect("held");
+        let split = held(&store, "gh:1").await.expect("held");
         assert_eq!((split.decided.len(), split.undecided.len()), (2, 1));
 
-        let released = release(&store, "gh:1").expect("release");
+        let released = release(&store, "gh:1").await.expect("release");
         assert_eq!(
             released,
             Decision {
@@ -133,15 +141,22 @@ mod tests {
                 undecided: 1
             }
         );
-        assert_eq!(store.events(&EventFilter::default()).expect("log").len(), 2);
-        assert_eq!(store.outbox("crm").expect("outbox").len(), 2);
-        let left = store.held_events("gh:1").expect("held");
+        assert_eq!(
+            store
+                .events(&EventFilter::default())
+                .await
+                .expect("log")
+                .len(),
+            2
+        );
+        assert_eq!(store.outbox("crm").await.expect("outbox").len(), 2);
+        let left = store.held_events("gh:1").await.expect("held");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, "e3");
 
         // Nothing decided is left: a second release is a no-op.
         assert_eq!(
-            release(&store, "gh:1").expect("release"),
+            release(&store, "gh:1").await.expect("release"),
             Decision {
                 decided: 0,
                 undecided: 1
@@ -149,19 +164,26 @@ mod tests {
         );
 
         // Once judged, the last one can be dropped; it never reaches the log.
-        decide_through(&store, left[0].log_seq);
+        decide_through(&store, left[0].log_seq).await;
         assert_eq!(
-            drop(&store, "gh:1").expect("drop"),
+            drop(&store, "gh:1").await.expect("drop"),
             Decision {
                 decided: 1,
                 undecided: 0
             }
         );
-        assert!(store.held_events("gh:1").expect("held").is_empty());
-        assert_eq!(store.events(&EventFilter::default()).expect("log").len(), 2);
-        assert_eq!(store.outbox("crm").expect("outbox").len(), 2);
+        assert!(store.held_events("gh:1").await.expect("held").is_empty());
         assert_eq!(
-            drop(&store, "gh:1").expect("drop"),
+            store
+                .events(&EventFilter::default())
+                .await
+                .expect("log")
+                .len(),
+            2
+        );
+        assert_eq!(store.outbox("crm").await.expect("outbox").len(), 2);
+        assert_eq!(
+            drop(&store, "gh:1").await.expect("drop"),
             Decision {
                 decided: 0,
                 undecided: 0

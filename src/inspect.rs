@@ -189,11 +189,15 @@ pub fn staleness(
 }
 
 /// The status of every configured integration and subscriber.
-pub fn status(store: &Store, config: &Config, now: Timestamp) -> Result<StatusView, StoreError> {
+pub async fn status(
+    store: &Store,
+    config: &Config,
+    now: Timestamp,
+) -> Result<StatusView, StoreError> {
     let mut integrations = Vec::with_capacity(config.integrations.len());
     for integration in &config.integrations {
-        let state = store.sync_state(&integration.id)?;
-        let held_events = store.held_events(&integration.id)?.len() as u64;
+        let state = store.sync_state(&integration.id).await?;
+        let held_events = store.held_events(&integration.id).await?.len() as u64;
         integrations.push(IntegrationStatus {
             id: integration.id.clone(),
             label: integration.label.clone(),
@@ -216,31 +220,31 @@ pub fn status(store: &Store, config: &Config, now: Timestamp) -> Result<StatusVi
     }
     Ok(StatusView {
         integrations,
-        subscribers: subscribers(store, config, now)?,
+        subscribers: subscribers(store, config, now).await?,
     })
 }
 
 /// The status of every configured subscriber.
-pub fn subscribers(
+pub async fn subscribers(
     store: &Store,
     config: &Config,
     now: Timestamp,
 ) -> Result<Vec<SubscriberStatus>, StoreError> {
-    config
-        .subscribers
-        .iter()
-        .map(|s| subscriber(store, &s.name, now))
-        .collect()
+    let mut out = Vec::with_capacity(config.subscribers.len());
+    for s in &config.subscribers {
+        out.push(subscriber(store, &s.name, now).await?);
+    }
+    Ok(out)
 }
 
 /// The status of one subscriber.
-pub fn subscriber(
+pub async fn subscriber(
     store: &Store,
     name: &str,
     now: Timestamp,
 ) -> Result<SubscriberStatus, StoreError> {
-    let backlog = store.subscriber_backlog(name)?;
-    let disabled_reason = store.disabled_reason(name)?;
+    let backlog = store.subscriber_backlog(name).await?;
+    let disabled_reason = store.disabled_reason(name).await?;
     let (last_error_at, last_error) = backlog.last_error.unzip();
     Ok(SubscriberStatus {
         name: name.to_owned(),
@@ -259,14 +263,14 @@ pub fn subscriber(
 }
 
 /// One event by id with its deliveries and attempts; `None` when the id is unknown.
-pub fn event(store: &Store, id: &str) -> Result<Option<EventView>, StoreError> {
-    let Some(record) = store.event_by_id(id)? else {
+pub async fn event(store: &Store, id: &str) -> Result<Option<EventView>, StoreError> {
+    let Some(record) = store.event_by_id(id).await? else {
         return Ok(None);
     };
     let log_seq = record.log_seq;
     let mut deliveries = Vec::new();
     for subscriber in &record.subscribers {
-        let Some(entry) = store.delivery(subscriber, log_seq)? else {
+        let Some(entry) = store.delivery(subscriber, log_seq).await? else {
             continue;
         };
         deliveries.push(DeliveryView {
@@ -275,7 +279,7 @@ pub fn event(store: &Store, id: &str) -> Result<Option<EventView>, StoreError> {
             due_at: entry.due_at,
             last_error: entry.last_error,
             updated_at: entry.updated_at,
-            attempts: store.attempts(subscriber, log_seq)?,
+            attempts: store.attempts(subscriber, log_seq).await?,
         });
     }
     Ok(Some(EventView {

@@ -10,7 +10,7 @@
 //!
 //! Every name starts with `hirehook_`; `docs/operations.md` lists them with their meaning.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -111,7 +111,7 @@ struct Inner {
     applications: Family<IntegrationLabels, Gauge>,
     held_pending: Family<IntegrationLabels, Gauge>,
     /// Serializes scrapes: gauges are set, then the registry is encoded.
-    scrape: Mutex<()>,
+    scrape: tokio::sync::Mutex<()>,
 }
 
 /// The daemon's metrics. Cheap to clone: clones share one registry.
@@ -293,7 +293,7 @@ impl Metrics {
                 last_success,
                 applications,
                 held_pending,
-                scrape: Mutex::new(()),
+                scrape: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -417,16 +417,13 @@ impl Metrics {
     /// integrations and subscribers of `config`.
     ///
     /// Cost: the in-memory queues (see [`Store::queue_summary`]), not a scan of the outbox.
-    pub fn render(&self, store: &Store, config: &Config) -> Result<String, RenderError> {
+    pub async fn render(&self, store: &Store, config: &Config) -> Result<String, RenderError> {
         let inner = &*self.inner;
-        let _scrape = inner
-            .scrape
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _scrape = inner.scrape.lock().await;
         let now = Utc::now();
         for integration in &config.integrations {
             let labels = integration_labels(&integration.id);
-            let state = store.sync_state(&integration.id)?;
+            let state = store.sync_state(&integration.id).await?;
             inner
                 .last_success
                 .get_or_create(&labels)
@@ -435,7 +432,7 @@ impl Metrics {
                 .applications
                 .get_or_create(&labels)
                 .set(i64::try_from(state.applications).unwrap_or(i64::MAX));
-            let held = store.held_events(&integration.id)?.len();
+            let held = store.held_events(&integration.id).await?.len();
             inner
                 .held_pending
                 .get_or_create(&labels)
@@ -443,7 +440,7 @@ impl Metrics {
         }
         for subscriber in &config.subscribers {
             let labels = subscriber_labels(&subscriber.name);
-            let backlog = store.queue_summary(&subscriber.name)?;
+            let backlog = store.queue_summary(&subscriber.name).await?;
             inner
                 .outbox_pending
                 .get_or_create(&labels)
@@ -456,7 +453,7 @@ impl Metrics {
                 .dead_letters
                 .get_or_create(&labels)
                 .set(i64::try_from(backlog.dead).unwrap_or(i64::MAX));
-            let disabled = store.disabled_reason(&subscriber.name)?.is_some();
+            let disabled = store.disabled_reason(&subscriber.name).await?.is_some();
             inner
                 .subscriber_disabled
                 .get_or_create(&labels)
@@ -504,8 +501,8 @@ pub fn kombo_error_code(error: &KomboError) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn separate_instances_do_not_share_counts() {
+    #[tokio::test]
+    async fn separate_instances_do_not_share_counts() {
         let a = Metrics::new();
         let b = Metrics::new();
         a.page_fetched("gh:1", 10, 0);
@@ -516,9 +513,9 @@ mod tests {
         )
         .expect("config");
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), 1 << 20).expect("store");
-        let text_a = a.render(&store, &config).expect("render");
-        let text_b = b.render(&store, &config).expect("render");
+        let store = Store::open_sled(dir.path(), 1 << 20).expect("store");
+        let text_a = a.render(&store, &config).await.expect("render");
+        let text_b = b.render(&store, &config).await.expect("render");
         assert!(text_a.contains("hirehook_kombo_records_total{integration=\"gh:1\"} 10"));
         assert!(!text_b.contains("hirehook_kombo_records_total{"));
         assert!(text_a.ends_with("# EOF\n"));

@@ -211,11 +211,11 @@ impl StorePages {
     }
 
     /// How many events are selected (a pass over the log that keeps nothing).
-    pub fn count(&self) -> Result<u64, StoreError> {
+    pub async fn count(&self) -> Result<u64, StoreError> {
         let mut filter = self.filter.clone();
         let mut n = 0;
         loop {
-            let page = self.store.events(&filter)?;
+            let page = self.store.events(&filter).await?;
             n += page.len() as u64;
             match page.last() {
                 Some(last) if page.len() >= PAGE => filter.after_log_seq = Some(last.log_seq),
@@ -225,11 +225,11 @@ impl StorePages {
     }
 
     /// The next page; `None` after the last.
-    pub fn next_page(&mut self) -> Result<Option<Vec<ReplayItem>>, StoreError> {
+    pub async fn next_page(&mut self) -> Result<Option<Vec<ReplayItem>>, StoreError> {
         if self.done {
             return Ok(None);
         }
-        let page = self.store.events(&self.filter)?;
+        let page = self.store.events(&self.filter).await?;
         match page.last() {
             Some(last) if page.len() >= PAGE => self.filter.after_log_seq = Some(last.log_seq),
             _ => self.done = true,

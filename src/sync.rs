@@ -245,7 +245,7 @@ impl Syncer {
             Ok(report) => metrics.events_held(integration_id, report.held),
             Err(err) => {
                 // Best effort: the failure itself is what the caller reports.
-                let _ = self.record_failure(integration_id, err);
+                let _ = self.record_failure(integration_id, err).await;
             }
         }
         result
@@ -262,7 +262,11 @@ impl Syncer {
         };
         let clock = Instant::now();
         let started_at = self.clock.now();
-        let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        let state = self
+            .store
+            .sync_state(integration_id)
+            .await
+            .map_err(store_err)?;
         let settings = &*self.settings;
 
         let kind = match (state.baseline_done, state.watermark, state.last_full_resync) {
@@ -307,6 +311,7 @@ impl Syncer {
         let mut fresh = (!self
             .store
             .has_snapshots(integration_id)
+            .await
             .map_err(store_err)?)
         .then(HashSet::new);
         // Records the baseline could not read (by id): still baseline records when they
@@ -341,6 +346,7 @@ impl Syncer {
             let records: Vec<Application> = page.records.into_iter().map(Into::into).collect();
             let commit = self
                 .diff_page(integration_id, &records, &ctx, &unread, &mut fresh)
+                .await
                 .map_err(store_err)?;
             let diffed = Instant::now();
             report.timings.diffing += diffed - started;
@@ -358,13 +364,14 @@ impl Syncer {
             let written = self
                 .store
                 .commit_page(integration_id, commit)
+                .await
                 .map_err(store_err)?;
             let logged: Vec<&EventRecord> = written
                 .iter()
                 .filter(|r| !held_ids.contains(&r.id))
                 .collect();
             if !logged.is_empty() {
-                self.store.flush_async().await.map_err(store_err)?;
+                self.store.flush().await.map_err(store_err)?;
                 for r in &logged {
                     *report.events_by_type.entry(r.event_type).or_default() += 1;
                 }
@@ -388,10 +395,15 @@ impl Syncer {
         // change. Those are this sync's, and those of an earlier sync that stopped (a crash,
         // a failed page) after committing them: their re-derivation yields nothing (the
         // snapshots are current), so they must not wait for a decision that never comes.
-        let state = self.store.sync_state(integration_id).map_err(store_err)?;
+        let state = self
+            .store
+            .sync_state(integration_id)
+            .await
+            .map_err(store_err)?;
         let undecided: Vec<EventRecord> = self
             .store
             .held_events(integration_id)
+            .await
             .map_err(store_err)?
             .into_iter()
             .filter(|r| r.log_seq > state.guard_decided_through)
@@ -422,9 +434,10 @@ impl Syncer {
                 let seqs: Vec<u64> = undecided.iter().map(|r| r.log_seq).collect();
                 let released = self
                     .store
-                    .release_held_seqs(integration_id, &seqs)
+                    .release_held(integration_id, Some(&seqs))
+                    .await
                     .map_err(store_err)?;
-                self.store.flush_async().await.map_err(store_err)?;
+                self.store.flush().await.map_err(store_err)?;
                 for r in &released {
                     *report.events_by_type.entry(r.event_type).or_default() += 1;
                 }
@@ -432,7 +445,11 @@ impl Syncer {
             }
         }
 
-        let mut state = self.store.sync_state(integration_id).map_err(store_err)?;
+        let mut state = self
+            .store
+            .sync_state(integration_id)
+            .await
+            .map_err(store_err)?;
         state.guard_decided_through = decided_through;
         let mut unread: Vec<String> = unread.into_iter().collect();
         unread.sort_unstable();
@@ -465,8 +482,9 @@ impl Syncer {
         }
         self.store
             .put_sync_state(integration_id, &state)
+            .await
             .map_err(store_err)?;
-        self.store.flush_async().await.map_err(store_err)?;
+        self.store.flush().await.map_err(store_err)?;
         report.duration = clock.elapsed();
         Ok(report)
     }
@@ -480,7 +498,7 @@ impl Syncer {
     /// were most of the baseline's cost). It holds a 64-bit hash of every id seen; a
     /// repeat (Kombo listing a record twice across pages, or a hash collision) is looked
     /// up as usual, so the shortcut never changes a result.
-    fn diff_page(
+    async fn diff_page(
         &self,
         integration_id: &str,
         records: &[Application],
@@ -488,32 +506,42 @@ impl Syncer {
         baseline_unread: &HashSet<String>,
         fresh: &mut Option<HashSet<u64>>,
     ) -> Result<PageCommit, StoreError> {
+        // The page's stored snapshots, read in one call: those of the records seen for the
+        // first time in a first baseline cannot exist and are not asked for.
+        let mut lookup: Vec<&str> = Vec::with_capacity(records.len());
+        for app in records {
+            let unseen = fresh
+                .as_mut()
+                .is_some_and(|ids| ids.insert(id_hash(&app.id)));
+            if !unseen {
+                lookup.push(app.id.as_str());
+            }
+        }
+        let found = self.store.snapshots(integration_id, &lookup).await?;
+        let mut stored: HashMap<&str, Vec<u8>> = HashMap::with_capacity(lookup.len());
+        for (id, bytes) in lookup.iter().zip(found) {
+            if let Some(bytes) = bytes {
+                stored.insert(id, bytes);
+            }
+        }
         let mut commit = PageCommit::default();
         // A record listed twice in one page diffs against its first occurrence.
         let mut seen: HashMap<&str, Snapshot> = HashMap::new();
         for app in records {
-            let stored;
+            let decoded;
             let prev = match seen.get(app.id.as_str()) {
                 Some(s) => Some(s),
                 None => {
-                    let unseen = fresh
-                        .as_mut()
-                        .is_some_and(|ids| ids.insert(id_hash(&app.id)));
-                    let bytes = if unseen {
-                        None
-                    } else {
-                        self.store.snapshot(integration_id, &app.id)?
-                    };
-                    stored = match bytes {
+                    decoded = match stored.get(app.id.as_str()) {
                         Some(bytes) => {
-                            Some(Snapshot::decode(&bytes).map_err(|e| StoreError::Corrupt {
+                            Some(Snapshot::decode(bytes).map_err(|e| StoreError::Corrupt {
                                 what: format!("snapshot of {integration_id}/{}", app.id),
                                 message: e.to_string(),
                             })?)
                         }
                         None => None,
                     };
-                    stored.as_ref()
+                    decoded.as_ref()
                 }
             };
             let is_new = prev.is_none() && !seen.contains_key(app.id.as_str());
@@ -561,12 +589,16 @@ impl Syncer {
         }
     }
 
-    fn record_failure(&self, integration_id: &str, err: &SyncError) -> Result<(), StoreError> {
-        let mut state = self.store.sync_state(integration_id)?;
+    async fn record_failure(
+        &self,
+        integration_id: &str,
+        err: &SyncError,
+    ) -> Result<(), StoreError> {
+        let mut state = self.store.sync_state(integration_id).await?;
         state.last_error =
             Some(crate::redact::bounded(&err.to_string(), MAX_STORED_ERROR).into_owned());
         state.last_error_summary = Some(err.summary());
-        self.store.put_sync_state(integration_id, &state)
+        self.store.put_sync_state(integration_id, &state).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! method and path: the OpenAPI document (`openapi.json`, served at `/v1/openapi.json`) is
 //! tested against that list, both ways.
 
+use super::with_store;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -89,10 +90,14 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn status(State(state): State<AdminState>) -> Result<Json<StatusView>, ApiError> {
-    state
-        .with_store(|store, config| Ok(inspect::status(store, config, Utc::now())?))
-        .await
-        .map(Json)
+    with_store!(state, |store, config| Ok(inspect::status(
+        store,
+        config,
+        Utc::now()
+    )
+    .await?))
+    .await
+    .map(Json)
 }
 
 /// A page of `GET /v1/events`.
@@ -205,25 +210,24 @@ async fn list_events(
     RawQuery(query): RawQuery,
 ) -> Result<Json<EventsPage>, ApiError> {
     let filter = events_filter(query.as_deref())?;
-    state
-        .with_store(move |store, _| {
-            let records = store.events(&filter)?;
-            let full = filter.limit.is_some_and(|l| records.len() >= l);
-            let next_cursor = records
-                .last()
-                .filter(|_| full)
-                .map(|r| encode_cursor(r.log_seq));
-            let events = records
-                .into_iter()
-                .map(EventSummary::from_record)
-                .collect::<Result<_, _>>()?;
-            Ok(EventsPage {
-                events,
-                next_cursor,
-            })
+    with_store!(state, |store, _| {
+        let records = store.events(&filter).await?;
+        let full = filter.limit.is_some_and(|l| records.len() >= l);
+        let next_cursor = records
+            .last()
+            .filter(|_| full)
+            .map(|r| encode_cursor(r.log_seq));
+        let events = records
+            .into_iter()
+            .map(EventSummary::from_record)
+            .collect::<Result<_, _>>()?;
+        Ok(EventsPage {
+            events,
+            next_cursor,
         })
-        .await
-        .map(Json)
+    })
+    .await
+    .map(Json)
 }
 
 async fn show_event(
@@ -236,12 +240,13 @@ async fn show_event(
             "`{id}` is not an event id (`evt_` + 32 lowercase hex digits)"
         )));
     }
-    state
-        .with_store(move |store, _| {
-            inspect::event(store, &id)?.ok_or_else(|| ApiError::not_found(format!("no event {id}")))
-        })
-        .await
-        .map(Json)
+    with_store!(state, |store, _| {
+        inspect::event(store, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no event {id}")))
+    })
+    .await
+    .map(Json)
 }
 
 /// `GET /v1/subscribers`.
@@ -253,14 +258,13 @@ pub struct SubscribersList {
 async fn list_subscribers(
     State(state): State<AdminState>,
 ) -> Result<Json<SubscribersList>, ApiError> {
-    state
-        .with_store(|store, config| {
-            Ok(SubscribersList {
-                subscribers: inspect::subscribers(store, config, Utc::now())?,
-            })
+    with_store!(state, |store, config| {
+        Ok(SubscribersList {
+            subscribers: inspect::subscribers(store, config, Utc::now()).await?,
         })
-        .await
-        .map(Json)
+    })
+    .await
+    .map(Json)
 }
 
 /// `POST /v1/subscribers/{name}/enable`.
@@ -276,22 +280,21 @@ async fn enable_subscriber(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Enabled>, ApiError> {
     let Path(name) = name?;
-    let enabled = state
-        .with_store(move |store, config| {
-            if config.subscriber(&name).is_none() {
-                return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
-            }
-            let was = store.enable_subscriber(&name)?;
-            store.flush()?;
-            if was {
-                tracing::info!(subscriber = %name, "subscriber enabled through the admin API");
-            }
-            Ok(Enabled {
-                subscriber: name,
-                was_disabled: was,
-            })
+    let enabled = with_store!(state, |store, config| {
+        if config.subscriber(&name).is_none() {
+            return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
+        }
+        let was = store.enable_subscriber(&name).await?;
+        store.flush().await?;
+        if was {
+            tracing::info!(subscriber = %name, "subscriber enabled through the admin API");
+        }
+        Ok(Enabled {
+            subscriber: name,
+            was_disabled: was,
         })
-        .await?;
+    })
+    .await?;
     state.inner.waker.wake();
     Ok(Json(enabled))
 }
@@ -320,27 +323,26 @@ async fn list_dead_letters(
             _ => {}
         }
     }
-    state
-        .with_store(move |store, _| {
-            let rows = store.deliveries(
+    with_store!(state, |store, _| {
+        let rows = store
+            .deliveries(
                 subscriber.as_deref(),
                 Some(DeliveryState::Dead),
                 event.as_deref(),
-            )?;
-            let truncated = rows.len() > limit;
-            Ok(DeadLetters {
-                dead_letters: rows
-                    .into_iter()
-                    .take(limit)
-                    .map(|(subscriber, log_seq, entry)| {
-                        DeliveryRow::new(subscriber, log_seq, entry)
-                    })
-                    .collect(),
-                truncated,
-            })
+            )
+            .await?;
+        let truncated = rows.len() > limit;
+        Ok(DeadLetters {
+            dead_letters: rows
+                .into_iter()
+                .take(limit)
+                .map(|(subscriber, log_seq, entry)| DeliveryRow::new(subscriber, log_seq, entry))
+                .collect(),
+            truncated,
         })
-        .await
-        .map(Json)
+    })
+    .await
+    .map(Json)
 }
 
 /// Which dead letters `POST /v1/dead-letters/retry` requeues: by subscriber, by event,
@@ -384,22 +386,23 @@ async fn retry_dead_letters(
 ) -> Result<Json<Requeued>, ApiError> {
     let Json(request) = body?;
     request.validate()?;
-    let requeued = state
-        .with_store(move |store, config| {
-            if let Some(name) = &request.subscriber
-                && config.subscriber(name).is_none()
-            {
-                return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
-            }
-            let n = store.retry_dead(
+    let requeued = with_store!(state, |store, config| {
+        if let Some(name) = &request.subscriber
+            && config.subscriber(name).is_none()
+        {
+            return Err(ApiError::not_found(format!("no subscriber named `{name}`")));
+        }
+        let n = store
+            .retry_dead(
                 request.subscriber.as_deref(),
                 request.event.as_deref(),
                 Utc::now(),
-            )?;
-            store.flush()?;
-            Ok(n)
-        })
-        .await?;
+            )
+            .await?;
+        store.flush().await?;
+        Ok(n)
+    })
+    .await?;
     if requeued > 0 {
         tracing::info!(requeued, "dead letters requeued through the admin API");
         state.inner.waker.wake();
@@ -489,30 +492,29 @@ async fn list_held(
             limit = parse_limit(&value)?;
         }
     }
-    state
-        .with_store(move |store, config| {
-            require_integration(config, &id)?;
-            let held = crate::held::held(store, &id)?;
-            let undecided = held.undecided.len();
-            // The decided ones come first in the log: oldest first overall.
-            let mut records = held.decided;
-            records.extend(held.undecided);
-            let total = records.len();
-            let events = records
-                .into_iter()
-                .take(limit)
-                .map(EventSummary::from_record)
-                .collect::<Result<_, _>>()?;
-            Ok(HeldList {
-                integration: id,
-                held: total,
-                undecided,
-                events,
-                truncated: total > limit,
-            })
+    with_store!(state, |store, config| {
+        require_integration(config, &id)?;
+        let held = crate::held::held(store, &id).await?;
+        let undecided = held.undecided.len();
+        // The decided ones come first in the log: oldest first overall.
+        let mut records = held.decided;
+        records.extend(held.undecided);
+        let total = records.len();
+        let events = records
+            .into_iter()
+            .take(limit)
+            .map(EventSummary::from_record)
+            .collect::<Result<_, _>>()?;
+        Ok(HeldList {
+            integration: id,
+            held: total,
+            undecided,
+            events,
+            truncated: total > limit,
         })
-        .await
-        .map(Json)
+    })
+    .await
+    .map(Json)
 }
 
 async fn release_held(
@@ -520,18 +522,17 @@ async fn release_held(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<HeldReleased>, ApiError> {
     let Path(id) = id?;
-    let answer = state
-        .with_store(move |store, config| {
-            require_integration(config, &id)?;
-            // Flushed inside: on disk, and in the delivery queues, before the wake below.
-            let decision = crate::held::release(store, &id)?;
-            Ok(HeldReleased {
-                integration: id,
-                released: decision.decided,
-                undecided: decision.undecided,
-            })
+    let answer = with_store!(state, |store, config| {
+        require_integration(config, &id)?;
+        // Flushed inside: on disk, and in the delivery queues, before the wake below.
+        let decision = crate::held::release(store, &id).await?;
+        Ok(HeldReleased {
+            integration: id,
+            released: decision.decided,
+            undecided: decision.undecided,
         })
-        .await?;
+    })
+    .await?;
     tracing::info!(
         integration = %answer.integration,
         released = answer.released,
@@ -549,17 +550,16 @@ async fn drop_held(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<HeldDropped>, ApiError> {
     let Path(id) = id?;
-    let answer = state
-        .with_store(move |store, config| {
-            require_integration(config, &id)?;
-            let decision = crate::held::drop(store, &id)?;
-            Ok(HeldDropped {
-                integration: id,
-                dropped: decision.decided,
-                undecided: decision.undecided,
-            })
+    let answer = with_store!(state, |store, config| {
+        require_integration(config, &id)?;
+        let decision = crate::held::drop(store, &id).await?;
+        Ok(HeldDropped {
+            integration: id,
+            dropped: decision.decided,
+            undecided: decision.undecided,
         })
-        .await?;
+    })
+    .await?;
     tracing::info!(
         integration = %answer.integration,
         dropped = answer.dropped,

@@ -2,6 +2,7 @@
 //! probe and in what the daemon did with it lately, and every integration synced
 //! successfully within 3 × `poll_interval`.
 
+use super::with_store;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -59,51 +60,50 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
 async fn probe(state: &AdminState) -> Probe {
     let health = state.inner.store_health.clone();
     let probe_health = health.clone();
-    let result = state
-        .with_store(move |store, config| {
-            let health = &probe_health;
-            // What `/v1/status` reads besides the sync states, without scanning the
-            // outbox: each subscriber's queue summary (kept in memory; plus the record of
-            // its oldest pending event) and whether it is disabled.
-            for subscriber in &config.subscribers {
-                probed(health, store.queue_summary(&subscriber.name))?;
-                probed(health, store.disabled_reason(&subscriber.name))?;
-            }
-            let now = Utc::now();
-            let mut fresh = Vec::new();
-            let mut stale = Vec::new();
-            for integration in &config.integrations {
-                let sync = probed(health, store.sync_state(&integration.id))?;
-                // Unauthenticated: never text from Kombo's answers (an upstream error
-                // body can hold anything); `/v1/status` has the full error.
-                let last_error = sync.last_error_summary.clone().or_else(|| {
-                    sync.last_error
-                        .as_ref()
-                        .map(|_| "the last sync failed (see /v1/status)".to_owned())
-                });
-                let entry = json!({
-                    "integration": integration.id,
-                    "last_success_at": sync.last_success_at,
-                    "last_error": last_error,
-                });
-                match staleness(
-                    &sync,
-                    config.kombo.poll_interval,
-                    now,
-                    last_error.as_deref(),
-                ) {
-                    None => fresh.push(entry),
-                    Some(reason) => {
-                        let mut entry = entry;
-                        entry["reason"] = reason.into();
-                        stale.push(entry);
-                    }
+    let result = with_store!(state, |store, config| {
+        let health = &probe_health;
+        // What `/v1/status` reads besides the sync states, without scanning the
+        // outbox: each subscriber's queue summary (kept in memory; plus the record of
+        // its oldest pending event) and whether it is disabled.
+        for subscriber in &config.subscribers {
+            probed(health, store.queue_summary(&subscriber.name).await)?;
+            probed(health, store.disabled_reason(&subscriber.name).await)?;
+        }
+        let now = Utc::now();
+        let mut fresh = Vec::new();
+        let mut stale = Vec::new();
+        for integration in &config.integrations {
+            let sync = probed(health, store.sync_state(&integration.id).await)?;
+            // Unauthenticated: never text from Kombo's answers (an upstream error
+            // body can hold anything); `/v1/status` has the full error.
+            let last_error = sync.last_error_summary.clone().or_else(|| {
+                sync.last_error
+                    .as_ref()
+                    .map(|_| "the last sync failed (see /v1/status)".to_owned())
+            });
+            let entry = json!({
+                "integration": integration.id,
+                "last_success_at": sync.last_success_at,
+                "last_error": last_error,
+            });
+            match staleness(
+                &sync,
+                config.kombo.poll_interval,
+                now,
+                last_error.as_deref(),
+            ) {
+                None => fresh.push(entry),
+                Some(reason) => {
+                    let mut entry = entry;
+                    entry["reason"] = reason.into();
+                    stale.push(entry);
                 }
             }
-            health.succeeded(PROBE);
-            Ok((fresh, stale))
-        })
-        .await;
+        }
+        health.succeeded(PROBE);
+        Ok((fresh, stale))
+    })
+    .await;
     let store = store_failures(&health);
     let (status, body) = match (result, store) {
         (Ok((fresh, stale)), None) if stale.is_empty() => (

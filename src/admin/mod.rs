@@ -126,19 +126,22 @@ impl AdminState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Runs `f` on the store off the async threads (scans can take a while).
-    async fn with_store<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&Store, &Config) -> Result<T, ApiError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner.store, &inner.config))
-            .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
-    }
 }
+
+/// `with_store!(state, |store, config| body)`: a future that runs `body` (which may
+/// `.await` and `?` into an [`ApiError`]) with the store and config of `state`.
+macro_rules! with_store {
+    ($state:expr, |$store:ident, $config:pat_param| $body:expr) => {{
+        let inner = $state.inner.clone();
+        async move {
+            let $store: &$crate::store::Store = &inner.store;
+            let $config: &$crate::config::Config = &inner.config;
+            let result: Result<_, $crate::admin::error::ApiError> = async { $body }.await;
+            result
+        }
+    }};
+}
+pub(crate) use with_store;
 
 /// Refuses a non-loopback address without a token.
 pub fn check_exposure(listen: SocketAddr, token: Option<&Secret>) -> Result<(), AdminError> {
@@ -200,13 +203,13 @@ pub async fn serve_with_limits(
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     let metrics = state.inner.metrics.clone();
-    let text = state
-        .with_store(move |store, config| {
-            metrics
-                .render(store, config)
-                .map_err(|e| ApiError::internal(e.to_string()))
-        })
-        .await;
+    let text = with_store!(state, |store, config| {
+        metrics
+            .render(store, config)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await;
     match text {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => e.into_response(),

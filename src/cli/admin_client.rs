@@ -147,8 +147,8 @@ pub enum Source {
 
 /// Opens the store, or, when a running daemon holds it, says so on stderr and goes through
 /// the daemon's admin API.
-pub fn store_or_api(config: &Config) -> Result<Source, Failure> {
-    match open_store(config) {
+pub async fn store_or_api(config: &Config) -> Result<Source, Failure> {
+    match open_store(config).await {
         Ok(store) => Ok(Source::Store(store)),
         Err(Failure::Runtime(e))
             if matches!(

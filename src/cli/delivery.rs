@@ -115,17 +115,18 @@ fn print(rows: &[(String, u64, OutboxEntry)]) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn deliveries(args: DeliveriesArgs) -> Result<(), Failure> {
+pub async fn deliveries(args: DeliveriesArgs) -> Result<(), Failure> {
     match args.command {
         DeliveriesCommand::List(args) => {
             let config = load_config(&args.selection.config)?;
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             let rows = store
                 .deliveries(
                     args.selection.subscriber.as_deref(),
                     args.status,
                     args.selection.event.as_deref(),
                 )
+                .await
                 .context("cannot read deliveries")?;
             print(&rows)
         }
@@ -136,13 +137,14 @@ pub async fn dead_letters(args: DeadLettersArgs) -> Result<(), Failure> {
     match args.command {
         DeadLettersCommand::List(sel) => {
             let config = load_config(&sel.config)?;
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             let rows = store
                 .deliveries(
                     sel.subscriber.as_deref(),
                     Some(DeliveryState::Dead),
                     sel.event.as_deref(),
                 )
+                .await
                 .context("cannot read dead letters")?;
             print(&rows)
         }
@@ -158,7 +160,7 @@ async fn retry_dead_letters(sel: Selection) -> Result<(), Failure> {
     if let Some(name) = &sel.subscriber {
         require_subscriber(&config, name, &sel.config)?;
     }
-    let n = match store_or_api(&config)? {
+    let n = match store_or_api(&config).await? {
         Source::Store(store) => {
             let n = store
                 .retry_dead(
@@ -166,8 +168,9 @@ async fn retry_dead_letters(sel: Selection) -> Result<(), Failure> {
                     sel.event.as_deref(),
                     chrono::Utc::now(),
                 )
+                .await
                 .context("cannot requeue dead letters")?;
-            store.flush().context("cannot flush the store")?;
+            store.flush().await.context("cannot flush the store")?;
             n
         }
         Source::Api(api) => {
@@ -214,12 +217,13 @@ pub async fn subscribers(args: SubscribersArgs) -> Result<(), Failure> {
 async fn enable_subscriber(args: EnableArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
     require_subscriber(&config, &args.name, &args.config)?;
-    let was = match store_or_api(&config)? {
+    let was = match store_or_api(&config).await? {
         Source::Store(store) => {
             let was = store
                 .enable_subscriber(&args.name)
+                .await
                 .context("cannot enable the subscriber")?;
-            store.flush().context("cannot flush the store")?;
+            store.flush().await.context("cannot flush the store")?;
             was
         }
         Source::Api(api) => {

@@ -215,7 +215,8 @@ secrets = ["{secret}"]
     let config = Config::from_str_with_env(&toml, Path::new("<demo>"), |_| None)
         .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("demo config")))?;
     let store = Arc::new(
-        Store::open(&config.store.path, config.store.cache_capacity.0)
+        Store::open(&config.store)
+            .await
             .context("cannot open the demo store")?,
     );
     let mut daemon = Daemon::new(config, store).context("cannot start hirehook")?;

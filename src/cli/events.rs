@@ -140,11 +140,12 @@ impl FilterArgs {
         }
     }
 
-    fn read(&self) -> Result<Vec<EventRecord>, Failure> {
+    async fn read(&self) -> Result<Vec<EventRecord>, Failure> {
         let config = load_config(&self.config)?;
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         Ok(store
             .events(&self.filter())
+            .await
             .context("cannot read the event log")?)
     }
 }
@@ -152,16 +153,16 @@ impl FilterArgs {
 pub async fn run(args: EventsArgs) -> Result<(), Failure> {
     match args.command {
         EventsCommand::Show(args) => super::inspect::show_event(args).await,
-        EventsCommand::List(args) => list(args),
+        EventsCommand::List(args) => list(args).await,
         EventsCommand::Tail(args) => tail(args).await,
-        EventsCommand::Export(args) => export(args),
+        EventsCommand::Export(args) => export(args).await,
         EventsCommand::Release(args) => decide_held(args, true).await,
         EventsCommand::Drop(args) => decide_held(args, false).await,
     }
 }
 
-fn list(args: ListArgs) -> Result<(), Failure> {
-    let events = args.filter.read()?;
+async fn list(args: ListArgs) -> Result<(), Failure> {
+    let events = args.filter.read().await?;
     let mut out = std::io::stdout().lock();
     for e in &events {
         let written = if args.json {
@@ -214,7 +215,7 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
     use crate::inspect::EventSummary;
 
     let config = load_config(&args.filter.config)?;
-    let source = store_or_api(&config)?;
+    let source = store_or_api(&config).await?;
     let mut filter = args.filter.filter();
     filter.limit = Some(500);
     let mut after: Option<u64> = None;
@@ -223,6 +224,7 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
         after = Some(match &source {
             Source::Store(store) => store
                 .events(&EventFilter::default())
+                .await
                 .context("cannot read the event log")?
                 .last()
                 .map_or(0, |e| e.log_seq),
@@ -235,6 +237,7 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
         let batch: Vec<EventSummary> = match &source {
             Source::Store(store) => store
                 .events(&filter)
+                .await
                 .context("cannot read the event log")?
                 .into_iter()
                 .map(EventSummary::from_record)
@@ -287,8 +290,8 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
     }
 }
 
-fn export(args: ExportArgs) -> Result<(), Failure> {
-    let events = args.filter.read()?;
+async fn export(args: ExportArgs) -> Result<(), Failure> {
+    let events = args.filter.read().await?;
     let mut sink: Box<dyn std::io::Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -322,13 +325,13 @@ async fn decide_held(args: HeldArgs, release: bool) -> Result<(), Failure> {
         )));
     }
     let id = args.integration.as_str();
-    let decision = match (store_or_api(&config)?, release) {
-        (Source::Store(store), true) => {
-            crate::held::release(&store, id).context("cannot release held events")?
-        }
-        (Source::Store(store), false) => {
-            crate::held::drop(&store, id).context("cannot drop held events")?
-        }
+    let decision = match (store_or_api(&config).await?, release) {
+        (Source::Store(store), true) => crate::held::release(&store, id)
+            .await
+            .context("cannot release held events")?,
+        (Source::Store(store), false) => crate::held::drop(&store, id)
+            .await
+            .context("cannot drop held events")?,
         (Source::Api(api), true) => {
             let answer: HeldReleased = api
                 .post(

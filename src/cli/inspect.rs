@@ -69,10 +69,10 @@ fn print_text(text: &str) -> Result<(), Failure> {
 /// `hirehook status`.
 pub async fn status(args: StatusArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let view: StatusView = match store_or_api(&config)? {
-        Source::Store(store) => {
-            inspect::status(&store, &config, Utc::now()).context("cannot read the store")?
-        }
+    let view: StatusView = match store_or_api(&config).await? {
+        Source::Store(store) => inspect::status(&store, &config, Utc::now())
+            .await
+            .context("cannot read the store")?,
         Source::Api(api) => api
             .get("/v1/status")
             .await?
@@ -94,10 +94,10 @@ pub async fn show_event(args: ShowArgs) -> Result<(), Failure> {
         )));
     }
     let config = load_config(&args.config)?;
-    let view: Option<EventView> = match store_or_api(&config)? {
-        Source::Store(store) => {
-            inspect::event(&store, &args.id).context("cannot read the store")?
-        }
+    let view: Option<EventView> = match store_or_api(&config).await? {
+        Source::Store(store) => inspect::event(&store, &args.id)
+            .await
+            .context("cannot read the store")?,
         Source::Api(api) => api.get(&format!("/v1/events/{}", args.id)).await?,
     };
     let Some(view) = view else {
@@ -113,9 +113,10 @@ pub async fn show_event(args: ShowArgs) -> Result<(), Failure> {
 /// `hirehook subscribers list`.
 pub async fn list_subscribers(args: SubscribersListArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let list: SubscribersList = match store_or_api(&config)? {
+    let list: SubscribersList = match store_or_api(&config).await? {
         Source::Store(store) => SubscribersList {
             subscribers: inspect::subscribers(&store, &config, Utc::now())
+                .await
                 .context("cannot read the store")?,
         },
         Source::Api(api) => api

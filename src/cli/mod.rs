@@ -119,7 +119,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Demo(args) => demo::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Sync(args) => sync::run(args).await,
-        Command::Deliveries(args) => delivery::deliveries(args),
+        Command::Deliveries(args) => delivery::deliveries(args).await,
         Command::DeadLetters(args) => delivery::dead_letters(args).await,
         Command::Subscribers(args) => delivery::subscribers(args).await,
         Command::Status(args) => inspect::status(args).await,

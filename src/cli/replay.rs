@@ -251,12 +251,16 @@ async fn send_all(args: &ReplayArgs, filter: EventFilter, run: &mut Run) -> Resu
         }
         (None, Some(config_path)) => {
             let config = load_config(config_path)?;
-            match store_or_api(&config)? {
+            match store_or_api(&config).await? {
                 Source::Store(store) => {
                     let mut pages = StorePages::new(store, &filter);
-                    let total = pages.count().context("cannot read the event log")?;
+                    let total = pages.count().await.context("cannot read the event log")?;
                     run.progress = Progress::new(Some(total));
-                    while let Some(page) = pages.next_page().context("cannot read the event log")? {
+                    while let Some(page) = pages
+                        .next_page()
+                        .await
+                        .context("cannot read the event log")?
+                    {
                         for item in page {
                             run.handle(item).await;
                         }

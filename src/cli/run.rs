@@ -21,7 +21,7 @@ pub struct RunArgs {
 /// signal exits at once; everything committed is already in the store.
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     tracing::info!(
         integrations = config.integrations.len(),
         subscribers = config.subscribers.len(),

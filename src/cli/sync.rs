@@ -24,8 +24,9 @@ pub struct SyncArgs {
 }
 
 /// Opens the store a config names, mapping a held lock to a clear runtime error.
-pub fn open_store(config: &Config) -> Result<Arc<Store>, Failure> {
-    let store = Store::open(&config.store.path, config.store.cache_capacity.0)
+pub async fn open_store(config: &Config) -> Result<Arc<Store>, Failure> {
+    let store = Store::open(&config.store)
+        .await
         .map_err(|e| Failure::Runtime(e.into()))?;
     Ok(Arc::new(store))
 }
@@ -51,7 +52,7 @@ pub fn syncer(config: &Config, store: Arc<Store>) -> Result<Syncer, Failure> {
 /// if any integration failed; the others still committed.
 pub async fn run(args: SyncArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let syncer = syncer(&config, store.clone())?;
     let mut failed = Vec::new();
     for integration in &config.integrations {
@@ -84,7 +85,7 @@ pub async fn run(args: SyncArgs) -> Result<(), Failure> {
             }
         }
     }
-    store.flush().context("cannot flush the store")?;
+    store.flush().await.context("cannot flush the store")?;
     if failed.is_empty() {
         Ok(())
     } else {

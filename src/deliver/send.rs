@@ -67,15 +67,28 @@ impl Pacer {
         }
     }
 
-    /// Waits for the next request's turn.
-    pub async fn wait(&mut self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let now = tokio::time::Instant::now();
-        if self.next > now {
+    /// Whether requests are paced at all.
+    pub fn is_limited(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    /// Waits until the next request may start, without taking the turn.
+    pub async fn ready(&self) {
+        if self.interval.is_some() && self.next > tokio::time::Instant::now() {
             tokio::time::sleep_until(self.next).await;
         }
-        self.next = self.next.max(now) + interval;
+    }
+
+    /// Takes the current turn: the next request may start one interval later.
+    pub fn take(&mut self) {
+        if let Some(interval) = self.interval {
+            self.next = self.next.max(tokio::time::Instant::now()) + interval;
+        }
+    }
+
+    /// Waits for the next request's turn and takes it.
+    pub async fn wait(&mut self) {
+        self.ready().await;
+        self.take();
     }
 }

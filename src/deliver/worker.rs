@@ -1,13 +1,12 @@
-//! The delivery worker: one task per subscriber takes due deliveries from the store, signs,
+//! The delivery worker: one task per subscriber claims due deliveries from the store, signs,
 //! POSTs, records the attempt, and reschedules or dead-letters.
 //!
-//! Nothing durable lives only in memory: the delivery queues (in the store's memory, derived
-//! from the pending outbox entries) and the set of deliveries in flight are rebuilt or
-//! forgotten on a crash, which leaves those deliveries pending in the store, to be sent
-//! again with the same `webhook-id`.
+//! The worker keeps no queue: which delivery goes next, and that one application's events
+//! go in order, is the store's (see [`Store::claim_due`]). A claim ends when the attempt is
+//! recorded; a worker that dies mid-attempt leaves its claims to expire, and those
+//! deliveries are sent again with the same `webhook-id`.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -32,6 +31,11 @@ const RESPONSE_PREFIX_BYTES: usize = 512;
 
 /// The longest a worker sleeps without looking at the store again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a claim outlives the request's own timeout: time to record the attempt. A
+/// claim held longer than its subscriber's timeout plus this is taken for abandoned (its
+/// worker died) and the delivery is handed out again.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// Why the deliverer could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -269,7 +273,6 @@ impl Deliverer {
                 settings: self.settings.clone(),
                 transport,
                 notify,
-                in_flight: Arc::new(Mutex::new(HashSet::new())),
                 metrics: self.metrics.clone(),
                 health: self.health.clone(),
                 operations: Operations::of(&target.name),
@@ -288,8 +291,6 @@ struct Worker {
     target: Arc<Target>,
     transport: Transport,
     notify: Arc<Notify>,
-    /// Log sequences being sent right now: not to be picked again.
-    in_flight: Arc<Mutex<HashSet<u64>>>,
     metrics: Metrics,
     /// Store failures are reported here, under `operations`.
     health: StoreHealth,
@@ -314,19 +315,11 @@ impl Operations {
 }
 
 impl Worker {
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     async fn run(self, shutdown: CancellationToken) {
         let name = self.target.name.clone();
         let semaphore = Arc::new(Semaphore::new(self.target.max_in_flight));
         let mut pacer = Pacer::new(self.target.rate_limit);
-        // Where the current sweep of the due index is: the key of the last delivery
-        // dispatched, while there are more due.
-        let mut sweep: Option<Vec<u8>> = None;
+        let hold = self.target.timeout + CLAIM_MARGIN;
         let mut tasks: JoinSet<()> = JoinSet::new();
         let this = Arc::new(self);
         loop {
@@ -334,7 +327,7 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
-            let disabled = this.store.disabled_reason(&name);
+            let disabled = this.store.disabled_reason(&name).await;
             this.health.record(&this.operations.state, &disabled);
             let disabled = match disabled {
                 Ok(reason) => reason.is_some(),
@@ -344,42 +337,36 @@ impl Worker {
                 }
             };
             let free = semaphore.available_permits();
-            let due = if disabled || free == 0 {
-                Vec::new()
-            } else {
-                let result = {
-                    let skip = this.in_flight();
-                    this.store.due_deliveries_after(
-                        &name,
-                        this.settings.clock.now(),
-                        free,
-                        &skip,
-                        sweep.as_deref(),
-                    )
+            let mut due = Vec::new();
+            if !disabled && free > 0 {
+                // A paced subscriber claims one delivery when its turn comes, so that no
+                // claim waits for the pacer (and outlives its hold).
+                let want = if pacer.is_limited() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = pacer.ready() => {}
+                    }
+                    1
+                } else {
+                    free
                 };
+                let result = this
+                    .store
+                    .claim_due(&name, this.settings.clock.now(), want, hold)
+                    .await;
                 this.health.record(&this.operations.due, &result);
                 match result {
-                    Ok(due) => {
-                        // A full batch: continue after it next time. A short one: the sweep
-                        // reached what is due now; the next starts from the front again.
-                        sweep = if due.len() == free {
-                            due.last().map(|d| d.key.clone())
-                        } else {
-                            None
-                        };
-                        due
-                    }
+                    Ok(claimed) => due = claimed,
                     Err(e) => {
-                        tracing::error!(subscriber = %name, "cannot read due deliveries: {e}");
-                        Vec::new()
+                        tracing::error!(subscriber = %name, "cannot claim due deliveries: {e}");
                     }
                 }
-            };
+            }
             if due.is_empty() {
                 let wait = if disabled || free == 0 {
                     MAX_IDLE
                 } else {
-                    this.idle_wait()
+                    this.idle_wait().await
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -390,14 +377,11 @@ impl Worker {
                 continue;
             }
             for delivery in due {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = pacer.wait() => {}
-                }
+                pacer.take();
+                // Claimed no more than the free permits: this never waits.
                 let Ok(permit) = semaphore.clone().acquire_owned().await else {
                     break;
                 };
-                this.in_flight().insert(delivery.log_seq);
                 let worker = this.clone();
                 let span = tracing::info_span!(
                     "delivery",
@@ -406,9 +390,7 @@ impl Worker {
                 );
                 tasks.spawn(
                     async move {
-                        let log_seq = delivery.log_seq;
                         worker.attempt(delivery).await;
-                        worker.in_flight().remove(&log_seq);
                         worker.notify.notify_one();
                         drop(permit);
                     }
@@ -417,7 +399,8 @@ impl Worker {
             }
         }
         // Shutdown: let deliveries in flight finish within the grace period. One that does
-        // not is abandoned; it stays due in the store and is sent again after a restart.
+        // not is abandoned; its claim expires and it is sent again (after a restart, or by
+        // another replica).
         let grace = this.settings.shutdown_grace;
         let drained =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -431,16 +414,17 @@ impl Worker {
         }
     }
 
-    /// How long to sleep when nothing is due: until the next due delivery, unless those
-    /// due are all in flight (then a finishing task wakes the loop).
-    fn idle_wait(&self) -> Duration {
-        match self.store.next_due_at(&self.target.name) {
-            Ok(Some(ms)) => {
-                let now = self.settings.clock.now_millis();
-                if ms <= now {
+    /// How long to sleep when nothing could be claimed: until the next delivery can be
+    /// (a due time, or a claim expiring), at most [`MAX_IDLE`]. What is due but claimed by
+    /// this worker wakes the loop when its task finishes.
+    async fn idle_wait(&self) -> Duration {
+        match self.store.next_due_at(&self.target.name).await {
+            Ok(Some(at)) => {
+                let now = self.settings.clock.now();
+                if at <= now {
                     MAX_IDLE
                 } else {
-                    Duration::from_millis((ms - now) as u64).min(MAX_IDLE)
+                    (at - now).to_std().unwrap_or(MAX_IDLE).min(MAX_IDLE)
                 }
             }
             _ => MAX_IDLE,
@@ -523,19 +507,12 @@ impl Worker {
                 target.name
             ),
         }
-        let event_id = delivery.entry.event_id.clone();
-        let recorded = self.store.record_attempt_on(
-            &target.name,
-            delivery.log_seq,
-            delivery.entry,
-            &record,
-            result,
-        );
+        let recorded = self.store.record_attempt(&delivery, &record, result).await;
         self.health.record(&self.operations.record, &recorded);
         if let Err(e) = recorded {
             tracing::error!(
                 subscriber = %target.name,
-                event_id = %event_id,
+                event_id = %delivery.entry.event_id,
                 "cannot record a delivery attempt (it will be made again): {e}"
             );
         }

@@ -1,22 +1,25 @@
 //! The durable state: snapshots, sync state, the event log, the outbox, held events.
 //!
-//! This module is the store's vocabulary, in the domain's words (a page to commit, an event
-//! record, an outbox entry, an attempt and its consequence); the backend behind it is
-//! [`sled`] (`src/store/sled/`), and no sled type crosses into the rest of the crate.
-//! Callers speak the domain (commit a page, advance the watermark, list events), so a
-//! second backend can follow behind the same interface.
+//! This module is the seam between hirehook and its storage: the vocabulary in the
+//! domain's words (a page to commit, an event record, an outbox entry, an attempt and its
+//! consequence) and [`Store`], an enum over the backends whose async methods dispatch to
+//! the one in use. The backends live in their own folders (`src/store/sled/`); no backend
+//! type crosses into the rest of the crate. The contract every backend keeps is written
+//! once, as the test suite `tests/it/store_contract.rs`.
 //!
-//! Durability: a commit is atomic; it is on disk once [`Store::flush`] returns. Callers
+//! Durability: a commit is atomic; it is durable once [`Store::flush`] returns. Callers
 //! flush before telling anyone about an event (printing, delivering).
 
 pub mod sled;
 
-pub use self::sled::{LOCK_WAIT, Store, keys};
+pub use self::sled::{LOCK_WAIT, SledStore, keys};
 
 /// The one event filter, defined with the events (the CLI, the API and replay use it too).
 pub use crate::event::EventFilter;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +41,324 @@ pub enum StoreError {
     Io(String),
     #[error("corrupt {what} in the store: {message}")]
     Corrupt { what: String, message: String },
+}
+
+/// The store: one of the backends, behind one interface.
+///
+/// An enum rather than a trait object: the set of backends is closed (all in this crate),
+/// async methods need no boxing, and a method a backend lacks is a compile error here.
+#[derive(Debug)]
+pub enum Store {
+    /// Embedded, one process (the default).
+    Sled(Arc<SledStore>),
+}
+
+/// Runs a sled scan on the blocking pool: a long one must not stall the async threads.
+async fn scan<T, F>(store: &Arc<SledStore>, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| StoreError::Io(format!("a store scan failed: {e}")))?
+}
+
+impl Store {
+    /// Opens (or creates) a sled store at `path` with a page cache of `cache_bytes`.
+    pub fn open_sled(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        SledStore::open(path, cache_bytes).map(|s| Store::Sled(Arc::new(s)))
+    }
+
+    /// Opens the store a config names.
+    pub async fn open(config: &crate::config::StoreConfig) -> Result<Store, StoreError> {
+        Self::open_sled(&config.path, config.cache_capacity.0)
+    }
+
+    /// The backend's name, for logs and status.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sled(_) => "sled",
+        }
+    }
+
+    /// Makes every committed change durable. Deliveries committed before it started can be
+    /// claimed once it returns: nothing is sent before it is durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.flush_async().await,
+        }
+    }
+
+    /// The stored snapshots of the given applications, in the same order.
+    pub async fn snapshots(
+        &self,
+        integration_id: &str,
+        application_ids: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match self {
+            Store::Sled(s) => s.snapshots(integration_id, application_ids),
+        }
+    }
+
+    /// The sync state of an integration (default when never synced).
+    pub async fn sync_state(&self, integration_id: &str) -> Result<SyncState, StoreError> {
+        match self {
+            Store::Sled(s) => s.sync_state(integration_id),
+        }
+    }
+
+    /// Writes the sync state (e.g. the watermark after the last page).
+    pub async fn put_sync_state(
+        &self,
+        integration_id: &str,
+        state: &SyncState,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.put_sync_state(integration_id, state),
+        }
+    }
+
+    /// Commits one page atomically: snapshots, events (logged or held), outbox entries, and
+    /// the integration's application count. An event whose id is already known (logged,
+    /// held or dropped) is skipped: a re-derivation. Returns the records newly logged or
+    /// held, with their log sequences (increasing, no gaps, in commit order).
+    pub async fn commit_page(
+        &self,
+        integration_id: &str,
+        page: PageCommit,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.commit_page(integration_id, page),
+        }
+    }
+
+    /// Events of the log matching `filter`, oldest first.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let filter = filter.clone();
+                scan(s, move |s| s.events(&filter)).await
+            }
+        }
+    }
+
+    /// One logged or held event by id.
+    pub async fn event_by_id(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.event_by_id(id),
+        }
+    }
+
+    /// Events held by the mass-change guard for an integration, oldest first.
+    pub async fn held_events(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.held_events(integration_id),
+        }
+    }
+
+    /// Moves an integration's held events (all, or those with the log sequences in
+    /// `only`) into the log and the outbox, keeping their log sequences. Returns them.
+    pub async fn release_held(
+        &self,
+        integration_id: &str,
+        only: Option<&[u64]>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.release_held(integration_id, only),
+        }
+    }
+
+    /// Discards held events (by log sequence); their ids stay known, so a re-derivation
+    /// does not bring them back. Returns how many were discarded.
+    pub async fn drop_held(
+        &self,
+        integration_id: &str,
+        log_seqs: &[u64],
+    ) -> Result<usize, StoreError> {
+        match self {
+            Store::Sled(s) => s.drop_held(integration_id, log_seqs),
+        }
+    }
+
+    /// Whether any snapshot is stored for an integration.
+    pub async fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(s) => s.has_snapshots(integration_id),
+        }
+    }
+
+    /// Snapshots stored for an integration.
+    pub async fn snapshot_count(&self, integration_id: &str) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(s) => s.snapshot_count(integration_id),
+        }
+    }
+
+    /// The store's size on disk, in bytes.
+    pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(s) => s.size_on_disk(),
+        }
+    }
+
+    /// Every delivery of one subscriber, oldest first.
+    pub async fn outbox(&self, subscriber: &str) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let subscriber = subscriber.to_owned();
+                scan(s, move |s| s.outbox(&subscriber)).await
+            }
+        }
+    }
+
+    /// Deliveries across subscribers, filtered; `(subscriber, log sequence, entry)`.
+    pub async fn deliveries(
+        &self,
+        subscriber: Option<&str>,
+        state: Option<DeliveryState>,
+        event_id: Option<&str>,
+    ) -> Result<Vec<(String, u64, OutboxEntry)>, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let subscriber = subscriber.map(str::to_owned);
+                let event_id = event_id.map(str::to_owned);
+                scan(s, move |s| {
+                    s.deliveries(subscriber.as_deref(), state, event_id.as_deref())
+                })
+                .await
+            }
+        }
+    }
+
+    /// The delivery of the event at `log_seq` to `subscriber`, if there is one.
+    pub async fn delivery(
+        &self,
+        subscriber: &str,
+        log_seq: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        match self {
+            Store::Sled(s) => s.delivery(subscriber, log_seq),
+        }
+    }
+
+    /// Claims up to `limit` deliveries of `subscriber` that are due at `now`, earliest
+    /// first, for `hold`. A delivery is claimable when it is pending, due, not claimed by
+    /// anyone (or its claim expired), and the oldest pending delivery of its application
+    /// to this subscriber: so one application's events go out in order, on every backend
+    /// and across replicas. A claim ends when its attempt is recorded
+    /// ([`Store::record_attempt`]) or `hold` runs out (its claimant died).
+    pub async fn claim_due(
+        &self,
+        subscriber: &str,
+        now: Timestamp,
+        limit: usize,
+        hold: Duration,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        match self {
+            Store::Sled(s) => s.claim_due(subscriber, now, limit, hold),
+        }
+    }
+
+    /// When a delivery of `subscriber` can next be claimed (a head's due time or a claim's
+    /// expiry); `None` when nothing is pending.
+    pub async fn next_due_at(&self, subscriber: &str) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Store::Sled(s) => s.next_due_at(subscriber),
+        }
+    }
+
+    /// Records an attempt on a claimed delivery and its consequence, atomically; the claim
+    /// ends. Delivered or dead: the application's next delivery becomes due. Retry: due
+    /// again at the given time. Disable: the subscriber is disabled, the delivery stays
+    /// pending.
+    pub async fn record_attempt(
+        &self,
+        delivery: &DueDelivery,
+        attempt: &AttemptRecord,
+        result: AttemptResult,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.record_attempt(delivery, attempt, result),
+        }
+    }
+
+    /// Ends a claim without an attempt (its claimant will not make one): the delivery is
+    /// claimable again as it was.
+    pub async fn release_claim(&self, delivery: &DueDelivery) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.release_claim(delivery),
+        }
+    }
+
+    /// The attempts of one delivery, in order.
+    pub async fn attempts(
+        &self,
+        subscriber: &str,
+        log_seq: u64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        match self {
+            Store::Sled(s) => s.attempts(subscriber, log_seq),
+        }
+    }
+
+    /// A subscriber's pending and dead deliveries and its oldest pending event: cheap
+    /// enough for every `/metrics` scrape.
+    pub async fn queue_summary(&self, subscriber: &str) -> Result<QueueSummary, StoreError> {
+        match self {
+            Store::Sled(s) => s.queue_summary(subscriber),
+        }
+    }
+
+    /// A subscriber's deliveries counted by state, its oldest pending event and its latest
+    /// error (one pass over its outbox).
+    pub async fn subscriber_backlog(
+        &self,
+        subscriber: &str,
+    ) -> Result<SubscriberBacklog, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let subscriber = subscriber.to_owned();
+                scan(s, move |s| s.subscriber_backlog(&subscriber)).await
+            }
+        }
+    }
+
+    /// Why a subscriber is disabled (by a 410), if it is.
+    pub async fn disabled_reason(&self, subscriber: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sled(s) => s.disabled_reason(subscriber),
+        }
+    }
+
+    /// Re-enables a disabled subscriber; its backlog resumes. Returns whether it was
+    /// disabled.
+    pub async fn enable_subscriber(&self, subscriber: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(s) => s.enable_subscriber(subscriber),
+        }
+    }
+
+    /// Puts dead letters back in the queue, due at `now`. Returns how many.
+    pub async fn retry_dead(
+        &self,
+        subscriber: Option<&str>,
+        event_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        match self {
+            Store::Sled(s) => s.retry_dead(subscriber, event_id, now),
+        }
+    }
+
+    /// Says that a deliverer in this process will claim deliveries (sled keeps its queues
+    /// in memory only for one).
+    pub fn expect_deliveries(&self) {
+        match self {
+            Store::Sled(s) => s.expect_deliveries(),
+        }
+    }
 }
 
 /// Per-integration progress, written with the page that changes it.
@@ -232,17 +553,16 @@ pub struct QueueSummary {
     pub oldest_pending: Option<Timestamp>,
 }
 
-/// A delivery that is due, with what to send.
+/// A claimed delivery, with what to send (see [`Store::claim_due`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueDelivery {
+    pub subscriber: String,
     pub log_seq: u64,
     pub entry: OutboxEntry,
     /// The event body, verbatim.
     pub body: Vec<u8>,
     /// When the event was detected.
     pub detected_at: Timestamp,
-    /// Its position in the due order (to continue a sweep after it).
-    pub key: Vec<u8>,
 }
 
 /// Where one subscriber's deliveries stand.

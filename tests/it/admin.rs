@@ -165,10 +165,12 @@ async fn health_and_readiness_name_the_stale_integration() {
     // The unknown integration's sync fails; the real one succeeds.
     let known = harness.integration();
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.sync_state("greenhouse:doesnotexist")
+                .await
                 .is_ok_and(|st| st.last_error.is_some())
                 && s.sync_state(&known)
+                    .await
                     .is_ok_and(|st| st.last_success_at.is_some())
         })
         .await;
@@ -199,6 +201,7 @@ async fn ready_once_every_integration_synced() {
     let baseline_at = harness
         .store()
         .sync_state(&known)
+        .await
         .expect("state")
         .last_success_at;
     assert!(baseline_at.is_some());
@@ -260,21 +263,22 @@ async fn readiness_reports_a_store_that_cannot_be_read() {
         );
         let report = syncer.sync(&integration, |_| {}).await.expect("sync");
         assert_eq!(report.events(), 3);
-        store.flush().expect("flush");
+        store.flush().await.expect("flush");
     }
     let pending = harness
         .store()
         .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+        .await
         .expect("pending");
     assert_eq!(pending.len(), 3);
     let oldest = pending.iter().map(|(_, seq, _)| *seq).min().expect("one");
     let store = harness.store.take().expect("store");
-    store.flush().expect("flush");
+    store.flush().await.expect("flush");
     drop(store);
     let path = harness.config.store.path.clone();
     corrupt_value(&path, &hirehook::store::keys::event(oldest));
     harness.store = Some(std::sync::Arc::new(
-        hirehook::store::Store::open(&path, 16 << 20).expect("the store opens"),
+        hirehook::store::Store::open_sled(&path, 16 << 20).expect("the store opens"),
     ));
     harness.run();
 
@@ -348,8 +352,9 @@ async fn sync_and_deliver(harness: &Harness, n: usize) {
         .await;
     assert_eq!(status, 202, "{body}");
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(None, Some(DeliveryState::Delivered), None)
+                .await
                 .is_ok_and(|d| d.len() >= n)
         })
         .await;
@@ -369,6 +374,7 @@ async fn events_page_with_an_opaque_cursor_and_filter_like_the_cli() {
     let logged = harness
         .store()
         .events(&EventFilter::default())
+        .await
         .expect("log");
     assert_eq!(logged.len(), 6);
 
@@ -452,6 +458,7 @@ async fn one_event_with_its_deliveries_and_attempts() {
     let event = harness
         .store()
         .events(&EventFilter::default())
+        .await
         .expect("log")
         .remove(0);
     let (status, body) = harness.get(&format!("/v1/events/{}", event.id)).await;
@@ -498,8 +505,9 @@ async fn dead_letters_are_listed_and_retried_and_subscribers_enabled() {
         .await;
     assert_eq!(status, 202);
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(None, Some(DeliveryState::Dead), None)
+                .await
                 .is_ok_and(|d| d.len() == 1)
         })
         .await;
@@ -607,7 +615,7 @@ async fn dead_letters_are_listed_and_retried_and_subscribers_enabled() {
         )
         .await;
     harness
-        .wait_store(|s| s.disabled_reason("crm").is_ok_and(|r| r.is_some()))
+        .wait_store(async |s| s.disabled_reason("crm").await.is_ok_and(|r| r.is_some()))
         .await;
     let (_, body) = harness.get("/v1/subscribers").await;
     assert_eq!(body["subscribers"][0]["enabled"], false);
@@ -624,8 +632,9 @@ async fn dead_letters_are_listed_and_retried_and_subscribers_enabled() {
         (200, json!({"subscriber": "crm", "was_disabled": true}))
     );
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+                .await
                 .is_ok_and(|d| d.is_empty())
         })
         .await;
@@ -698,8 +707,9 @@ async fn held_events_are_listed_and_released_through_the_api() {
         .await;
     assert_eq!(status, 202);
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             hirehook::held::held(s, &integration)
+                .await
                 .is_ok_and(|h| h.decided.len() == live.len() && h.undecided.is_empty())
         })
         .await;
@@ -813,8 +823,9 @@ async fn first_sync_done(harness: &Harness) {
     let integration = harness.integration();
     let baseline = harness.baseline_at;
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.sync_state(&integration)
+                .await
                 .is_ok_and(|st| st.last_success_at != baseline)
         })
         .await;

@@ -255,8 +255,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
         .expect("config is valid");
 
     // The reference: same settings, fresh store, never crashes.
-    let reference_store =
-        Arc::new(Store::open(&dir.path().join("reference"), 16 << 20).expect("reference store"));
+    let reference_store = Arc::new(
+        Store::open_sled(&dir.path().join("reference"), 16 << 20).expect("reference store"),
+    );
     let reference = Syncer::new(
         KomboClient::new(ClientConfig {
             base_url: sim.base_url(),
@@ -373,6 +374,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
 
     let expected: BTreeSet<String> = reference_store
         .events(&EventFilter::default())
+        .await
         .expect("reference log")
         .into_iter()
         .map(|e| e.id)
@@ -400,8 +402,9 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
         rig.log_tail()
     );
 
-    let store = Store::open(&rig.dir.path().join("store"), 16 << 20).expect("crashed store opens");
-    let logged = store.events(&EventFilter::default()).expect("log");
+    let store =
+        Store::open_sled(&rig.dir.path().join("store"), 16 << 20).expect("crashed store opens");
+    let logged = store.events(&EventFilter::default()).await.expect("log");
     let logged_ids: BTreeSet<String> = logged.iter().map(|e| e.id.clone()).collect();
     assert_eq!(logged_ids.len(), logged.len(), "no id logged twice");
     let missing: Vec<&String> = expected.difference(&logged_ids).collect();
@@ -409,6 +412,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
     if !missing.is_empty() || !extra.is_empty() {
         let reference_log = reference_store
             .events(&EventFilter::default())
+            .await
             .expect("reference log");
         let describe = |log: &[hirehook::store::EventRecord], app: &str| {
             log.iter()
@@ -486,6 +490,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
     assert!(
         store
             .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+            .await
             .expect("deliveries")
             .is_empty(),
         "nothing left pending"

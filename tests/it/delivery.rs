@@ -42,7 +42,7 @@ impl Running {
 }
 
 fn open_store(config: &Config) -> Arc<Store> {
-    Arc::new(Store::open(&config.store.path, 16 << 20).expect("store"))
+    Arc::new(Store::open_sled(&config.store.path, 16 << 20).expect("store"))
 }
 
 /// The baseline, done before the daemon starts so that later mutations are events.
@@ -65,9 +65,9 @@ fn start(config: Config, store: Arc<Store>) -> Running {
 }
 
 /// Waits until `done` holds for the store (polled; `LIMIT` is a safety net).
-async fn wait_store(store: &Store, done: impl Fn(&Store) -> bool) {
+async fn wait_store(store: &Store, done: impl AsyncFn(&Store) -> bool) {
     let wait = async {
-        while !done(store) {
+        while !done(store).await {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -76,9 +76,10 @@ async fn wait_store(store: &Store, done: impl Fn(&Store) -> bool) {
         .expect("store condition met within the limit");
 }
 
-fn delivered(store: &Store, n: usize) -> bool {
+async fn delivered(store: &Store, n: usize) -> bool {
     store
         .deliveries(None, Some(DeliveryState::Delivered), None)
+        .await
         .is_ok_and(|d| d.len() >= n)
 }
 
@@ -174,6 +175,7 @@ async fn every_event_arrives_verified_once_per_id() {
     }
     let logged: BTreeSet<String> = store
         .events(&EventFilter::default())
+        .await
         .expect("log")
         .into_iter()
         .map(|e| e.id)
@@ -182,6 +184,7 @@ async fn every_event_arrives_verified_once_per_id() {
     assert!(
         store
             .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+            .await
             .expect("deliveries")
             .is_empty()
     );
@@ -204,15 +207,18 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     let got = receiver
         .wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200))
         .await;
-    wait_store(&store, |s| delivered(s, 1)).await;
+    wait_store(&store, async |s| delivered(s, 1).await).await;
     assert_eq!(got.len(), 3);
     assert!(
         got.iter()
             .all(|r| r.id == got[0].id && r.body == got[0].body)
     );
     assert!(got.iter().all(|r| r.verified));
-    let event = store.events(&EventFilter::default()).expect("log");
-    let attempts = store.attempts("crm", event[0].log_seq).expect("attempts");
+    let event = store.events(&EventFilter::default()).await.expect("log");
+    let attempts = store
+        .attempts("crm", event[0].log_seq)
+        .await
+        .expect("attempts");
     assert_eq!(
         attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
         [Some(500), Some(500), Some(200)]
@@ -231,6 +237,7 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
         loop {
             let dead = store
                 .deliveries(Some("crm"), Some(DeliveryState::Dead), None)
+                .await
                 .expect("deliveries");
             if !dead.is_empty() {
                 return dead;
@@ -248,6 +255,7 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     assert_eq!(
         store
             .retry_dead(Some("crm"), None, chrono::Utc::now())
+            .await
             .expect("retry"),
         1
     );
@@ -364,7 +372,7 @@ async fn a_410_disables_the_subscriber_until_enabled() {
     let running = start(builder.build(), store.clone());
     receiver.wait_until(LIMIT, |r| !r.is_empty()).await;
     let disabled = async {
-        while store.disabled_reason("crm").expect("state").is_none() {
+        while store.disabled_reason("crm").await.expect("state").is_none() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -380,13 +388,14 @@ async fn a_410_disables_the_subscriber_until_enabled() {
     assert!(
         store
             .disabled_reason("crm")
+            .await
             .expect("state")
             .is_some_and(|r| r.contains("410")),
         "persisted with its reason"
     );
 
     receiver.set_behaviour(Box::new(|_, _| Reply::Ok));
-    assert!(store.enable_subscriber("crm").expect("enable"));
+    assert!(store.enable_subscriber("crm").await.expect("enable"));
     let running = start(builder.build(), store.clone());
     receiver
         .wait_until(LIMIT, |r| {
@@ -413,8 +422,11 @@ async fn retry_after_is_honoured() {
         .wait_until(LIMIT, |r| r.iter().any(|x| x.answered == 200))
         .await;
     running.stop().await;
-    let event = &store.events(&EventFilter::default()).expect("log")[0];
-    let attempts = store.attempts("crm", event.log_seq).expect("attempts");
+    let event = &store.events(&EventFilter::default()).await.expect("log")[0];
+    let attempts = store
+        .attempts("crm", event.log_seq)
+        .await
+        .expect("attempts");
     assert_eq!(attempts.len(), 2);
     let gap = (attempts[1].at - attempts[0].at).num_milliseconds();
     assert!(
@@ -459,6 +471,7 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
         loop {
             let dead = store
                 .deliveries(None, Some(DeliveryState::Dead), None)
+                .await
                 .expect("deliveries");
             if dead.len() == 2 {
                 return dead;
@@ -487,6 +500,7 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
     assert_eq!(
         store
             .retry_dead(Some("crm"), None, chrono::Utc::now())
+            .await
             .expect("retry"),
         1
     );

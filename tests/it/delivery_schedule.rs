@@ -32,9 +32,9 @@ struct Setup {
 
 /// A store with `events` events (one application each) pending for the subscriber,
 /// detected a second before `start`.
-fn setup(events: usize, start: Timestamp) -> Setup {
+async fn setup(events: usize, start: Timestamp) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(&dir.path().join("store"), 8 << 20).expect("store"));
+    let store = Arc::new(Store::open_sled(&dir.path().join("store"), 8 << 20).expect("store"));
     let new: Vec<NewEvent> = (0..events)
         .map(|i| NewEvent {
             id: format!("evt_schedule_{i:04}"),
@@ -55,8 +55,9 @@ fn setup(events: usize, start: Timestamp) -> Setup {
                 events: new,
             },
         )
+        .await
         .expect("commit");
-    store.flush().expect("flush");
+    store.flush().await.expect("flush");
     Setup {
         store,
         _dir: dir,
@@ -119,8 +120,12 @@ fn status(code: u16) -> Answer {
     }
 }
 
-fn attempts(setup: &Setup, log_seq: u64) -> Vec<AttemptRecord> {
-    setup.store.attempts(SUBSCRIBER, log_seq).expect("attempts")
+async fn attempts(setup: &Setup, log_seq: u64) -> Vec<AttemptRecord> {
+    setup
+        .store
+        .attempts(SUBSCRIBER, log_seq)
+        .await
+        .expect("attempts")
 }
 
 /// Milliseconds from each attempt to the next.
@@ -131,10 +136,11 @@ fn gaps(attempts: &[AttemptRecord]) -> Vec<i64> {
         .collect()
 }
 
-fn state_of(setup: &Setup, log_seq: u64) -> DeliveryState {
+async fn state_of(setup: &Setup, log_seq: u64) -> DeliveryState {
     setup
         .store
         .deliveries(Some(SUBSCRIBER), None, None)
+        .await
         .expect("deliveries")
         .into_iter()
         .find(|(_, seq, _)| *seq == log_seq)
@@ -149,7 +155,7 @@ fn now() -> Timestamp {
 #[tokio::test(start_paused = true)]
 async fn a_failing_subscriber_is_retried_on_the_exact_default_schedule_then_dead_lettered() {
     let start = now();
-    let setup = setup(1, start);
+    let setup = setup(1, start).await;
     let schedule = RetrySchedule {
         jitter: 0.0,
         ..RetrySchedule::default()
@@ -158,18 +164,21 @@ async fn a_failing_subscriber_is_retried_on_the_exact_default_schedule_then_dead
         status(500)
     })
     .await;
-    let attempts = attempts(&setup, setup.log_seqs[0]);
+    let attempts = attempts(&setup, setup.log_seqs[0]).await;
     assert_eq!(attempts.len(), 8, "the first attempt and 7 retries");
     let want: Vec<i64> = DEFAULT_DELAYS.iter().map(|s| *s as i64 * 1000).collect();
     assert_eq!(gaps(&attempts), want);
     assert!(attempts.iter().all(|a| a.status == Some(500)));
-    assert_eq!(state_of(&setup, setup.log_seqs[0]), DeliveryState::Dead);
+    assert_eq!(
+        state_of(&setup, setup.log_seqs[0]).await,
+        DeliveryState::Dead
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn jitter_keeps_every_wait_within_its_band() {
     let start = now();
-    let setup = setup(20, start);
+    let setup = setup(20, start).await;
     let schedule = RetrySchedule {
         delays: DEFAULT_DELAYS[..3]
             .iter()
@@ -184,7 +193,7 @@ async fn jitter_keeps_every_wait_within_its_band() {
     .await;
     let mut exact = 0;
     for &seq in &setup.log_seqs {
-        let attempts = attempts(&setup, seq);
+        let attempts = attempts(&setup, seq).await;
         assert_eq!(attempts.len(), 4, "event {seq}");
         for (gap, base) in gaps(&attempts).into_iter().zip(DEFAULT_DELAYS) {
             let base = base as f64 * 1000.0;
@@ -194,7 +203,7 @@ async fn jitter_keeps_every_wait_within_its_band() {
             );
             exact += usize::from(gap as f64 == base);
         }
-        assert_eq!(state_of(&setup, seq), DeliveryState::Dead);
+        assert_eq!(state_of(&setup, seq).await, DeliveryState::Dead);
     }
     assert!(exact < 10, "the waits are jittered ({exact} of 60 exact)");
 }
@@ -202,7 +211,7 @@ async fn jitter_keeps_every_wait_within_its_band() {
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured_up_to_its_cap() {
     let start = now();
-    let setup = setup(1, start);
+    let setup = setup(1, start).await;
     let schedule = RetrySchedule {
         jitter: 0.0,
         max_retry_after: Duration::from_secs(3600),
@@ -232,10 +241,10 @@ async fn retry_after_is_honoured_up_to_its_cap() {
         }
     })
     .await;
-    let attempts = attempts(&setup, setup.log_seqs[0]);
+    let attempts = attempts(&setup, setup.log_seqs[0]).await;
     assert_eq!(gaps(&attempts), [20_000, 3_600_000, 1_800_000]);
     assert_eq!(
-        state_of(&setup, setup.log_seqs[0]),
+        state_of(&setup, setup.log_seqs[0]).await,
         DeliveryState::Delivered
     );
 }
@@ -243,7 +252,7 @@ async fn retry_after_is_honoured_up_to_its_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_410_disables_the_subscriber_after_one_attempt() {
     let start = now();
-    let setup = setup(3, start);
+    let setup = setup(3, start).await;
     // The reason names the URL, without its credentials.
     let mut target = target(None, 1);
     target.url =
@@ -260,6 +269,7 @@ async fn a_410_disables_the_subscriber_after_one_attempt() {
     let reason = setup
         .store
         .disabled_reason(SUBSCRIBER)
+        .await
         .expect("read")
         .expect("disabled");
     assert!(reason.contains("410"), "{reason}");
@@ -268,18 +278,17 @@ async fn a_410_disables_the_subscriber_after_one_attempt() {
         !reason.contains("pa55w0rd") && !reason.contains("t0k3n"),
         "{reason}"
     );
-    let total: usize = setup
-        .log_seqs
-        .iter()
-        .map(|&seq| attempts(&setup, seq).len())
-        .sum();
+    let mut total = 0;
+    for &seq in &setup.log_seqs {
+        total += attempts(&setup, seq).await.len();
+    }
     assert_eq!(total, 1, "nothing is sent to a disabled subscriber");
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_rate_limit_spaces_requests_exactly() {
     let start = now();
-    let setup = setup(6, start);
+    let setup = setup(6, start).await;
     run(
         &setup,
         target(Some(2.0), 16),
@@ -289,12 +298,10 @@ async fn the_rate_limit_spaces_requests_exactly() {
         |_, _| status(200),
     )
     .await;
-    let mut times: Vec<Timestamp> = setup
-        .log_seqs
-        .iter()
-        .flat_map(|&seq| attempts(&setup, seq))
-        .map(|a| a.at)
-        .collect();
+    let mut times: Vec<Timestamp> = Vec::new();
+    for &seq in &setup.log_seqs {
+        times.extend(attempts(&setup, seq).await.iter().map(|a| a.at));
+    }
     times.sort();
     let gaps: Vec<i64> = times
         .windows(2)
@@ -302,6 +309,6 @@ async fn the_rate_limit_spaces_requests_exactly() {
         .collect();
     assert_eq!(gaps, [500; 5], "2 requests a second");
     for &seq in &setup.log_seqs {
-        assert_eq!(state_of(&setup, seq), DeliveryState::Delivered);
+        assert_eq!(state_of(&setup, seq).await, DeliveryState::Delivered);
     }
 }

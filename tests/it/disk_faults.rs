@@ -95,24 +95,28 @@ async fn populate(config: &Path, store: &Path, sim: &RunningSim) -> (usize, Vec<
     }
     let out = hirehook(config, &["sync", "--once"], None).await;
     assert!(out.status.success(), "sync: {}", stderr(&out));
-    contents(store, &integration)
+    contents(store, &integration).await
 }
 
-fn contents(store: &Path, integration: &str) -> (usize, Vec<String>) {
-    let store = Store::open(store, 16 << 20).expect("the store opens");
+async fn contents(store: &Path, integration: &str) -> (usize, Vec<String>) {
+    let store = Store::open_sled(store, 16 << 20).expect("the store opens");
     let events = store
         .events(&EventFilter::default())
+        .await
         .expect("log")
         .into_iter()
         .map(|e| e.id)
         .collect();
-    (store.snapshot_count(integration), events)
+    (
+        store.snapshot_count(integration).await.expect("count") as usize,
+        events,
+    )
 }
 
 /// The store works again: it opens with what it held, and a sync commits to it.
 async fn still_works(config: &Path, store: &Path, sim: &RunningSim, before: &(usize, Vec<String>)) {
     let integration = sim.sim().integration_ids()[0].clone();
-    let now = contents(store, &integration);
+    let now = contents(store, &integration).await;
     assert_eq!(&now, before, "the store holds exactly what it held");
     let id = sim
         .sim()
@@ -133,7 +137,7 @@ async fn still_works(config: &Path, store: &Path, sim: &RunningSim, before: &(us
         "sync after recovery: {}",
         stderr(&out)
     );
-    let after = contents(store, &integration);
+    let after = contents(store, &integration).await;
     assert_eq!(after.1.len(), before.1.len() + 1, "one more event logged");
     assert!(before.1.iter().all(|id| after.1.contains(id)));
 }
@@ -285,7 +289,7 @@ async fn still_works_after_failed_writes(
     changed: usize,
 ) {
     let integration = sim.sim().integration_ids()[0].clone();
-    let now = contents(store, &integration);
+    let now = contents(store, &integration).await;
     assert_eq!(now.0, before.0, "every snapshot is still there");
     assert!(
         before.1.iter().all(|id| now.1.contains(id)),
@@ -297,7 +301,7 @@ async fn still_works_after_failed_writes(
         "sync after recovery: {}",
         stderr(&out)
     );
-    let after = contents(store, &integration);
+    let after = contents(store, &integration).await;
     assert_eq!(
         after.1.len(),
         before.1.len() + changed,
@@ -305,5 +309,5 @@ async fn still_works_after_failed_writes(
     );
     let out = hirehook(config, &["sync", "--once"], None).await;
     assert!(out.status.success());
-    assert_eq!(contents(store, &integration), after, "nothing twice");
+    assert_eq!(contents(store, &integration).await, after, "nothing twice");
 }

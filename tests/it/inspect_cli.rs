@@ -81,14 +81,16 @@ async fn inspection_works_through_the_api_while_running_and_on_the_stopped_store
         .await;
     harness.receiver.wait_until(LIMIT, |r| r.len() == 1).await;
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(None, Some(hirehook::store::DeliveryState::Delivered), None)
+                .await
                 .is_ok_and(|d| d.len() == 1)
         })
         .await;
     let event = harness
         .store()
         .events(&EventFilter::default())
+        .await
         .expect("log")
         .remove(0);
     let config = harness.config_path.to_str().expect("path").to_owned();

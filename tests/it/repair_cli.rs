@@ -74,8 +74,9 @@ async fn mass_deletion_held(keep: usize) -> (Harness, usize) {
     // change (nothing is left undecided).
     harness.run();
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             hirehook::held::held(s, &integration)
+                .await
                 .is_ok_and(|h| h.decided.len() == deleted && h.undecided.is_empty())
         })
         .await;
@@ -140,6 +141,7 @@ async fn events_release_goes_through_the_api_and_the_held_events_are_delivered()
         harness
             .store()
             .events(&EventFilter::default())
+            .await
             .expect("log")
             .len(),
         held,
@@ -200,10 +202,18 @@ async fn events_drop_goes_through_the_api_and_nothing_is_delivered() {
         harness
             .store()
             .events(&EventFilter::default())
+            .await
             .expect("log")
             .is_empty()
     );
-    assert!(harness.store().outbox("crm").expect("outbox").is_empty());
+    assert!(
+        harness
+            .store()
+            .outbox("crm")
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
 
     // A later change still flows, and it is the only thing the receiver ever gets.
     let app = harness.live_apps()[0].clone();
@@ -252,14 +262,16 @@ async fn dead_letters_retry_and_subscribers_enable_go_through_the_api() {
     }
     sync().await;
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(None, Some(DeliveryState::Dead), None)
+                .await
                 .is_ok_and(|d| d.len() == 2)
         })
         .await;
     let dead = harness
         .store()
         .deliveries(None, Some(DeliveryState::Dead), None)
+        .await
         .expect("dead letters");
     let first = dead[0].2.event_id.clone();
 
@@ -293,8 +305,9 @@ async fn dead_letters_retry_and_subscribers_enable_go_through_the_api() {
         "requeued 1 dead letter(s); `hirehook run` delivers them\n"
     );
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(None, Some(DeliveryState::Delivered), None)
+                .await
                 .is_ok_and(|d| d.len() == 2)
         })
         .await;
@@ -326,7 +339,7 @@ async fn dead_letters_retry_and_subscribers_enable_go_through_the_api() {
         .expect("schedule");
     sync().await;
     harness
-        .wait_store(|s| s.disabled_reason("crm").is_ok_and(|r| r.is_some()))
+        .wait_store(async |s| s.disabled_reason("crm").await.is_ok_and(|r| r.is_some()))
         .await;
     harness.receiver.set_behaviour(Box::new(|_, _| Reply::Ok));
     let stderr = through_api(
@@ -336,10 +349,11 @@ async fn dead_letters_retry_and_subscribers_enable_go_through_the_api() {
     .await;
     assert_eq!(stderr, "subscriber crm enabled; its backlog resumes\n");
     harness
-        .wait_store(|s| {
+        .wait_store(async |s| {
             s.deliveries(None, Some(DeliveryState::Delivered), None)
+                .await
                 .is_ok_and(|d| d.len() == 3)
-                && s.disabled_reason("crm").is_ok_and(|r| r.is_none())
+                && s.disabled_reason("crm").await.is_ok_and(|r| r.is_none())
         })
         .await;
     let stderr = through_api(

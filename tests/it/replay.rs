@@ -56,8 +56,8 @@ async fn logged_events() -> (Harness, Vec<EventRecord>) {
     assert_eq!(status, 202);
     harness.receiver.wait_until(LIMIT, |r| r.len() >= 5).await;
     harness.stop().await;
-    let store = Store::open(&harness.config.store.path, 1 << 20).expect("store");
-    let log = store.events(&EventFilter::default()).expect("log");
+    let store = Store::open_sled(&harness.config.store.path, 1 << 20).expect("store");
+    let log = store.events(&EventFilter::default()).await.expect("log");
     assert_eq!(log.len(), 5, "{log:?}");
     (harness, log)
 }
@@ -79,11 +79,14 @@ async fn export_log(harness: &Harness) -> std::path::PathBuf {
     export
 }
 
-fn deliveries_snapshot(harness: &Harness) -> String {
-    let store = Store::open(&harness.config.store.path, 1 << 20).expect("store");
+async fn deliveries_snapshot(harness: &Harness) -> String {
+    let store = Store::open_sled(&harness.config.store.path, 1 << 20).expect("store");
     format!(
         "{:?}",
-        store.deliveries(None, None, None).expect("deliveries")
+        store
+            .deliveries(None, None, None)
+            .await
+            .expect("deliveries")
     )
 }
 
@@ -91,7 +94,7 @@ fn deliveries_snapshot(harness: &Harness) -> String {
 async fn replay_sends_every_selected_event_with_its_id_signed_in_log_order() {
     let (harness, log) = logged_events().await;
     let config = harness.config_path.to_str().expect("path").to_owned();
-    let before = deliveries_snapshot(&harness);
+    let before = deliveries_snapshot(&harness).await;
 
     // Everything.
     let target = Receiver::start().await;
@@ -195,7 +198,7 @@ async fn replay_sends_every_selected_event_with_its_id_signed_in_log_order() {
     assert!(target.received().is_empty());
 
     assert_eq!(
-        deliveries_snapshot(&harness),
+        deliveries_snapshot(&harness).await,
         before,
         "replay never changes the delivery state"
     );

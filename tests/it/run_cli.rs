@@ -73,10 +73,15 @@ async fn sigterm_under_load_exits_0_and_a_restart_delivers_the_rest_with_the_sam
     let first: BTreeSet<String> = receiver.delivered().into_iter().map(|r| r.id).collect();
 
     let (total, pending) = {
-        let store = Store::open(&dir.path().join("store"), 16 << 20).expect("store");
-        let total = store.events(&EventFilter::default()).expect("log").len();
+        let store = Store::open_sled(&dir.path().join("store"), 16 << 20).expect("store");
+        let total = store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .len();
         let pending = store
             .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+            .await
             .expect("deliveries")
             .len();
         (total, pending)
@@ -119,9 +124,10 @@ async fn sigterm_under_load_exits_0_and_a_restart_delivers_the_rest_with_the_sam
     assert_eq!(ids.len(), expected, "every event, once per id");
     assert!(first.iter().all(|id| ids.contains(id.as_str())));
     assert!(got.iter().all(|r| r.verified));
-    let store = Store::open(&dir.path().join("store"), 16 << 20).expect("store");
+    let store = Store::open_sled(&dir.path().join("store"), 16 << 20).expect("store");
     let logged: BTreeSet<String> = store
         .events(&EventFilter::default())
+        .await
         .expect("log")
         .into_iter()
         .map(|e| e.id)
@@ -130,6 +136,7 @@ async fn sigterm_under_load_exits_0_and_a_restart_delivers_the_rest_with_the_sam
     assert!(
         store
             .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+            .await
             .expect("deliveries")
             .is_empty(),
         "nothing left pending"

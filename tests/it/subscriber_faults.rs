@@ -287,9 +287,9 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn wait_store(what: &str, store: &Store, done: impl Fn(&Store) -> bool) {
+async fn wait_store(what: &str, store: &Store, done: impl AsyncFn(&Store) -> bool) {
     let wait = async {
-        while !done(store) {
+        while !done(store).await {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -299,9 +299,10 @@ async fn wait_store(what: &str, store: &Store, done: impl Fn(&Store) -> bool) {
 }
 
 /// Ids logged for a subscriber (all events: both subscribers want every type).
-fn logged(store: &Store) -> BTreeSet<String> {
+async fn logged(store: &Store) -> BTreeSet<String> {
     store
         .events(&EventFilter::default())
+        .await
         .expect("log")
         .into_iter()
         .map(|e| e.id)
@@ -347,7 +348,7 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
         .replace("timeout = \"2s\"", "timeout = \"1s\"");
     let config = Config::from_str_with_env(&toml, std::path::Path::new("test.toml"), |_| None)
         .expect("config");
-    let store = Arc::new(Store::open(&config.store.path, 16 << 20).expect("store"));
+    let store = Arc::new(Store::open_sled(&config.store.path, 16 << 20).expect("store"));
     let client = hirehook::ats::KomboClient::new(config.kombo.client_config()).expect("client");
     Syncer::new(client, store.clone(), SyncSettings::from_config(&config))
         .sync(&integration, |_| {})
@@ -384,8 +385,11 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
     };
 
     // The healthy subscriber gets everything of the first sync while the other fails.
-    wait_store("events logged", &store, |st| logged(st).len() >= 60).await;
-    let first_batch = logged(&store);
+    wait_store("events logged", &store, async |st| {
+        logged(st).await.len() >= 60
+    })
+    .await;
+    let first_batch = logged(&store).await;
     healthy
         .wait_until(LIMIT, |r| {
             let got: BTreeSet<&str> = r.iter().map(|x| x.id.as_str()).collect();
@@ -431,8 +435,9 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
         .await;
     faulty.refuse();
     let faulty_name = "faulty";
-    wait_store("a refused connection", &store, |st| {
+    wait_store("a refused connection", &store, async |st| {
         st.deliveries(Some(faulty_name), Some(DeliveryState::Pending), None)
+            .await
             .is_ok_and(|d| {
                 d.iter().any(|(_, _, e)| {
                     e.last_error
@@ -444,11 +449,11 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
     .await;
 
     // Meanwhile the healthy one has every event, the second batch included.
-    wait_store("second batch logged", &store, |st| {
-        logged(st).len() > first_batch.len()
+    wait_store("second batch logged", &store, async |st| {
+        logged(st).await.len() > first_batch.len()
     })
     .await;
-    let all_so_far = logged(&store);
+    let all_so_far = logged(&store).await;
     healthy
         .wait_until(LIMIT, |r| {
             let got: BTreeSet<&str> = r.iter().map(|x| x.id.as_str()).collect();
@@ -463,8 +468,10 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
     // 410: disabled (persisted), nothing more is sent to it.
     faulty.listen_again().await;
     faulty.set(Mode::Status(410));
-    wait_store("disabled by a 410", &store, |st| {
-        st.disabled_reason(faulty_name).is_ok_and(|r| r.is_some())
+    wait_store("disabled by a 410", &store, async |st| {
+        st.disabled_reason(faulty_name)
+            .await
+            .is_ok_and(|r| r.is_some())
     })
     .await;
 
@@ -477,7 +484,7 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
         .await
         .expect("enable");
     assert_eq!(response.status(), 200);
-    let everything = logged(&store);
+    let everything = logged(&store).await;
     faulty
         .wait("every event accepted", |s| {
             let got: BTreeSet<&str> = s
@@ -488,8 +495,9 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
             everything.iter().all(|id| got.contains(id.as_str()))
         })
         .await;
-    wait_store("nothing pending", &store, |st| {
+    wait_store("nothing pending", &store, async |st| {
         st.deliveries(None, Some(DeliveryState::Pending), None)
+            .await
             .is_ok_and(|d| d.is_empty())
     })
     .await;
@@ -506,6 +514,7 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
     assert!(
         store
             .deliveries(None, Some(DeliveryState::Dead), None)
+            .await
             .expect("deliveries")
             .is_empty()
     );
@@ -568,9 +577,10 @@ async fn a_faulty_subscriber_gets_everything_once_it_recovers_and_never_slows_th
     let mut prefixes = 0;
     for (_, log_seq, _) in store
         .deliveries(Some("faulty"), None, None)
+        .await
         .expect("deliveries")
     {
-        for attempt in store.attempts("faulty", log_seq).expect("attempts") {
+        for attempt in store.attempts("faulty", log_seq).await.expect("attempts") {
             if let Some(prefix) = &attempt.response_prefix
                 && prefix.starts_with("xxx")
             {

@@ -58,7 +58,7 @@ fn syncer(sim: &RunningSim, store: Arc<Store>, settings: SyncSettings) -> Syncer
 }
 
 fn store(dir: &tempfile::TempDir) -> Arc<Store> {
-    Arc::new(Store::open(&dir.path().join("db"), 16 << 20).expect("store opens"))
+    Arc::new(Store::open_sled(&dir.path().join("db"), 16 << 20).expect("store opens"))
 }
 
 async fn sync_collect(syncer: &Syncer, integration: &str) -> Vec<EventRecord> {
@@ -295,7 +295,7 @@ async fn every_kind_of_change_yields_exactly_its_event_and_a_second_sync_none() 
         sync_collect(&syncer, &integration).await.is_empty(),
         "nothing changed since: the overlap re-fetch yields nothing"
     );
-    let outbox = syncer.store().outbox("crm").expect("outbox");
+    let outbox = syncer.store().outbox("crm").await.expect("outbox");
     assert_eq!(outbox.len(), events.len(), "one outbox entry per event");
 }
 
@@ -325,7 +325,7 @@ async fn a_sync_that_fails_on_page_3_commits_pages_1_and_2_and_resumes_without_g
     // Pages 1 and 2 (100 records) committed their events; an application already deleted at
     // first sight is stored without one.
     assert!(!first.is_empty() && first.len() <= 100, "{}", first.len());
-    let state = store.sync_state(&integration).expect("state");
+    let state = store.sync_state(&integration).await.expect("state");
     assert_eq!(state.watermark, None, "the watermark did not move");
     assert!(state.last_error.is_some_and(|e| e.contains("page 3")));
 
@@ -347,11 +347,12 @@ async fn a_sync_that_fails_on_page_3_commits_pages_1_and_2_and_resumes_without_g
         .collect();
     assert_eq!(all, world, "every live application, once");
     assert_eq!(first.len() + second.len(), world.len(), "none twice");
-    let logged = store.events(&EventFilter::default()).expect("log");
+    let logged = store.events(&EventFilter::default()).await.expect("log");
     assert_eq!(logged.len(), world.len());
     assert!(
         store
             .sync_state(&integration)
+            .await
             .expect("state")
             .watermark
             .is_some()
@@ -444,15 +445,18 @@ async fn a_mass_deletion_is_held_until_released() {
         .expect("sync");
     assert_eq!(report.held as usize, deleted);
     assert!(seen.is_empty(), "nothing handed on");
-    assert!(store.outbox("crm").expect("outbox").is_empty());
+    assert!(store.outbox("crm").await.expect("outbox").is_empty());
     assert_eq!(
-        store.held_events(&integration).expect("held").len(),
+        store.held_events(&integration).await.expect("held").len(),
         deleted
     );
 
-    let released = store.release_held(&integration).expect("release");
+    let released = store
+        .release_held(&integration, None)
+        .await
+        .expect("release");
     assert_eq!(released.len(), deleted);
-    assert_eq!(store.outbox("crm").expect("outbox").len(), deleted);
+    assert_eq!(store.outbox("crm").await.expect("outbox").len(), deleted);
     assert!(
         released
             .iter()
@@ -478,5 +482,11 @@ async fn a_few_deletions_flow_at_the_end_of_the_sync() {
     let events = sync_collect(&syncer, &integration).await;
     let got: BTreeSet<String> = events.iter().map(|e| e.application_id.clone()).collect();
     assert_eq!(got, deleted);
-    assert!(store.held_events(&integration).expect("held").is_empty());
+    assert!(
+        store
+            .held_events(&integration)
+            .await
+            .expect("held")
+            .is_empty()
+    );
 }

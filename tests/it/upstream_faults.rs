@@ -107,8 +107,9 @@ impl Fixture {
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let notices = Notices::default();
-        let open =
-            |name: &str| Arc::new(Store::open(&dir.path().join(name), 16 << 20).expect("store"));
+        let open = |name: &str| {
+            Arc::new(Store::open_sled(&dir.path().join(name), 16 << 20).expect("store"))
+        };
         let test = Syncer::new(
             client(test_url, timeout, &notices),
             open("test"),
@@ -158,20 +159,22 @@ impl Fixture {
         (result, got)
     }
 
-    fn watermark(&self) -> Option<Timestamp> {
+    async fn watermark(&self) -> Option<Timestamp> {
         self.test
             .store()
             .sync_state(&self.integration)
+            .await
             .expect("state")
             .watermark
     }
 
     /// Every id in the test store's log, asserting none is logged twice.
-    fn logged_ids(&self) -> BTreeSet<String> {
+    async fn logged_ids(&self) -> BTreeSet<String> {
         let log = self
             .test
             .store()
             .events(&EventFilter::default())
+            .await
             .expect("log");
         let ids: BTreeSet<String> = log.iter().map(|e| e.id.clone()).collect();
         assert_eq!(ids.len(), log.len(), "no event logged twice");
@@ -219,10 +222,10 @@ async fn rate_limit_storms_with_and_without_retry_after_are_waited_out() {
             retry_after: Some(false),
         },
     ));
-    let before = fx.watermark();
+    let before = fx.watermark().await;
     let (result, events) = fx.sync().await;
     let report = result.expect("the storm is waited out");
-    assert!(report.watermark_advanced && fx.watermark() > before);
+    assert!(report.watermark_advanced && fx.watermark().await > before);
     assert_eq!(ids(&events), expected);
     assert_eq!(s.stats().faults.rate_limited, 5);
 
@@ -265,7 +268,7 @@ async fn a_storm_longer_than_the_retries_fails_the_sync_and_the_next_one_makes_u
         fault: FaultKind::RateLimit { retry_after: None },
         times: 1_000,
     });
-    let before = fx.watermark();
+    let before = fx.watermark().await;
     let (result, first) = fx.sync().await;
     let err = result.expect_err("page 2 never answers");
     let text = err.to_string();
@@ -273,11 +276,12 @@ async fn a_storm_longer_than_the_retries_fails_the_sync_and_the_next_one_makes_u
         text.contains(&integration) && text.contains("page 2") && text.contains("RATE_LIMIT"),
         "{text}"
     );
-    assert_eq!(fx.watermark(), before, "the watermark stays");
+    assert_eq!(fx.watermark().await, before, "the watermark stays");
     assert!(
         fx.test
             .store()
             .sync_state(&integration)
+            .await
             .expect("state")
             .last_error
             .is_some_and(|e| e.contains("page 2"))
@@ -294,8 +298,13 @@ async fn a_storm_longer_than_the_retries_fails_the_sync_and_the_next_one_makes_u
         all, expected,
         "the two syncs together derived exactly the control's events"
     );
-    assert_eq!(fx.logged_ids(), expected);
-    let held = fx.test.store().held_events(&integration).expect("held");
+    assert_eq!(fx.logged_ids().await, expected);
+    let held = fx
+        .test
+        .store()
+        .held_events(&integration)
+        .await
+        .expect("held");
     assert!(held.is_empty(), "nothing left held: {held:?}");
     let deletion = fx
         .test
@@ -305,6 +314,7 @@ async fn a_storm_longer_than_the_retries_fails_the_sync_and_the_next_one_makes_u
             types: vec![EventType::ApplicationDeleted],
             ..Default::default()
         })
+        .await
         .expect("log");
     assert_eq!(deletion.len(), 1, "the held deletion was released");
 }
@@ -601,6 +611,7 @@ async fn a_malformed_record_is_reported_the_rest_processed_and_the_watermark_kep
         .control
         .store()
         .events(&EventFilter::default())
+        .await
         .expect("control log");
     let of_bad: BTreeSet<String> = control_log
         .iter()
@@ -617,7 +628,7 @@ async fn a_malformed_record_is_reported_the_rest_processed_and_the_watermark_kep
     record["interviews"][0]["starting_at"] = json!("next tuesday");
     fake.serve(&broken, 25);
 
-    let before = fx.watermark();
+    let before = fx.watermark().await;
     assert!(before.is_some());
     for round in 0..2 {
         let (result, events) = fx.sync().await;
@@ -634,11 +645,16 @@ async fn a_malformed_record_is_reported_the_rest_processed_and_the_watermark_kep
         );
         assert!(!report.watermark_advanced);
         assert_eq!(
-            fx.watermark(),
+            fx.watermark().await,
             before,
             "the watermark stays before the bad record"
         );
-        let state = fx.test.store().sync_state(&integration).expect("state");
+        let state = fx
+            .test
+            .store()
+            .sync_state(&integration)
+            .await
+            .expect("state");
         assert!(state.last_error.is_some_and(|e| e.contains(&bad)));
         if round == 0 {
             let want: BTreeSet<String> = expected.difference(&of_bad).cloned().collect();
@@ -653,7 +669,7 @@ async fn a_malformed_record_is_reported_the_rest_processed_and_the_watermark_kep
     let report = result.expect("sync");
     assert!(report.rejected.is_empty() && report.watermark_advanced);
     assert_eq!(ids(&events), of_bad, "the record's events, once readable");
-    assert_eq!(fx.logged_ids(), expected);
+    assert_eq!(fx.logged_ids().await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,7 +685,7 @@ async fn invalid_json_fails_the_sync_at_once_and_keeps_the_watermark() {
 
     let garbage = r#"{"status":"success","data":{"next":null,"results":[}]}}"#;
     fake.set_page(1, garbage);
-    let before = fx.watermark();
+    let before = fx.watermark().await;
     let requests = fake.requests();
     let (result, first) = fx.sync().await;
     let err = result.expect_err("invalid JSON");
@@ -684,14 +700,14 @@ async fn invalid_json_fails_the_sync_at_once_and_keeps_the_watermark() {
         "not retried: the same bytes would come back"
     );
     assert!(fx.notices().is_empty());
-    assert_eq!(fx.watermark(), before);
+    assert_eq!(fx.watermark().await, before);
 
     fake.serve(&clean, 25);
     let (result, rest) = fx.sync().await;
     assert!(result.expect("recovers").watermark_advanced);
     let all: BTreeSet<String> = ids(&first).union(&ids(&rest)).cloned().collect();
     assert_eq!(all, expected);
-    assert_eq!(fx.logged_ids(), expected);
+    assert_eq!(fx.logged_ids().await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,7 +826,7 @@ async fn a_record_unreadable_during_the_baseline_is_not_announced_as_created_lat
     fake.serve(&broken, 25);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(&dir.path().join("db"), 16 << 20).expect("store"));
+    let store = Arc::new(Store::open_sled(&dir.path().join("db"), 16 << 20).expect("store"));
     let syncer = Syncer::new(
         client(&fake.url, Duration::from_secs(5), &Notices::default()),
         store.clone(),

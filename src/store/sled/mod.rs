@@ -22,8 +22,8 @@ impl From<::sled::Error> for StoreError {
     }
 }
 
-/// The store. One per process (sled locks the directory).
-pub struct Store {
+/// The sled store. One per process (sled locks the directory).
+pub struct SledStore {
     db: ::sled::Db,
     tree: ::sled::Tree,
     /// Serializes commits so log sequences are assigned and applied in order.
@@ -33,24 +33,24 @@ pub struct Store {
     queues: Mutex<queues::Queues>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
+        f.debug_struct("SledStore").finish_non_exhaustive()
     }
 }
 
 const FORMAT_VERSION: &[u8] = b"1";
 
-/// How long [`Store::open`] waits for a lock that a closing handle still holds.
+/// How long [`SledStore::open`] waits for a lock that a closing handle still holds.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the store at `path` with a cache of `cache_bytes`.
     ///
     /// sled releases its directory lock from a background thread a moment after the last
     /// handle is dropped, so a lock held when we start is waited for briefly (up to
     /// [`LOCK_WAIT`]) before it is reported as another process's.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match Self::open_once(path, cache_bytes) {
@@ -62,7 +62,7 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+    fn open_once(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         let db = ::sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -113,7 +113,7 @@ impl Store {
             .max()
             .unwrap_or(0);
         retire_index_keys(&tree)?;
-        Ok(Store {
+        Ok(SledStore {
             db,
             tree,
             commit_lock: Mutex::new(last.max(last_held)),
@@ -132,7 +132,7 @@ impl Store {
         Ok(())
     }
 
-    /// Async flush, for use inside the runtime; as [`Store::flush`].
+    /// Async flush, for use inside the runtime; as [`SledStore::flush`].
     pub async fn flush_async(&self) -> Result<(), StoreError> {
         let through = self.queues_unbuilt().staged_through();
         self.db.flush_async().await?;
@@ -201,15 +201,21 @@ impl Store {
         Ok(q)
     }
 
-    /// The stored snapshot bytes of one application.
-    pub fn snapshot(
+    /// The stored snapshots of the given applications, in the same order.
+    pub fn snapshots(
         &self,
         integration_id: &str,
-        application_id: &str,
-    ) -> Result<Option<::sled::IVec>, StoreError> {
-        Ok(self
-            .tree
-            .get(keys::snapshot(integration_id, application_id))?)
+        application_ids: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        application_ids
+            .iter()
+            .map(|id| {
+                Ok(self
+                    .tree
+                    .get(keys::snapshot(integration_id, id))?
+                    .map(|v| v.to_vec()))
+            })
+            .collect()
     }
 
     /// The sync state of an integration (default when never synced).
@@ -364,21 +370,9 @@ impl Store {
             .collect()
     }
 
-    /// Moves all of an integration's held events into the log and the outbox. Returns them.
-    pub fn release_held(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        self.release(integration_id, None)
-    }
-
-    /// Moves the given held events (by log sequence) into the log and the outbox.
-    pub fn release_held_seqs(
-        &self,
-        integration_id: &str,
-        log_seqs: &[u64],
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.release(integration_id, Some(log_seqs))
-    }
-
-    fn release(
+    /// Moves an integration's held events (all, or those with the log sequences in
+    /// `only`) into the log and the outbox. Returns them.
+    pub fn release_held(
         &self,
         integration_id: &str,
         only: Option<&[u64]>,
@@ -410,11 +404,7 @@ impl Store {
     /// Discards the given held events (by log sequence): an operator decided they are
     /// noise. Their ids stay known, so a re-derivation does not bring them back; those no
     /// longer held are skipped. Returns how many were discarded.
-    pub fn drop_held_seqs(
-        &self,
-        integration_id: &str,
-        log_seqs: &[u64],
-    ) -> Result<usize, StoreError> {
+    pub fn drop_held(&self, integration_id: &str, log_seqs: &[u64]) -> Result<usize, StoreError> {
         let _guard = self.lock();
         let mut batch = ::sled::Batch::default();
         let mut n = 0;
@@ -441,10 +431,17 @@ impl Store {
     }
 
     /// Snapshots stored for an integration.
-    pub fn snapshot_count(&self, integration_id: &str) -> usize {
-        self.tree
+    pub fn snapshot_count(&self, integration_id: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for key in self
+            .tree
             .scan_prefix(keys::snapshot_prefix(integration_id))
-            .count()
+            .keys()
+        {
+            key?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Size of the store on disk, in bytes.

@@ -8,10 +8,8 @@
 //! later. So one application's events reach a subscriber in sequence order, while other
 //! applications flow freely.
 
-use std::collections::HashSet;
-
 use super::queues::{Pending, app_key};
-use super::{Store, decode_record, encode_json, keys};
+use super::{SledStore, decode_record, encode_json, keys};
 use crate::ats::Timestamp;
 use crate::store::{
     ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, OutboxEntry,
@@ -25,7 +23,7 @@ fn corrupt(what: String, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-impl Store {
+impl SledStore {
     fn entry(&self, subscriber: &str, log_seq: u64) -> Result<Option<OutboxEntry>, StoreError> {
         match self.tree.get(keys::outbox(subscriber, log_seq))? {
             None => Ok(None),
@@ -80,58 +78,69 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` deliveries of `subscriber` due at `now`, earliest first, skipping the
-    /// log sequences in `skip` (those in flight).
-    pub fn due_deliveries(
+    /// Claims up to `limit` deliveries of `subscriber` due at `now`, earliest first, for
+    /// `hold` (see [`super::queues`]): each is handed out once, until its attempt is
+    /// recorded or the claim expires.
+    pub fn claim_due(
         &self,
         subscriber: &str,
         now: Timestamp,
         limit: usize,
-        skip: &HashSet<u64>,
+        hold: std::time::Duration,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.due_deliveries_after(subscriber, now, limit, skip, None)
-    }
-
-    /// As [`Store::due_deliveries`], starting after the position `after` (the `key` of a
-    /// delivery returned earlier), so that a worker sweeping a long queue does not walk
-    /// past the deliveries it has in flight again and again.
-    pub fn due_deliveries_after(
-        &self,
-        subscriber: &str,
-        now: Timestamp,
-        limit: usize,
-        skip: &HashSet<u64>,
-        after: Option<&[u8]>,
-    ) -> Result<Vec<DueDelivery>, StoreError> {
-        let after = after.and_then(decode_position);
-        let due = self
-            .queues()?
-            .due(subscriber, now.timestamp_millis(), limit, after, |seq| {
-                skip.contains(&seq)
-            });
-        let mut out = Vec::with_capacity(due.len());
-        for (due_ms, log_seq) in due {
-            let Some(entry) = self.entry(subscriber, log_seq)? else {
-                continue;
-            };
-            let record = match self.tree.get(keys::event(log_seq))? {
-                Some(v) => decode_record(&v)?,
-                None => {
-                    return Err(corrupt(
-                        format!("event {log_seq}"),
-                        "queued for delivery but missing from the log",
-                    ));
+        let now_ms = now.timestamp_millis();
+        let until_ms = now_ms.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+        let claimed = self.queues()?.claim(subscriber, now_ms, limit, until_ms);
+        let mut out = Vec::with_capacity(claimed.len());
+        for &(_, log_seq) in &claimed {
+            match self.claimed_delivery(subscriber, log_seq) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                Err(e) => {
+                    // Nothing is handed out: the claims end, and the next call meets the
+                    // same error (and reports it) rather than skipping these deliveries.
+                    let mut queues = self.queues()?;
+                    for &(_, seq) in &claimed {
+                        queues.release(subscriber, seq);
+                    }
+                    return Err(e);
                 }
-            };
-            out.push(DueDelivery {
-                log_seq,
-                entry,
-                body: record.body,
-                detected_at: record.detected_at,
-                key: encode_position(due_ms, log_seq),
-            });
+            }
         }
         Ok(out)
+    }
+
+    fn claimed_delivery(
+        &self,
+        subscriber: &str,
+        log_seq: u64,
+    ) -> Result<Option<DueDelivery>, StoreError> {
+        let Some(entry) = self.entry(subscriber, log_seq)? else {
+            return Ok(None);
+        };
+        let record = match self.tree.get(keys::event(log_seq))? {
+            Some(v) => decode_record(&v)?,
+            None => {
+                return Err(corrupt(
+                    format!("event {log_seq}"),
+                    "queued for delivery but missing from the log",
+                ));
+            }
+        };
+        Ok(Some(DueDelivery {
+            subscriber: subscriber.to_owned(),
+            log_seq,
+            entry,
+            body: record.body,
+            detected_at: record.detected_at,
+        }))
+    }
+
+    /// Ends a claim without an attempt: the delivery is claimable again as it was.
+    pub fn release_claim(&self, delivery: &DueDelivery) -> Result<(), StoreError> {
+        self.queues()?
+            .release(&delivery.subscriber, delivery.log_seq);
+        Ok(())
     }
 
     /// Says that a deliverer in this process will take deliveries from the queues: from
@@ -140,9 +149,12 @@ impl Store {
         self.queues_unbuilt().wanted = true;
     }
 
-    /// When the earliest queued delivery of `subscriber` is due (ms since the epoch).
-    pub fn next_due_at(&self, subscriber: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.queues()?.next_due(subscriber))
+    /// When a delivery of `subscriber` can next be claimed.
+    pub fn next_due_at(&self, subscriber: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .queues()?
+            .next_due(subscriber)
+            .and_then(Timestamp::from_timestamp_millis))
     }
 
     /// A subscriber's pending and dead deliveries and its oldest pending event, from the
@@ -172,34 +184,18 @@ impl Store {
         })
     }
 
-    /// Records an attempt and its consequence (one atomic write), then moves the queues.
+    /// Records an attempt on a claimed delivery and its consequence (one atomic write),
+    /// then moves the queues; the claim ends. The entry is the one read with the claim:
+    /// sound because a pending delivery is changed only by its claimant.
     pub fn record_attempt(
         &self,
-        subscriber: &str,
-        log_seq: u64,
+        delivery: &DueDelivery,
         attempt: &AttemptRecord,
         result: AttemptResult,
     ) -> Result<(), StoreError> {
-        let Some(entry) = self.entry(subscriber, log_seq)? else {
-            return Err(corrupt(
-                format!("outbox entry {log_seq} of {subscriber}"),
-                "an attempt was made for a delivery that does not exist",
-            ));
-        };
-        self.record_attempt_on(subscriber, log_seq, entry, attempt, result)
-    }
-
-    /// As [`Store::record_attempt`], on the entry as the caller read it with the due
-    /// delivery (saving a read). Sound because a pending delivery is changed only by the
-    /// attempt its worker has in flight.
-    pub fn record_attempt_on(
-        &self,
-        subscriber: &str,
-        log_seq: u64,
-        mut entry: OutboxEntry,
-        attempt: &AttemptRecord,
-        result: AttemptResult,
-    ) -> Result<(), StoreError> {
+        let subscriber = delivery.subscriber.as_str();
+        let log_seq = delivery.log_seq;
+        let mut entry = delivery.entry.clone();
         // Built before the write, so that building does not count this attempt's outcome
         // and then see it applied again.
         drop(self.queues()?);
@@ -244,8 +240,11 @@ impl Store {
             AttemptResult::Retry { due_at } => {
                 queues.reschedule(subscriber, log_seq, due_at.timestamp_millis());
             }
-            // Stays due: the worker sends nothing while the subscriber is disabled.
-            AttemptResult::Disable { .. } => {}
+            // Stays due (the claim ends): the worker sends nothing while the subscriber
+            // is disabled.
+            AttemptResult::Disable { .. } => {
+                queues.reschedule(subscriber, log_seq, entry.due_at.timestamp_millis());
+            }
         }
         Ok(())
     }
@@ -322,17 +321,4 @@ impl Store {
         }
         Ok(dead.len())
     }
-}
-
-/// A position in the due order, as [`DueDelivery::key`] carries it.
-fn encode_position(due_ms: i64, log_seq: u64) -> Vec<u8> {
-    let mut key = due_ms.to_be_bytes().to_vec();
-    key.extend_from_slice(&log_seq.to_be_bytes());
-    key
-}
-
-fn decode_position(key: &[u8]) -> Option<(i64, u64)> {
-    let ms: [u8; 8] = key.get(..8)?.try_into().ok()?;
-    let seq: [u8; 8] = key.get(8..16)?.try_into().ok()?;
-    Some((i64::from_be_bytes(ms), u64::from_be_bytes(seq)))
 }

@@ -8,10 +8,14 @@
 //! recording an attempt.
 //!
 //! Per subscriber and application the pending deliveries form a queue in log order; only
-//! its head is in the due set, by due time. A head that is delivered or dead-lettered
-//! hands over to the next one, due at once; a failed head stays, due again later. So one
-//! application's events reach a subscriber in sequence order while other applications flow
-//! freely.
+//! its head can be due. A head that is delivered or dead-lettered hands over to the next
+//! one, due at once; a failed head stays, due again later. So one application's events
+//! reach a subscriber in sequence order while other applications flow freely.
+//!
+//! Claims: [`Queues::claim`] hands due heads out, each to one caller, until the attempt is
+//! recorded ([`Queues::finish`] or [`Queues::reschedule`]) or the claim expires (its
+//! claimant died or gave up): then it is due again. Invariant: a delivery is in the due
+//! set exactly when it is its application's head, pending and not claimed.
 //!
 //! Pure data structure: no I/O, no clock.
 
@@ -46,8 +50,10 @@ pub(super) struct Pending {
 struct SubscriberQueues {
     /// Each application's pending deliveries, in log order.
     apps: HashMap<AppKey, VecDeque<u64>>,
-    /// The heads of the application queues, by (due ms, log sequence).
+    /// The unclaimed heads of the application queues, by (due ms, log sequence).
     due: BTreeSet<(i64, u64)>,
+    /// Claimed deliveries and when each claim expires (ms).
+    claimed: HashMap<u64, i64>,
     /// Every pending delivery, in log order: its application and due time.
     pending: BTreeMap<u64, (AppKey, i64)>,
     /// Dead letters (kept here so that `/metrics` need not scan the outbox).
@@ -65,7 +71,8 @@ impl SubscriberQueues {
         let at = queue.partition_point(|&s| s < log_seq);
         queue.insert(at, log_seq);
         if at == 0 {
-            // The new delivery is the application's head: the old head waits behind it.
+            // The new delivery is the application's head: the old head waits behind it
+            // (if it is claimed, its attempt is already under way and stays so).
             if let Some(old) = old_head
                 && let Some((_, ms)) = self.pending.get(&old)
             {
@@ -75,16 +82,73 @@ impl SubscriberQueues {
         }
     }
 
+    fn is_head(&self, log_seq: u64, app: AppKey) -> bool {
+        self.apps.get(&app).and_then(|q| q.front()) == Some(&log_seq)
+    }
+
+    /// Makes `log_seq` due again at its due time, if it is its application's head.
+    fn settle(&mut self, log_seq: u64) {
+        if let Some(&(app, ms)) = self.pending.get(&log_seq)
+            && !self.claimed.contains_key(&log_seq)
+            && self.is_head(log_seq, app)
+        {
+            self.due.insert((ms, log_seq));
+        }
+    }
+
+    /// Claims that expired by `now_ms` are released: their deliveries are due again.
+    fn expire_claims(&mut self, now_ms: i64) {
+        if self.claimed.is_empty() {
+            return;
+        }
+        let expired: Vec<u64> = self
+            .claimed
+            .iter()
+            .filter(|(_, until)| **until <= now_ms)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            self.claimed.remove(&seq);
+            self.settle(seq);
+        }
+    }
+
+    /// Ends a claim without an attempt: the delivery is due again as it was.
+    fn release(&mut self, log_seq: u64) {
+        if self.claimed.remove(&log_seq).is_some() {
+            self.settle(log_seq);
+        }
+    }
+
+    /// Claims up to `limit` heads due at `now_ms`, earliest first, until `until_ms`.
+    fn claim(&mut self, now_ms: i64, limit: usize, until_ms: i64) -> Vec<(i64, u64)> {
+        self.expire_claims(now_ms);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match self.due.first() {
+                Some(&(ms, seq)) if ms <= now_ms => {
+                    self.due.remove(&(ms, seq));
+                    self.claimed.insert(seq, until_ms);
+                    out.push((ms, seq));
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
     /// A delivery left the queues (delivered or dead). Its application's next delivery
     /// becomes due at `now_ms` (or its own due time, if later).
     fn finish(&mut self, log_seq: u64, now_ms: i64) {
         let Some((app, due_ms)) = self.pending.remove(&log_seq) else {
             return;
         };
-        let was_head = self.due.remove(&(due_ms, log_seq));
+        self.due.remove(&(due_ms, log_seq));
+        self.claimed.remove(&log_seq);
         let Some(queue) = self.apps.get_mut(&app) else {
             return;
         };
+        let was_head = queue.front() == Some(&log_seq);
         queue.retain(|&s| s != log_seq);
         match queue.front().copied() {
             None => {
@@ -93,22 +157,23 @@ impl SubscriberQueues {
             Some(next) if was_head => {
                 if let Some((_, ms)) = self.pending.get_mut(&next) {
                     *ms = (*ms).max(now_ms);
-                    self.due.insert((*ms, next));
                 }
+                self.settle(next);
             }
             Some(_) => {}
         }
     }
 
-    /// A failed head is due again at `due_ms`.
+    /// A failed head (claimed or not) is due again at `due_ms`; its claim ends.
     fn reschedule(&mut self, log_seq: u64, due_ms: i64) {
         let Some((_, ms)) = self.pending.get_mut(&log_seq) else {
             return;
         };
-        if self.due.remove(&(*ms, log_seq)) {
-            self.due.insert((due_ms, log_seq));
-        }
+        let old = *ms;
         *ms = due_ms;
+        self.due.remove(&(old, log_seq));
+        self.claimed.remove(&log_seq);
+        self.settle(log_seq);
     }
 }
 
@@ -209,39 +274,38 @@ impl Queues {
         }
     }
 
-    /// Up to `limit` heads due at `now_ms`, earliest first, after the position `after`
-    /// (exclusive), skipping those `skip` says.
-    pub fn due(
-        &self,
+    /// Claims up to `limit` heads due at `now_ms`, earliest first, until `until_ms`
+    /// (see the module's notes on claims). Returns `(due ms, log sequence)`.
+    pub fn claim(
+        &mut self,
         subscriber: &str,
         now_ms: i64,
         limit: usize,
-        after: Option<(i64, u64)>,
-        skip: impl Fn(u64) -> bool,
+        until_ms: i64,
     ) -> Vec<(i64, u64)> {
-        let Some(q) = self.subscribers.get(subscriber) else {
-            return Vec::new();
-        };
-        let range = match after {
-            Some(a) => q
-                .due
-                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-            None => q.due.range(..),
-        };
-        range
-            .take_while(|(ms, _)| *ms <= now_ms)
-            .filter(|(_, seq)| !skip(*seq))
-            .take(limit)
-            .copied()
-            .collect()
+        match self.subscribers.get_mut(subscriber) {
+            Some(q) => q.claim(now_ms, limit, until_ms),
+            None => Vec::new(),
+        }
     }
 
-    /// When the earliest head is due.
+    /// See [`SubscriberQueues::release`].
+    pub fn release(&mut self, subscriber: &str, log_seq: u64) {
+        if let Some(q) = self.subscribers.get_mut(subscriber) {
+            q.release(log_seq);
+        }
+    }
+
+    /// When a subscriber's next delivery can be claimed: the earliest unclaimed head's due
+    /// time, or the earliest claim's expiry.
     pub fn next_due(&self, subscriber: &str) -> Option<i64> {
-        self.subscribers
-            .get(subscriber)
-            .and_then(|q| q.due.first())
-            .map(|(ms, _)| *ms)
+        let q = self.subscribers.get(subscriber)?;
+        let head = q.due.first().map(|(ms, _)| *ms);
+        let claim = q.claimed.values().min().copied();
+        match (head, claim) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Pending deliveries of a subscriber (durable ones).
@@ -265,11 +329,19 @@ mod tests {
         }
     }
 
+    /// What is due at `now`, without claiming it.
     fn due(q: &Queues, now: i64) -> Vec<u64> {
-        q.due("crm", now, 100, None, |_| false)
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect()
+        peek(q, now).into_iter().map(|(_, s)| s).collect()
+    }
+
+    fn peek(q: &Queues, now: i64) -> Vec<(i64, u64)> {
+        q.subscribers.get("crm").map_or_else(Vec::new, |s| {
+            s.due
+                .iter()
+                .take_while(|(ms, _)| *ms <= now)
+                .copied()
+                .collect()
+        })
     }
 
     /// a: 1, 3; b: 2 — all for "crm".
@@ -337,7 +409,7 @@ mod tests {
         q.add(p("crm", 3, "b", 30));
         q.finish("crm", 1, 40);
         assert_eq!(
-            q.due("crm", 100, 10, None, |_| false),
+            peek(&q, 100),
             [(30, 3), (40, 2)],
             "the next head queues behind what was already due"
         );
@@ -369,28 +441,97 @@ mod tests {
         q.add(p("crm", 1, "a", 60));
         assert_eq!(due(&q, 100), [1]);
         q.finish("crm", 1, 70);
-        assert_eq!(q.due("crm", 100, 10, None, |_| false), [(70, 3)]);
+        assert_eq!(peek(&q, 100), [(70, 3)]);
     }
 
     #[test]
-    fn due_respects_time_limit_position_and_skip() {
+    fn claims_respect_time_and_limit() {
         let mut q = Queues::default();
         for seq in 1..=6 {
             q.add(p("crm", seq, &format!("app{seq}"), seq as i64 * 10));
         }
         assert_eq!(due(&q, 35), [1, 2, 3]);
-        let first_two = q.due("crm", 100, 2, None, |_| false);
-        assert_eq!(first_two, [(10, 1), (20, 2)]);
+        assert_eq!(q.claim("crm", 100, 2, 1_000), [(10, 1), (20, 2)]);
         assert_eq!(
-            q.due("crm", 100, 2, first_two.last().copied(), |_| false),
-            [(30, 3), (40, 4)]
+            q.claim("crm", 100, 2, 1_000),
+            [(30, 3), (40, 4)],
+            "a claimed delivery is not handed out again"
         );
-        assert_eq!(
-            q.due("crm", 100, 3, None, |s| s % 2 == 1),
-            [(20, 2), (40, 4), (60, 6)]
-        );
-        assert!(q.due("slack", 100, 3, None, |_| false).is_empty());
+        assert_eq!(q.claim("crm", 55, 10, 1_000), [(50, 5)], "6 is not due yet");
+        assert!(q.claim("slack", 100, 3, 1_000).is_empty());
         assert_eq!(q.next_due("slack"), None);
+        assert_eq!(q.next_due("crm"), Some(60));
+    }
+
+    #[test]
+    fn a_claim_ends_with_its_attempt_or_when_it_expires() {
+        // (what happens to claimed delivery 1 of app a (a: 1, 3; b: 2), due at 100 after)
+        type Step = fn(&mut Queues);
+        let cases: &[(&str, Step, &[u64])] = &[
+            ("still claimed", |_| {}, &[2]),
+            ("delivered: 3 is due", |q| q.finish("crm", 1, 50), &[2, 3]),
+            (
+                "retried: due again",
+                |q| q.reschedule("crm", 1, 60),
+                &[2, 1],
+            ),
+            (
+                "retried later: not due",
+                |q| q.reschedule("crm", 1, 500),
+                &[2],
+            ),
+            ("released: due as it was", |q| q.release("crm", 1), &[1, 2]),
+            (
+                "the claim expired: due again",
+                |q| {
+                    q.subscribers
+                        .get_mut("crm")
+                        .expect("crm")
+                        .expire_claims(100)
+                },
+                &[1, 2],
+            ),
+            (
+                "an earlier delivery re-queued: it is head, 1 stays claimed",
+                |q| q.add(p("crm", 0, "a", 70)),
+                &[2, 0],
+            ),
+        ];
+        for (name, step, want) in cases {
+            let mut q = setup();
+            assert_eq!(q.claim("crm", 1, 1, 100), [(1, 1)], "{name}");
+            step(&mut q);
+            assert_eq!(due(&q, 100), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_expired_claim_is_handed_out_again_and_next_due_counts_it() {
+        let mut q = setup();
+        assert_eq!(q.claim("crm", 10, 10, 40), [(1, 1), (2, 2)]);
+        assert_eq!(q.next_due("crm"), Some(40), "when the claims expire");
+        assert!(q.claim("crm", 39, 10, 80).is_empty());
+        assert_eq!(q.claim("crm", 40, 10, 80), [(1, 1), (2, 2)]);
+        q.finish("crm", 1, 45);
+        assert_eq!(q.claim("crm", 50, 10, 90), [(45, 3)]);
+    }
+
+    #[test]
+    fn a_demoted_head_in_flight_is_not_due_twice() {
+        let mut q = Queues::default();
+        q.add(p("crm", 5, "a", 10));
+        assert_eq!(q.claim("crm", 10, 10, 1_000), [(10, 5)]);
+        // A dead letter of the same application is put back while 5 is in flight.
+        q.add(p("crm", 2, "a", 20));
+        assert_eq!(q.claim("crm", 20, 10, 1_000), [(20, 2)]);
+        q.finish("crm", 2, 30);
+        assert!(
+            q.claim("crm", 40, 10, 1_000).is_empty(),
+            "5 is still claimed: not handed out again"
+        );
+        q.finish("crm", 5, 50);
+        assert_eq!(q.pending("crm"), 0);
+        assert_eq!(q.next_due("crm"), None);
     }
 
     #[test]

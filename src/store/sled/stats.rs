@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{Store, decode_record, keys};
+use super::{SledStore, decode_record, keys};
 use crate::ats::Timestamp;
 use crate::store::{DeliveryState, OutboxEntry, StoreError, SubscriberBacklog};
 
@@ -16,7 +16,7 @@ struct EntryState {
     updated_at: Timestamp,
 }
 
-impl Store {
+impl SledStore {
     /// Counts one subscriber's deliveries by state, finds its oldest pending delivery and
     /// its latest error. Cost: one scan of the subscriber's outbox.
     pub fn subscriber_backlog(&self, subscriber: &str) -> Result<SubscriberBacklog, StoreError> {

@@ -106,7 +106,7 @@ impl Harness {
         let config_path = dir.path().join("hirehook.toml");
         std::fs::write(&config_path, builder.toml()).expect("write config");
         let config = builder.build();
-        let store = Arc::new(Store::open(&config.store.path, 16 << 20).expect("store"));
+        let store = Arc::new(Store::open_sled(&config.store.path, 16 << 20).expect("store"));
         if options.baseline {
             let client =
                 hirehook::ats::KomboClient::new(config.kombo.client_config()).expect("client");
@@ -115,12 +115,14 @@ impl Harness {
                 syncer.sync(&id, |_| {}).await.expect("baseline");
             }
         }
-        let baseline_at = sim
-            .sim()
-            .integration_ids()
-            .first()
-            .and_then(|id| store.sync_state(id).ok())
-            .and_then(|st| st.last_success_at);
+        let baseline_at = match sim.sim().integration_ids().first() {
+            Some(id) => store
+                .sync_state(id)
+                .await
+                .ok()
+                .and_then(|st| st.last_success_at),
+            None => None,
+        };
         let mut harness = Harness {
             sim,
             receiver,
@@ -167,7 +169,7 @@ impl Harness {
                 .expect("daemon task");
         }
         if let Some(store) = self.store.take() {
-            store.flush().expect("flush");
+            store.flush().await.expect("flush");
             assert_eq!(Arc::strong_count(&store), 1, "the store is closed");
         }
     }
@@ -241,10 +243,10 @@ impl Harness {
     }
 
     /// Waits until `done` holds for the store (polled every 10 ms; `LIMIT` is a safety net).
-    pub async fn wait_store(&self, done: impl Fn(&Store) -> bool) {
+    pub async fn wait_store(&self, done: impl AsyncFn(&Store) -> bool) {
         let store = self.store().clone();
         let wait = async {
-            while !done(&store) {
+            while !done(&store).await {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };

@@ -1,0 +1,896 @@
+//! The store's contract, written once against the seam ([`Store`]) and run on every
+//! backend: what sync, delivery, the admin API and the CLI rely on, whichever store is
+//! behind it. A backend joins by adding one line to the `contract!` list at the bottom.
+//!
+//! Each check gets a fresh, empty store. Times are explicit (no clock is read), so the
+//! checks are exact.
+
+use std::time::Duration;
+
+use chrono::TimeZone as _;
+use hirehook::ats::Timestamp;
+use hirehook::event::EventType;
+use hirehook::store::{
+    ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, EventFilter, NewEvent,
+    PageCommit, QueueSummary, SnapshotWrite, Store, StoreError, SyncState,
+};
+
+/// A store under test, and what it takes to open it again (as after a crash).
+pub struct Fixture {
+    store: Option<Store>,
+    place: Place,
+}
+
+enum Place {
+    Sled(tempfile::TempDir),
+}
+
+impl Fixture {
+    pub async fn sled() -> Option<Fixture> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sled(&dir.path().join("store"), 8 << 20).expect("sled opens");
+        Some(Fixture {
+            store: Some(store),
+            place: Place::Sled(dir),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        self.store.as_ref().expect("open")
+    }
+
+    /// Closes the store without flushing anything more and opens it again.
+    pub async fn reopen(&mut self) {
+        drop(self.store.take());
+        let store = match &self.place {
+            Place::Sled(dir) => Store::open_sled(&dir.path().join("store"), 8 << 20),
+        };
+        self.store = Some(store.expect("the store opens again"));
+    }
+}
+
+fn at(secs: i64) -> Timestamp {
+    chrono::Utc
+        .timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .expect("valid")
+}
+
+fn event(id: &str, app: &str, seq: u64, t: EventType, subs: &[&str]) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        event_type: t,
+        application_id: app.into(),
+        sequence: seq,
+        detected_at: at(seq as i64),
+        body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+        subscribers: subs.iter().map(|s| s.to_string()).collect(),
+        hold: false,
+    }
+}
+
+fn held(id: &str, app: &str, seq: u64, subs: &[&str]) -> NewEvent {
+    NewEvent {
+        hold: true,
+        ..event(id, app, seq, EventType::ApplicationDeleted, subs)
+    }
+}
+
+fn snap(app: &str, bytes: &[u8], is_new: bool) -> SnapshotWrite {
+    SnapshotWrite {
+        application_id: app.into(),
+        bytes: bytes.to_vec(),
+        is_new,
+    }
+}
+
+fn events_only(events: Vec<NewEvent>) -> PageCommit {
+    PageCommit {
+        snapshots: vec![],
+        events,
+    }
+}
+
+fn attempt(n: u32, t: i64, status: u16) -> AttemptRecord {
+    AttemptRecord {
+        attempt: n,
+        at: at(t),
+        status: Some(status),
+        latency_ms: 1,
+        error: None,
+        response_prefix: None,
+    }
+}
+
+const HOLD: Duration = Duration::from_secs(60);
+
+/// Claims everything of `crm` due at `now` and gives it straight back, returning the log
+/// sequences that were claimable.
+async fn claimable(store: &Store, now: i64) -> Vec<u64> {
+    let claimed = claim(store, now).await;
+    for d in &claimed {
+        store.release_claim(d).await.expect("give back");
+    }
+    claimed.iter().map(|d| d.log_seq).collect()
+}
+
+async fn claim(store: &Store, now: i64) -> Vec<DueDelivery> {
+    store
+        .claim_due("crm", at(now), 100, HOLD)
+        .await
+        .expect("claim")
+}
+
+/// Claims the delivery at `seq` (giving back anything else claimed with it).
+async fn claim_one(store: &Store, now: i64, seq: u64) -> DueDelivery {
+    let mut found = None;
+    for d in claim(store, now).await {
+        if d.log_seq == seq {
+            found = Some(d);
+        } else {
+            store.release_claim(&d).await.expect("give back");
+        }
+    }
+    found.unwrap_or_else(|| panic!("{seq} is claimable at {now}"))
+}
+
+/// Two applications to `crm`: `a` has events 1 and 3, `b` has event 2.
+async fn two_applications(store: &Store) {
+    store
+        .commit_page(
+            "gh:1",
+            events_only(vec![
+                event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                event("e3", "a", 2, EventType::Rejected, &["crm"]),
+            ]),
+        )
+        .await
+        .expect("commit");
+    store.flush().await.expect("flush");
+}
+
+pub mod checks {
+    use super::*;
+
+    pub async fn a_page_commits_snapshots_events_and_outbox_together(fx: &mut Fixture) {
+        let store = fx.store();
+        let written = store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![snap("a", b"one", true), snap("b", b"two", true)],
+                    events: vec![
+                        event("evt_1", "a", 1, EventType::StageChanged, &["crm", "slack"]),
+                        event("evt_2", "b", 1, EventType::Rejected, &["crm"]),
+                    ],
+                },
+            )
+            .await
+            .expect("commit");
+        store.flush().await.expect("flush");
+        assert_eq!(
+            written.iter().map(|r| r.log_seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(written[0].integration_id, "gh:1");
+        assert_eq!(
+            store
+                .snapshots("gh:1", &["a", "missing", "b"])
+                .await
+                .expect("snapshots"),
+            [Some(b"one".to_vec()), None, Some(b"two".to_vec())]
+        );
+        assert_eq!(
+            store.snapshots("lever:2", &["a"]).await.expect("snapshots"),
+            [None],
+            "snapshots belong to their integration"
+        );
+        assert!(store.has_snapshots("gh:1").await.expect("has"));
+        assert!(!store.has_snapshots("lever:2").await.expect("has"));
+        assert_eq!(store.snapshot_count("gh:1").await.expect("count"), 2);
+        let state = store.sync_state("gh:1").await.expect("state");
+        assert_eq!(state.applications, 2, "new snapshots are counted");
+        let crm = store.outbox("crm").await.expect("outbox");
+        assert_eq!(crm.len(), 2);
+        assert_eq!(
+            (crm[0].0, crm[0].1.state, crm[0].1.attempts),
+            (1, DeliveryState::Pending, 0)
+        );
+        assert_eq!(crm[0].1.due_at, at(1), "due when detected");
+        let slack = store.outbox("slack").await.expect("outbox");
+        assert_eq!(slack.len(), 1);
+        assert_eq!(slack[0].1.event_id, "evt_1");
+        let found = store
+            .event_by_id("evt_2")
+            .await
+            .expect("read")
+            .expect("logged");
+        assert_eq!(found.event_type, EventType::Rejected);
+        assert_eq!(found.body, b"{\"id\":\"evt_2\"}");
+        assert_eq!(found.detected_at, at(1));
+        assert_eq!(found.subscribers, ["crm"]);
+        assert!(store.event_by_id("nope").await.expect("read").is_none());
+        // A snapshot rewritten: not new, the count stays.
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![snap("a", b"three", false)],
+                    events: vec![],
+                },
+            )
+            .await
+            .expect("commit");
+        assert_eq!(
+            store.snapshots("gh:1", &["a"]).await.expect("snapshots"),
+            [Some(b"three".to_vec())]
+        );
+        assert_eq!(
+            store.sync_state("gh:1").await.expect("state").applications,
+            2
+        );
+    }
+
+    pub async fn a_rederived_event_keeps_its_place_and_is_not_logged_twice(fx: &mut Fixture) {
+        let store = fx.store();
+        let page = || {
+            events_only(vec![
+                event("evt_1", "a", 1, EventType::StageChanged, &["crm"]),
+                event("evt_2", "a", 2, EventType::Rejected, &["crm"]),
+            ])
+        };
+        assert_eq!(store.commit_page("gh:1", page()).await.expect("1").len(), 2);
+        let again = store.commit_page("gh:1", page()).await.expect("2");
+        assert!(again.is_empty(), "{again:?}");
+        let mixed = store
+            .commit_page(
+                "gh:1",
+                events_only(vec![
+                    event("evt_2", "a", 2, EventType::Rejected, &["crm"]),
+                    event("evt_3", "a", 3, EventType::OutcomeHired, &["crm"]),
+                ]),
+            )
+            .await
+            .expect("3");
+        assert_eq!(
+            mixed
+                .iter()
+                .map(|r| (r.id.as_str(), r.log_seq))
+                .collect::<Vec<_>>(),
+            [("evt_3", 3)],
+            "the known id is skipped; the new one takes the next sequence"
+        );
+        assert_eq!(
+            store
+                .events(&EventFilter::default())
+                .await
+                .expect("log")
+                .len(),
+            3
+        );
+        assert_eq!(store.outbox("crm").await.expect("outbox").len(), 3);
+    }
+
+    pub async fn log_sequences_have_no_gaps_and_survive_a_reopen(fx: &mut Fixture) {
+        fx.store()
+            .commit_page(
+                "gh:1",
+                events_only(vec![event("e1", "a", 1, EventType::StageChanged, &[])]),
+            )
+            .await
+            .expect("commit");
+        let mut h = held("e2", "b", 1, &[]);
+        h.hold = true;
+        fx.store()
+            .commit_page("gh:1", events_only(vec![h]))
+            .await
+            .expect("commit held");
+        fx.store().flush().await.expect("flush");
+        fx.reopen().await;
+        let written = fx
+            .store()
+            .commit_page(
+                "lever:2",
+                events_only(vec![event("e3", "a", 2, EventType::Rejected, &[])]),
+            )
+            .await
+            .expect("commit after reopen");
+        assert_eq!(
+            written[0].log_seq, 3,
+            "a held event keeps a sequence; none is reused"
+        );
+    }
+
+    pub async fn filters_select_exactly(fx: &mut Fixture) {
+        let store = fx.store();
+        store
+            .commit_page(
+                "gh:1",
+                events_only(vec![
+                    event("e1", "a", 1, EventType::StageChanged, &[]),
+                    event("e2", "b", 2, EventType::Rejected, &[]),
+                    event("e3", "a", 3, EventType::OutcomeHired, &[]),
+                ]),
+            )
+            .await
+            .expect("commit");
+        store
+            .commit_page(
+                "lever:2",
+                events_only(vec![event("e4", "a", 4, EventType::StageChanged, &[])]),
+            )
+            .await
+            .expect("commit");
+        let cases: Vec<(EventFilter, Vec<&str>)> = vec![
+            (EventFilter::default(), vec!["e1", "e2", "e3", "e4"]),
+            (
+                EventFilter {
+                    types: vec![EventType::StageChanged],
+                    ..Default::default()
+                },
+                vec!["e1", "e4"],
+            ),
+            (
+                EventFilter {
+                    integration_id: Some("gh:1".into()),
+                    ..Default::default()
+                },
+                vec!["e1", "e2", "e3"],
+            ),
+            (
+                EventFilter {
+                    application_id: Some("a".into()),
+                    ..Default::default()
+                },
+                vec!["e1", "e3", "e4"],
+            ),
+            (
+                EventFilter {
+                    since: Some(at(2)),
+                    until: Some(at(4)),
+                    ..Default::default()
+                },
+                vec!["e2", "e3"],
+            ),
+            (
+                EventFilter {
+                    after_log_seq: Some(2),
+                    ..Default::default()
+                },
+                vec!["e3", "e4"],
+            ),
+            (
+                EventFilter {
+                    limit: Some(2),
+                    ..Default::default()
+                },
+                vec!["e1", "e2"],
+            ),
+            (
+                EventFilter {
+                    application_id: Some("a".into()),
+                    after_log_seq: Some(1),
+                    limit: Some(1),
+                    ..Default::default()
+                },
+                vec!["e3"],
+            ),
+        ];
+        for (filter, want) in cases {
+            let got: Vec<String> = store
+                .events(&filter)
+                .await
+                .expect("events")
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(got, want, "{filter:?}");
+        }
+    }
+
+    pub async fn held_events_wait_for_an_operator(fx: &mut Fixture) {
+        let store = fx.store();
+        store
+            .commit_page(
+                "gh:1",
+                events_only(vec![
+                    held("e1", "a", 1, &["crm"]),
+                    event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                    held("e3", "c", 1, &["crm"]),
+                ]),
+            )
+            .await
+            .expect("commit");
+        store.flush().await.expect("flush");
+        assert_eq!(
+            store
+                .events(&EventFilter::default())
+                .await
+                .expect("log")
+                .len(),
+            1
+        );
+        assert_eq!(store.outbox("crm").await.expect("outbox").len(), 1);
+        let waiting = store.held_events("gh:1").await.expect("held");
+        assert_eq!(
+            waiting.iter().map(|r| r.log_seq).collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert!(store.held_events("lever:2").await.expect("held").is_empty());
+        assert!(
+            store.event_by_id("e1").await.expect("read").is_some(),
+            "held events are findable"
+        );
+        let released = store
+            .release_held("gh:1", Some(&[3]))
+            .await
+            .expect("release");
+        assert_eq!(
+            released.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["e3"]
+        );
+        let released = store.release_held("gh:1", None).await.expect("release all");
+        assert_eq!(released.len(), 1);
+        assert_eq!(
+            released[0].log_seq, 1,
+            "a released event keeps its sequence"
+        );
+        assert!(store.held_events("gh:1").await.expect("held").is_empty());
+        let log: Vec<u64> = store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .iter()
+            .map(|r| r.log_seq)
+            .collect();
+        assert_eq!(log, [1, 2, 3]);
+        assert_eq!(store.outbox("crm").await.expect("outbox").len(), 3);
+    }
+
+    pub async fn dropped_held_events_do_not_come_back(fx: &mut Fixture) {
+        let store = fx.store();
+        let page = || events_only(vec![held("e1", "a", 1, &["crm"])]);
+        let seqs: Vec<u64> = store
+            .commit_page("gh:1", page())
+            .await
+            .expect("commit")
+            .iter()
+            .map(|r| r.log_seq)
+            .collect();
+        assert_eq!(store.drop_held("gh:1", &seqs).await.expect("drop"), 1);
+        assert_eq!(
+            store.drop_held("gh:1", &seqs).await.expect("drop again"),
+            0,
+            "no longer held"
+        );
+        assert!(
+            store
+                .commit_page("gh:1", page())
+                .await
+                .expect("again")
+                .is_empty()
+        );
+        assert!(store.held_events("gh:1").await.expect("held").is_empty());
+        assert!(store.outbox("crm").await.expect("outbox").is_empty());
+    }
+
+    pub async fn sync_state_round_trips(fx: &mut Fixture) {
+        let store = fx.store();
+        assert_eq!(
+            store.sync_state("gh:1").await.expect("state"),
+            SyncState::default()
+        );
+        let state = SyncState {
+            watermark: Some(at(10)),
+            last_full_resync: Some(at(5)),
+            baseline_done: true,
+            applications: 3,
+            last_success_at: Some(at(11)),
+            last_error: Some("HTTP 500 from Kombo".into()),
+            last_error_summary: Some("HTTP 500".into()),
+            guard_decided_through: 7,
+            baseline_unread: vec!["x".into()],
+        };
+        store.put_sync_state("gh:1", &state).await.expect("put");
+        store.flush().await.expect("flush");
+        fx.reopen().await;
+        assert_eq!(fx.store().sync_state("gh:1").await.expect("state"), state);
+        assert_eq!(
+            fx.store().sync_state("lever:2").await.expect("state"),
+            SyncState::default()
+        );
+    }
+
+    pub async fn only_the_oldest_pending_delivery_of_an_application_is_claimable(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        assert_eq!(claimable(store, 0).await, Vec::<u64>::new(), "not due yet");
+        assert_eq!(claimable(store, 100).await, [1, 2]);
+        let due = claim(store, 100).await;
+        assert_eq!(due[0].subscriber, "crm");
+        assert_eq!(due[0].body, b"{\"id\":\"e1\"}");
+        assert_eq!(due[0].detected_at, at(1));
+        assert_eq!(due[0].entry.event_id, "e1");
+        assert!(
+            claim(store, 100).await.is_empty(),
+            "claimed deliveries are not handed out twice"
+        );
+        assert!(
+            store
+                .claim_due("slack", at(100), 10, HOLD)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+    }
+
+    pub async fn claims_respect_the_limit_and_the_due_order(fx: &mut Fixture) {
+        let store = fx.store();
+        let events = (1..=5)
+            .map(|i| {
+                event(
+                    &format!("e{i}"),
+                    &format!("app{i}"),
+                    i,
+                    EventType::StageChanged,
+                    &["crm"],
+                )
+            })
+            .collect();
+        store
+            .commit_page("gh:1", events_only(events))
+            .await
+            .expect("commit");
+        store.flush().await.expect("flush");
+        let first = store
+            .claim_due("crm", at(3), 10, HOLD)
+            .await
+            .expect("claim");
+        assert_eq!(
+            first.iter().map(|d| d.log_seq).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "only what is due"
+        );
+        let next = store
+            .claim_due("crm", at(10), 1, HOLD)
+            .await
+            .expect("claim");
+        assert_eq!(next.iter().map(|d| d.log_seq).collect::<Vec<_>>(), [4]);
+    }
+
+    pub async fn an_abandoned_claim_comes_back_when_it_expires(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        let claimed = store
+            .claim_due("crm", at(10), 10, Duration::from_secs(30))
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(
+            store.next_due_at("crm").await.expect("next"),
+            Some(at(40)),
+            "the claims expire then"
+        );
+        assert!(claim(store, 39).await.is_empty(), "still claimed");
+        let again = claim(store, 40).await;
+        assert_eq!(
+            again.iter().map(|d| d.log_seq).collect::<Vec<_>>(),
+            [1, 2],
+            "handed out again"
+        );
+    }
+
+    pub async fn claims_survive_a_crash_as_pending_deliveries(fx: &mut Fixture) {
+        two_applications(fx.store()).await;
+        let claimed = claim(fx.store(), 10).await;
+        assert_eq!(claimed.len(), 2);
+        // The claimant dies: nothing was recorded.
+        fx.reopen().await;
+        let after = claim(fx.store(), 10 + HOLD.as_secs() as i64).await;
+        assert_eq!(
+            after.iter().map(|d| d.log_seq).collect::<Vec<_>>(),
+            [1, 2],
+            "claimable again at the latest when the claims expire, in the same order"
+        );
+        assert_eq!(after[0].entry.event_id, "e1");
+    }
+
+    pub async fn a_failed_attempt_blocks_its_application_only(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        let d = claim_one(store, 10, 1).await;
+        store
+            .record_attempt(
+                &d,
+                &attempt(1, 10, 500),
+                AttemptResult::Retry { due_at: at(60) },
+            )
+            .await
+            .expect("record");
+        assert_eq!(claimable(store, 20).await, [2], "b flows, a waits");
+        assert_eq!(store.next_due_at("crm").await.expect("next"), Some(at(1)));
+        let d = claim_one(store, 60, 1).await;
+        assert_eq!(d.entry.attempts, 1);
+        store
+            .record_attempt(&d, &attempt(2, 61, 200), AttemptResult::Delivered)
+            .await
+            .expect("record");
+        let after: Vec<u64> = claim(store, 61).await.iter().map(|d| d.log_seq).collect();
+        assert_eq!(
+            after,
+            [2, 3],
+            "a's next event is due as soon as a's head is done"
+        );
+        let entries = store.outbox("crm").await.expect("outbox");
+        assert_eq!(entries[0].1.state, DeliveryState::Delivered);
+        assert_eq!(entries[0].1.attempts, 2);
+        assert_eq!(entries[0].1.last_error, None, "cleared by the success");
+        let attempts = store.attempts("crm", 1).await.expect("attempts");
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| (a.attempt, a.status))
+                .collect::<Vec<_>>(),
+            [(1, Some(500)), (2, Some(200))]
+        );
+        let one = store
+            .delivery("crm", 1)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(one.state, DeliveryState::Delivered);
+        assert!(store.delivery("crm", 99).await.expect("read").is_none());
+    }
+
+    pub async fn an_entry_keeps_its_latest_attempts(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        let total = ATTEMPTS_KEPT as u32 + 3;
+        for n in 1..=total {
+            let t = 10 + i64::from(n);
+            let d = claim_one(store, t, 1).await;
+            store
+                .record_attempt(
+                    &d,
+                    &attempt(n, t, 500),
+                    AttemptResult::Retry { due_at: at(t) },
+                )
+                .await
+                .expect("record");
+        }
+        let attempts = store.attempts("crm", 1).await.expect("attempts");
+        assert_eq!(attempts.len(), ATTEMPTS_KEPT);
+        assert_eq!(attempts.first().map(|a| a.attempt), Some(4));
+        assert_eq!(attempts.last().map(|a| a.attempt), Some(total));
+        let entry = &store.outbox("crm").await.expect("outbox")[0].1;
+        assert_eq!(entry.attempts, total);
+        assert_eq!(entry.last_error.as_deref(), Some("HTTP 500"));
+    }
+
+    pub async fn a_dead_letter_unblocks_its_application_and_can_be_retried(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        let d = claim_one(store, 10, 1).await;
+        let mut failed = attempt(1, 10, 0);
+        failed.status = None;
+        failed.error = Some("connection refused".into());
+        store
+            .record_attempt(&d, &failed, AttemptResult::Dead)
+            .await
+            .expect("record");
+        assert_eq!(claimable(store, 10).await, [2, 3]);
+        assert_eq!(
+            store.queue_summary("crm").await.expect("summary"),
+            QueueSummary {
+                pending: 2,
+                dead: 1,
+                oldest_pending: Some(at(1)),
+            }
+        );
+        let dead = store
+            .deliveries(None, Some(DeliveryState::Dead), None)
+            .await
+            .expect("dead");
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].0.as_str(), dead[0].1), ("crm", 1));
+        assert_eq!(dead[0].2.last_error.as_deref(), Some("connection refused"));
+        let backlog = store.subscriber_backlog("crm").await.expect("backlog");
+        assert_eq!(
+            (backlog.pending, backlog.delivered, backlog.dead),
+            (2, 0, 1)
+        );
+        assert_eq!(
+            backlog.last_error.map(|(_, e)| e).as_deref(),
+            Some("connection refused")
+        );
+        assert_eq!(
+            store
+                .retry_dead(Some("crm"), Some("nope"), at(20))
+                .await
+                .expect("retry"),
+            0
+        );
+        assert_eq!(
+            store
+                .retry_dead(Some("crm"), Some("e1"), at(20))
+                .await
+                .expect("retry"),
+            1
+        );
+        assert_eq!(
+            claimable(store, 20).await,
+            [2, 1],
+            "the re-queued e1 is a's head again, due when re-queued: e3 waits behind it"
+        );
+        let entry = store
+            .delivery("crm", 1)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(
+            (entry.state, entry.attempts, entry.round_start, entry.due_at),
+            (DeliveryState::Pending, 1, 1, at(20))
+        );
+        let summary = store.queue_summary("crm").await.expect("summary");
+        assert_eq!((summary.pending, summary.dead), (3, 0));
+    }
+
+    pub async fn a_410_disables_until_enabled_and_keeps_the_delivery(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        let d = claim_one(store, 10, 1).await;
+        store
+            .record_attempt(
+                &d,
+                &attempt(1, 10, 410),
+                AttemptResult::Disable {
+                    reason: "410 Gone".into(),
+                },
+            )
+            .await
+            .expect("record");
+        assert_eq!(
+            store
+                .disabled_reason("crm")
+                .await
+                .expect("reason")
+                .as_deref(),
+            Some("410 Gone")
+        );
+        assert_eq!(store.disabled_reason("slack").await.expect("reason"), None);
+        assert_eq!(
+            store
+                .delivery("crm", 1)
+                .await
+                .expect("read")
+                .map(|e| e.state),
+            Some(DeliveryState::Pending)
+        );
+        assert_eq!(
+            claimable(store, 10).await,
+            [1, 2],
+            "still pending, and its claim ended"
+        );
+        assert!(store.enable_subscriber("crm").await.expect("enable"));
+        assert!(!store.enable_subscriber("crm").await.expect("enable again"));
+        assert_eq!(store.disabled_reason("crm").await.expect("reason"), None);
+    }
+
+    pub async fn released_events_queue_behind_pending_ones(fx: &mut Fixture) {
+        let store = fx.store();
+        two_applications(store).await;
+        store
+            .commit_page("gh:1", events_only(vec![held("e4", "b", 2, &["crm"])]))
+            .await
+            .expect("commit");
+        store.release_held("gh:1", None).await.expect("release");
+        store.flush().await.expect("flush");
+        assert_eq!(
+            claimable(store, 100).await,
+            [1, 2],
+            "b's second event waits for its first"
+        );
+        let d = claim_one(store, 100, 2).await;
+        store
+            .record_attempt(&d, &attempt(1, 100, 204), AttemptResult::Delivered)
+            .await
+            .expect("record");
+        assert!(claimable(store, 100).await.contains(&4));
+    }
+
+    pub async fn pending_deliveries_survive_a_reopen(fx: &mut Fixture) {
+        two_applications(fx.store()).await;
+        let d = claim_one(fx.store(), 10, 1).await;
+        fx.store()
+            .record_attempt(
+                &d,
+                &attempt(1, 10, 500),
+                AttemptResult::Retry { due_at: at(60) },
+            )
+            .await
+            .expect("record");
+        let d = claim_one(fx.store(), 10, 2).await;
+        fx.store()
+            .record_attempt(&d, &attempt(1, 10, 200), AttemptResult::Delivered)
+            .await
+            .expect("record");
+        fx.store().flush().await.expect("flush");
+        fx.reopen().await;
+        let store = fx.store();
+        assert_eq!(
+            claimable(store, 20).await,
+            Vec::<u64>::new(),
+            "a waits for its retry; b is done"
+        );
+        assert_eq!(claimable(store, 60).await, [1]);
+        let summary = store.queue_summary("crm").await.expect("summary");
+        assert_eq!((summary.pending, summary.dead), (2, 0));
+    }
+
+    pub async fn a_missing_store_item_is_an_error_not_a_panic(fx: &mut Fixture) {
+        // Recording an attempt for a delivery that is not pending in the store (here: one
+        // made up) must not corrupt anything; either it is refused or it is a no-op.
+        let store = fx.store();
+        two_applications(store).await;
+        let mut d = claim_one(store, 10, 1).await;
+        d.log_seq = 99;
+        let result = store
+            .record_attempt(&d, &attempt(1, 10, 200), AttemptResult::Delivered)
+            .await;
+        if let Err(e) = &result {
+            assert!(!matches!(e, StoreError::Locked { .. }), "{e}");
+        }
+        assert_eq!(
+            store
+                .delivery("crm", 1)
+                .await
+                .expect("read")
+                .map(|e| e.state),
+            Some(DeliveryState::Pending)
+        );
+    }
+}
+
+/// One test per check, for one backend. `$open` gives a fresh fixture, or `None` when the
+/// backend is not available here (it says why).
+macro_rules! contract {
+    ($backend:ident, $open:path; $($check:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let Some(mut fx) = $open().await else { return };
+                    super::checks::$check(&mut fx).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! every_check {
+    ($backend:ident, $open:path) => {
+        contract!($backend, $open;
+            a_page_commits_snapshots_events_and_outbox_together,
+            a_rederived_event_keeps_its_place_and_is_not_logged_twice,
+            log_sequences_have_no_gaps_and_survive_a_reopen,
+            filters_select_exactly,
+            held_events_wait_for_an_operator,
+            dropped_held_events_do_not_come_back,
+            sync_state_round_trips,
+            only_the_oldest_pending_delivery_of_an_application_is_claimable,
+            claims_respect_the_limit_and_the_due_order,
+            an_abandoned_claim_comes_back_when_it_expires,
+            claims_survive_a_crash_as_pending_deliveries,
+            a_failed_attempt_blocks_its_application_only,
+            an_entry_keeps_its_latest_attempts,
+            a_dead_letter_unblocks_its_application_and_can_be_retried,
+            a_410_disables_until_enabled_and_keeps_the_delivery,
+            released_events_queue_behind_pending_ones,
+            pending_deliveries_survive_a_reopen,
+            a_missing_store_item_is_an_error_not_a_panic,
+        );
+    };
+}
+
+every_check!(sled, super::Fixture::sled);
