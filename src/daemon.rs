@@ -13,6 +13,7 @@ use crate::ats::KomboClient;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
+use crate::leases::{Held, LeaseLoop};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::store_health::StoreHealth;
@@ -154,22 +155,68 @@ impl Daemon {
             self.admin_limits,
             shutdown.clone(),
         ));
+        let (lease_loop, held) = LeaseLoop::new(
+            self.store.clone(),
+            self.config
+                .integrations
+                .iter()
+                .map(|i| i.id.clone())
+                .collect(),
+            Duration::from_secs(15),
+            self.store_health.clone(),
+        );
+        // The first round before any poller looks: with the embedded store it grants every
+        // lease at once.
+        lease_loop.round().await;
+        let leases = tokio::spawn(lease_loop.run(shutdown.clone()));
+        let ctx = PollContext {
+            syncer: self.syncer.clone(),
+            interval: self.config.kombo.poll_interval,
+            held,
+            waker: waker.clone(),
+            health: self.store_health.clone(),
+        };
         let mut pollers = tokio::task::JoinSet::new();
         for integration in &self.config.integrations {
             pollers.spawn(poll_loop(
-                self.syncer.clone(),
+                ctx.clone(),
                 integration.id.clone(),
-                self.config.kombo.poll_interval,
                 self.triggers.get(&integration.id),
-                waker.clone(),
-                self.store_health.clone(),
                 shutdown.clone(),
             ));
+        }
+        // Commits by other replicas wake this one's workers at once.
+        match self.store.wakeups().await {
+            Ok(Some(mut wakeups)) => {
+                let waker = waker.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            changed = wakeups.changed() => {
+                                if changed.is_err() {
+                                    return;
+                                }
+                                waker.wake();
+                            }
+                        }
+                    }
+                });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                "cannot listen for other replicas' commits (deliveries they queue wait for this \
+                 replica's next look at the store): {e}"
+            ),
         }
         // Anything queued before this start (a backlog, retries due) goes out at once.
         waker.wake();
         self.deliverer.run(shutdown.clone()).await;
         while pollers.join_next().await.is_some() {}
+        if let Err(e) = leases.await {
+            tracing::error!("the lease task failed: {e}");
+        }
         match admin.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("{e}"),
@@ -181,21 +228,44 @@ impl Daemon {
     }
 }
 
-/// Syncs one integration every `interval`, or as soon as it is triggered, until shut
-/// down. A sync cut short by shutdown loses nothing: pages are atomic and the watermark
-/// only moves at the end. Store failures are reported to `health` (a Kombo failure says
-/// nothing about the store either way).
-async fn poll_loop(
+/// What a poller shares with the rest of the daemon.
+#[derive(Clone)]
+struct PollContext {
     syncer: Syncer,
-    integration_id: String,
     interval: Duration,
-    trigger: Arc<PollTrigger>,
+    /// The integrations this process holds leases on.
+    held: Held,
+    /// Wakes the deliverer after a page with events.
     waker: Waker,
+    /// Store failures are reported here (a Kombo failure says nothing about the store).
     health: StoreHealth,
+}
+
+/// Syncs one integration every `interval`, or as soon as it is triggered, while this
+/// process holds its lease, until shut down. A sync cut short by shutdown loses nothing:
+/// pages are atomic and the watermark only moves at the end.
+async fn poll_loop(
+    ctx: PollContext,
+    integration_id: String,
+    trigger: Arc<PollTrigger>,
     shutdown: CancellationToken,
 ) {
+    let PollContext {
+        syncer,
+        interval,
+        mut held,
+        waker,
+        health,
+    } = ctx;
     let operation = format!("sync of {integration_id}");
     loop {
+        if !held.holds(&integration_id) {
+            // Another replica polls it (or none may yet): wait for this one's lease.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = held.changed() => continue,
+            }
+        }
         trigger.starting();
         let sync = syncer.sync(&integration_id, |_| waker.wake());
         let result = tokio::select! {

@@ -43,6 +43,7 @@ pub mod domain;
 pub mod event;
 pub mod held;
 pub mod inspect;
+pub mod leases;
 pub mod metrics;
 pub mod redact;
 pub mod replay;

@@ -352,6 +352,59 @@ impl Store {
         }
     }
 
+    /// This process's name among the replicas sharing the store (leases and claims carry
+    /// it).
+    pub fn replica_id(&self) -> &str {
+        match self {
+            Store::Sled(_) => "local",
+        }
+    }
+
+    /// Says this replica is alive for `ttl`; returns how many replicas are (this one
+    /// included).
+    pub async fn heartbeat(&self, _ttl: Duration) -> Result<usize, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(1),
+        }
+    }
+
+    /// Takes or renews this replica's lease on an integration for `ttl`: granted when the
+    /// lease is free, expired or already ours. Returns whether it is held now. While it is
+    /// not, [`Store::commit_page`] and [`Store::put_sync_state`] for that integration fail
+    /// (a lost lease): fencing. The embedded store has one process: always.
+    pub async fn try_lease(
+        &self,
+        _integration_id: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(true),
+        }
+    }
+
+    /// Gives up this replica's lease on an integration.
+    pub async fn release_lease(&self, _integration_id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(_) => Ok(()),
+        }
+    }
+
+    /// Every lease: (integration, holder, expiry). None on the embedded store.
+    pub async fn leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Wake-ups from other processes sharing the store: the value changes after every
+    /// commit elsewhere that made deliveries claimable. `None` when no other process can
+    /// write (the embedded store: this process wakes its own workers).
+    pub async fn wakeups(&self) -> Result<Option<tokio::sync::watch::Receiver<u64>>, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(None),
+        }
+    }
+
     /// Says that a deliverer in this process will claim deliveries (sled keeps its queues
     /// in memory only for one).
     pub fn expect_deliveries(&self) {
