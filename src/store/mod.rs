@@ -9,6 +9,7 @@
 //! Durability: a commit is atomic; it is on disk once [`Store::flush`] returns. Callers
 //! flush before telling anyone about an event (printing, delivering).
 
+pub mod postgres;
 pub mod sled;
 
 pub use self::sled::{LOCK_WAIT, Store, keys};
@@ -38,6 +39,21 @@ pub enum StoreError {
     Io(String),
     #[error("corrupt {what} in the store: {message}")]
     Corrupt { what: String, message: String },
+    /// A PostgreSQL store could not be reached or opened: `target` is `host:port/database`
+    /// (never the password), `cause` says why in words.
+    #[error("cannot use the PostgreSQL store at {target}: {cause}")]
+    Database { target: String, cause: String },
+    /// The database was migrated by a newer hirehook than this one.
+    #[error(
+        "the database schema is version {found}; this hirehook knows up to {known}: upgrade hirehook"
+    )]
+    SchemaTooNew { found: u32, known: u32 },
+    /// Fencing: this replica's lease on the integration expired or moved to another
+    /// replica, so its page commit or sync-state write was refused and nothing was written.
+    #[error(
+        "this replica no longer holds the lease on integration {integration}; another replica polls it now"
+    )]
+    LeaseLost { integration: String },
 }
 
 /// Per-integration progress, written with the page that changes it.
