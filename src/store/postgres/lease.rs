@@ -24,11 +24,7 @@ const LISTEN_PING: Duration = Duration::from_secs(15);
 impl PgStore {
     /// Takes or renews this replica's lease on `integration_id` for `ttl` (when it is
     /// free, expired, or already ours). Returns whether this replica holds it now.
-    pub async fn try_lease(
-        &self,
-        integration_id: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    pub async fn try_lease(&self, integration_id: &str, ttl: Duration) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(

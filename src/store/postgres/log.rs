@@ -240,10 +240,8 @@ impl PgStore {
                 tx.execute(&stmt, &[&to_i64(seq, "log sequence")?])
                     .await
                     .map_err(|e| self.io(&e))?;
-                let (to_hold, to_log): (Vec<_>, Vec<_>) = written
-                    .iter()
-                    .zip(held)
-                    .partition(|(_, hold)| *hold);
+                let (to_hold, to_log): (Vec<_>, Vec<_>) =
+                    written.iter().zip(held).partition(|(_, hold)| *hold);
                 let to_hold: Vec<&EventRecord> = to_hold.into_iter().map(|(r, _)| r).collect();
                 let to_log: Vec<&EventRecord> = to_log.into_iter().map(|(r, _)| r).collect();
                 self.insert_records(&tx, "held_events", &to_hold).await?;

@@ -68,18 +68,20 @@ async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u
             known: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in (1..).zip(MIGRATIONS.iter()).skip(found as usize) {
+    for (version, sql) in (1i32..).zip(MIGRATIONS.iter()).skip(found as usize) {
         let tx = client.transaction().await.map_err(err)?;
-        tx.batch_execute(sql).await.map_err(|e| StoreError::Database {
-            target: server.target.clone(),
-            cause: server.scrub(format!("applying migration {version}: {}", describe(&e))),
-        })?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Database {
+                target: server.target.clone(),
+                cause: server.scrub(format!("applying migration {version}: {}", describe(&e))),
+            })?;
         tx.execute("DELETE FROM hirehook_schema_version", &[])
             .await
             .map_err(err)?;
         tx.execute(
             "INSERT INTO hirehook_schema_version (version) VALUES ($1)",
-            &[&(version as i32)],
+            &[&version],
         )
         .await
         .map_err(err)?;

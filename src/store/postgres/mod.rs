@@ -84,12 +84,11 @@ impl Server {
             cause,
         })?;
         let mut config: tokio_postgres::Config =
-            rest.parse().map_err(|e: tokio_postgres::Error| {
-                StoreError::Database {
+            rest.parse()
+                .map_err(|e: tokio_postgres::Error| StoreError::Database {
                     target: crate::redact::url(url),
                     cause: format!("not a valid PostgreSQL URL: {}", describe(&e)),
-                }
-            })?;
+                })?;
         let target = target_of(&config);
         let password = config
             .get_password()
@@ -102,12 +101,10 @@ impl Server {
             config.application_name("hirehook");
         }
         config.ssl_mode(tls.ssl_mode());
-        let tls = tls
-            .connector()
-            .map_err(|cause| StoreError::Database {
-                target: target.clone(),
-                cause,
-            })?;
+        let tls = tls.connector().map_err(|cause| StoreError::Database {
+            target: target.clone(),
+            cause,
+        })?;
         Ok(Server {
             config,
             tls,

@@ -82,10 +82,7 @@ impl PgStore {
     ) -> Result<Vec<(String, u64, OutboxEntry)>, StoreError> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(|e| self.io(&e))?;
-        let rows = client
-            .query(&stmt, params)
-            .await
-            .map_err(|e| self.io(&e))?;
+        let rows = client.query(&stmt, params).await.map_err(|e| self.io(&e))?;
         rows.iter().map(|r| self.outbox_row(r)).collect()
     }
 
@@ -168,7 +165,10 @@ impl PgStore {
         let client = self.client().await?;
         let stmt = client.prepare_cached(&sql).await.map_err(|e| self.io(&e))?;
         let rows = client
-            .query(&stmt, &[&subscriber, &now, &limit, &until, &self.replica_id])
+            .query(
+                &stmt,
+                &[&subscriber, &now, &limit, &until, &self.replica_id],
+            )
             .await
             .map_err(|e| self.io(&e))?;
         let mut out = Vec::with_capacity(rows.len());
@@ -299,13 +299,13 @@ impl PgStore {
             what: format!("attempt of {} to {subscriber}", delivery.log_seq),
             message: e.to_string(),
         })?;
-        let (state, due_at, reason): (Option<&str>, Option<Timestamp>, Option<&str>) =
-            match &result {
-                AttemptResult::Delivered => (Some("delivered"), None, None),
-                AttemptResult::Dead => (Some("dead"), None, None),
-                AttemptResult::Retry { due_at } => (None, Some(micros(*due_at)), None),
-                AttemptResult::Disable { reason } => (None, None, Some(reason.as_str())),
-            };
+        let (state, due_at, reason): (Option<&str>, Option<Timestamp>, Option<&str>) = match &result
+        {
+            AttemptResult::Delivered => (Some("delivered"), None, None),
+            AttemptResult::Dead => (Some("dead"), None, None),
+            AttemptResult::Retry { due_at } => (None, Some(micros(*due_at)), None),
+            AttemptResult::Disable { reason } => (None, None, Some(reason.as_str())),
+        };
         let kept = ATTEMPTS_KEPT as i32;
         let client = self.client().await?;
         let stmt = client

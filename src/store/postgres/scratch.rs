@@ -50,19 +50,15 @@ impl ScratchServer {
         // The watchdog first: whatever happens next, the directory goes with the process.
         server.watchdog = Some(server.spawn_watchdog()?);
         let data = server.data_dir();
-        run(server
-            .pg("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]))?;
+        run(server.pg("initdb").arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]))?;
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port()?;

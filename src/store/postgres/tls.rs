@@ -110,14 +110,11 @@ impl TlsParams {
                 .with_no_client_auth(),
             Mode::VerifyCa | Mode::VerifyFull => {
                 let roots = Arc::new(self.roots()?);
-                let webpki =
-                    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                        .build()
-                        .map_err(|e| format!("TLS setup: {e}"))?;
+                let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    .build()
+                    .map_err(|e| format!("TLS setup: {e}"))?;
                 if mode == Mode::VerifyFull {
-                    builder
-                        .with_webpki_verifier(webpki)
-                        .with_no_client_auth()
+                    builder.with_webpki_verifier(webpki).with_no_client_auth()
                 } else {
                     builder
                         .dangerous()
@@ -219,13 +216,10 @@ impl danger::ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -263,7 +257,12 @@ mod tests {
     #[test]
     fn sslmode_and_rootcert_are_taken_out_of_the_url() {
         let cases = [
-            ("postgres://u:p@h/db", "postgres://u:p@h/db", Mode::Prefer, None),
+            (
+                "postgres://u:p@h/db",
+                "postgres://u:p@h/db",
+                Mode::Prefer,
+                None,
+            ),
             (
                 "postgres://u:p@h/db?sslmode=require",
                 "postgres://u:p@h/db",
@@ -282,7 +281,12 @@ mod tests {
                 Mode::Disable,
                 None,
             ),
-            ("host=h sslmode=require", "host=h sslmode=require", Mode::Prefer, None),
+            (
+                "host=h sslmode=require",
+                "host=h sslmode=require",
+                Mode::Prefer,
+                None,
+            ),
         ];
         for (url, rest, mode, root) in cases {
             let (got, params) = split_tls_params(url).expect(url);
@@ -291,7 +295,10 @@ mod tests {
             assert_eq!(params.root_cert.as_deref(), root, "{url}");
         }
         let err = split_tls_params("postgres://h/db?sslmode=sometimes").expect_err("bad mode");
-        assert!(err.contains("sometimes") && err.contains("verify-full"), "{err}");
+        assert!(
+            err.contains("sometimes") && err.contains("verify-full"),
+            "{err}"
+        );
     }
 
     #[test]
