@@ -145,6 +145,18 @@ impl Server {
     }
 }
 
+/// Whether `url` is a PostgreSQL URL hirehook can use (for `config check`): why not, in
+/// words that never quote it. Nothing is connected to, and no certificate file is read.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be a postgres:// or postgresql:// URL".to_owned());
+    }
+    let (rest, _) = tls::split_tls_params(url)?;
+    rest.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| format!("not a valid PostgreSQL URL: {}", describe(&e)))
+}
+
 /// `host:port/database` of a config (no user, no password).
 fn target_of(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
