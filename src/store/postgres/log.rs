@@ -182,6 +182,7 @@ impl PgStore {
         }
 
         let mut written = Vec::new();
+        let mut outbox_rows = 0;
         if !page.events.is_empty() {
             // The counter first: commits that write events serialize here, so sequences
             // follow commit order; taking it before the id inserts means no commit waits
@@ -246,12 +247,16 @@ impl PgStore {
                 let to_log: Vec<&EventRecord> = to_log.into_iter().map(|(r, _)| r).collect();
                 self.insert_records(&tx, "held_events", &to_hold).await?;
                 self.insert_records(&tx, "events", &to_log).await?;
-                if self.insert_outbox(&tx, &to_log).await? > 0 {
+                outbox_rows = self.insert_outbox(&tx, &to_log).await?;
+                if outbox_rows > 0 {
                     notify(self, &tx).await?;
                 }
             }
         }
         tx.commit().await.map_err(|e| self.io(&e))?;
+        if outbox_rows > 0 {
+            self.wrote_outbox_rows(&client, outbox_rows).await;
+        }
         Ok(written)
     }
 
@@ -494,10 +499,14 @@ impl PgStore {
         released.sort_by_key(|r| r.log_seq);
         let refs: Vec<&EventRecord> = released.iter().collect();
         self.insert_records(&tx, "events", &refs).await?;
-        if self.insert_outbox(&tx, &refs).await? > 0 {
+        let outbox_rows = self.insert_outbox(&tx, &refs).await?;
+        if outbox_rows > 0 {
             notify(self, &tx).await?;
         }
         tx.commit().await.map_err(|e| self.io(&e))?;
+        if outbox_rows > 0 {
+            self.wrote_outbox_rows(&client, outbox_rows).await;
+        }
         Ok(released)
     }
 

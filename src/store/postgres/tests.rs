@@ -967,6 +967,73 @@ mod delivery {
     }
 
     #[tokio::test]
+    async fn a_claim_after_a_backfill_probes_the_application_index() {
+        let store = store!();
+        // More than the first ANALYZE threshold, in pages of 1,000.
+        for page in 0..11 {
+            let events = (0..1000)
+                .map(|i| {
+                    let n = page * 1000 + i;
+                    event(
+                        &format!("e{n}"),
+                        &format!("app{}", n % 500),
+                        n / 500 + 1,
+                        EventType::StageChanged,
+                        &["crm"],
+                    )
+                })
+                .collect();
+            log(&store, events).await;
+        }
+        let client = store.client().await.unwrap();
+        let explain = |sql: String| {
+            let client = &client;
+            async move {
+                client
+                    .query(&format!("EXPLAIN {sql}"), &[])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        };
+        // The claim walks the due index in order and stops at its limit...
+        let plan = explain(
+            super::super::outbox::CLAIMABLE
+                .replace("$1", "'crm'")
+                .replace("$2", "now()")
+                .replace("$3", "64"),
+        )
+        .await;
+        assert!(
+            plan.contains("Index Scan using outbox_pending_due"),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Sort"),
+            "{plan}"
+        );
+        // ... and the head check is one probe of the per-application index.
+        let plan = explain(
+            "SELECT p.log_seq FROM outbox p WHERE p.subscriber = 'crm' \
+             AND p.integration_id = 'gh:1' AND p.application_id = 'app7' AND p.state = 'pending' \
+             ORDER BY p.subscriber, p.integration_id, p.application_id, p.log_seq LIMIT 1"
+                .to_owned(),
+        )
+        .await;
+        assert!(plan.contains("outbox_pending_by_application"), "{plan}");
+        let started = std::time::Instant::now();
+        assert_eq!(claim(&store, 100_000).await.len(), 100);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
     async fn claims_respect_the_limit_and_the_due_order() {
         let store = store!();
         let events = (1..=6)
