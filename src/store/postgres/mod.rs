@@ -20,6 +20,7 @@
 //!
 //! Errors never carry the password: connect errors name `host:port/database`.
 
+mod attempts;
 mod lease;
 mod log;
 mod migrate;
@@ -61,6 +62,8 @@ pub struct PgStore {
     /// Outbox rows this process wrote, and the count at which it next refreshes the
     /// planner's statistics (see [`PgStore::wrote_outbox_rows`]).
     outbox_written: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
+    /// Groups concurrent attempts into one statement (see [`attempts`]).
+    recorder: Arc<attempts::Recorder>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -238,6 +241,7 @@ impl PgStore {
                 std::sync::atomic::AtomicU64::new(0),
                 std::sync::atomic::AtomicU64::new(ANALYZE_FIRST),
             )),
+            recorder: Arc::new(attempts::Recorder::default()),
         })
     }
 

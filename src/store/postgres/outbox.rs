@@ -10,12 +10,13 @@ use std::time::Duration;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::attempts::AttemptRow;
 use super::log::{micros, notify};
 use super::{PgStore, to_i64, to_u64};
 use crate::ats::Timestamp;
 use crate::store::{
-    ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, OutboxEntry,
-    QueueSummary, StoreError, SubscriberBacklog,
+    AttemptRecord, AttemptResult, DeliveryState, DueDelivery, OutboxEntry, QueueSummary,
+    StoreError, SubscriberBacklog,
 };
 
 /// The columns of `outbox`, in the order [`PgStore::outbox_row`] reads them.
@@ -47,7 +48,8 @@ pub(super) const CLAIMABLE: &str = "SELECT o.subscriber, o.log_seq FROM outbox o
 /// between flushes: a lost claim is claimable again, a lost attempt is made again with the
 /// same `webhook-id`. It never loses a page commit, never reorders, never corrupts. On
 /// this machine it makes a claim or an attempt ~9x cheaper (a WAL flush costs ~3 ms).
-const RELAXED: &str = "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed";
+pub(super) const RELAXED: &str =
+    "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed";
 
 impl PgStore {
     /// `(subscriber, log sequence, entry)` from a row whose first columns are
@@ -298,10 +300,11 @@ impl PgStore {
         Ok(backlog)
     }
 
-    /// Records one attempt and its consequence in one statement, and ends this replica's
-    /// claim on the delivery: the attempt count (the highest attempt number seen), the
+    /// Records one attempt and its consequence atomically (in one statement, with the
+    /// attempts recorded at the same moment: see [`super::attempts`]), and ends this
+    /// replica's claim on the delivery: the attempt count (the highest attempt number seen), the
     /// update time, the last error (the attempt's error, or `HTTP <status>` for a non-2xx,
-    /// else none), the latest [`ATTEMPTS_KEPT`] attempts; then Delivered or Dead change
+    /// else none), the latest [`ATTEMPTS_KEPT`](crate::store::ATTEMPTS_KEPT) attempts; then Delivered or Dead change
     /// the state, Retry moves the due time, Disable disables the subscriber with the
     /// reason (the delivery stays pending). Committed without waiting for the disk (see
     /// [`RELAXED`]).
@@ -323,55 +326,25 @@ impl PgStore {
             what: format!("attempt of {} to {subscriber}", delivery.log_seq),
             message: e.to_string(),
         })?;
-        let (state, due_at, reason): (Option<&str>, Option<Timestamp>, Option<&str>) = match &result
-        {
-            AttemptResult::Delivered => (Some("delivered"), None, None),
-            AttemptResult::Dead => (Some("dead"), None, None),
-            AttemptResult::Retry { due_at } => (None, Some(micros(*due_at)), None),
-            AttemptResult::Disable { reason } => (None, None, Some(reason.as_str())),
-        };
-        let kept = ATTEMPTS_KEPT as i32;
-        let client = self.client().await?;
-        let sql = format!(
-            "WITH disable AS (INSERT INTO disabled_subscribers (subscriber, reason) \
-                 SELECT $1, $10::text WHERE $10::text IS NOT NULL \
-                 ON CONFLICT (subscriber) DO UPDATE SET reason = excluded.reason) \
-                 UPDATE outbox SET attempts = GREATEST(attempts, $3), updated_at = $4, \
-                 last_error = $5, \
-                 recent_attempts = CASE WHEN jsonb_array_length(recent_attempts) >= $6 \
-                   THEN (recent_attempts - 0) || $7 ELSE recent_attempts || $7 END, \
-                 state = COALESCE($8::text, state), due_at = COALESCE($9, due_at), \
-                 claimed_until = CASE WHEN claimed_by = $11 THEN NULL ELSE claimed_until END, \
-                 claimed_by = CASE WHEN claimed_by = $11 THEN NULL ELSE claimed_by END \
-                 FROM {RELAXED} WHERE subscriber = $1 AND log_seq = $2"
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(|e| self.io(&e))?;
-        let n = client
-            .execute(
-                &stmt,
-                &[
-                    &subscriber,
-                    &log_seq,
-                    &number,
-                    &attempt.at,
-                    &last_error,
-                    &kept,
-                    &appended,
-                    &state,
-                    &due_at,
-                    &reason,
-                    &self.replica_id,
-                ],
-            )
-            .await
-            .map_err(|e| self.io(&e))?;
-        if n == 0 {
-            return Err(StoreError::Corrupt {
-                what: format!("outbox entry {} of {subscriber}", delivery.log_seq),
-                message: "an attempt was made for a delivery that does not exist".into(),
-            });
-        }
-        Ok(())
+        let (state, due_at, reason): (Option<&'static str>, Option<Timestamp>, Option<&str>) =
+            match &result {
+                AttemptResult::Delivered => (Some("delivered"), None, None),
+                AttemptResult::Dead => (Some("dead"), None, None),
+                AttemptResult::Retry { due_at } => (None, Some(micros(*due_at)), None),
+                AttemptResult::Disable { reason } => (None, None, Some(reason.as_str())),
+            };
+        self.record_grouped(AttemptRow {
+            subscriber: subscriber.to_owned(),
+            log_seq,
+            attempt: number,
+            at: attempt.at,
+            last_error,
+            appended,
+            state,
+            due_at,
+            reason: reason.map(str::to_owned),
+        })
+        .await
     }
 
     /// The attempts of one delivery that its row keeps, in order.

@@ -1204,6 +1204,67 @@ mod delivery {
     }
 
     #[tokio::test]
+    async fn attempts_recorded_at_once_are_each_applied_and_answered() {
+        let store = store!();
+        let events = (0..50)
+            .map(|i| {
+                event(
+                    &format!("e{i}"),
+                    &format!("app{i}"),
+                    1,
+                    EventType::StageChanged,
+                    &["crm"],
+                )
+            })
+            .collect();
+        log(&store, events).await;
+        let due = claim(&store, 100).await;
+        assert_eq!(due.len(), 50);
+        let first = due[0].clone();
+        let missing = DueDelivery {
+            log_seq: 999,
+            ..first.clone()
+        };
+        let mut calls = Vec::new();
+        for d in due.iter().skip(1) {
+            calls.push((d.clone(), attempt(1, 10, 200), AttemptResult::Delivered));
+        }
+        // Two attempts of one delivery at once: both count, in order.
+        calls.push((
+            first.clone(),
+            attempt(1, 10, 500),
+            AttemptResult::Retry { due_at: at(20) },
+        ));
+        calls.push((
+            first.clone(),
+            attempt(2, 20, 500),
+            AttemptResult::Retry { due_at: at(30) },
+        ));
+        calls.push((missing, attempt(1, 10, 200), AttemptResult::Delivered));
+        let results = futures::future::join_all(
+            calls
+                .iter()
+                .map(|(d, a, r)| store.record_attempt("crm", d, a, r.clone())),
+        )
+        .await;
+        let (last, rest) = results.split_last().expect("results");
+        assert!(matches!(last, Err(StoreError::Corrupt { .. })), "{last:?}");
+        assert!(rest.iter().all(Result::is_ok), "{rest:?}");
+        let summary = store.subscriber_backlog("crm").await.unwrap();
+        assert_eq!((summary.delivered, summary.pending), (49, 1));
+        let entry = store
+            .delivery("crm", first.log_seq)
+            .await
+            .unwrap()
+            .expect("entry");
+        assert_eq!((entry.attempts, entry.due_at), (2, at(30)));
+        assert_eq!(
+            store.attempts("crm", first.log_seq).await.unwrap(),
+            [attempt(1, 10, 500), attempt(2, 20, 500)]
+        );
+    }
+
+    #[tokio::test]
     async fn an_entry_keeps_its_latest_attempts() {
         let store = setup!();
         let total = ATTEMPTS_KEPT as u32 + 3;
