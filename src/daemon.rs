@@ -162,7 +162,7 @@ impl Daemon {
                 .iter()
                 .map(|i| i.id.clone())
                 .collect(),
-            Duration::from_secs(15),
+            self.config.store.lease_ttl,
             self.store_health.clone(),
         );
         // The first round before any poller looks: with the embedded store it grants every

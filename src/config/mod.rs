@@ -90,25 +90,106 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-/// `[store]`: the embedded sled database.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[store]`: where hirehook keeps snapshots, sync state, the event log and the outbox:
+/// an embedded sled database (the default), or PostgreSQL shared by several replicas.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// The sled directory; created if missing. Relative paths are relative to the working
-    /// directory. Default `./hirehook-data`.
+    /// `"sled"` (embedded, one process) or `"postgres"` (one database, any number of
+    /// replicas). Default `"sled"`.
+    pub backend: StoreBackend,
+    /// sled only: the directory; created if missing. Relative paths are relative to the
+    /// working directory. Default `./hirehook-data`.
     pub path: PathBuf,
-    /// sled's page cache, in bytes: an integer or a string with a unit (`"64MiB"`,
-    /// `"1GiB"`). More cache, fewer disk reads when diffing large integrations.
-    /// Default `64MiB`.
+    /// sled only: its page cache, in bytes: an integer or a string with a unit
+    /// (`"64MiB"`, `"1GiB"`). More cache, fewer disk reads when diffing large
+    /// integrations. Default `64MiB`.
     pub cache_capacity: ByteSize,
+    /// postgres only, and required there: the database URL,
+    /// `postgres://user:password@host:5432/database?sslmode=require` (`sslmode` as libpq:
+    /// `disable`, `prefer`, `require`, `verify-ca`, `verify-full`; `sslrootcert` names a
+    /// PEM file of trusted roots). Write `"${HIREHOOK_DATABASE_URL}"` to keep the
+    /// password out of the file; it is redacted wherever the config is shown or logged.
+    pub url: Option<String>,
+    /// postgres only: connections each replica keeps to the database. Default 16; at
+    /// least 1.
+    pub pool_size: u32,
+    /// postgres only: how long a replica owns an integration (polls it) without renewing
+    /// its lease; a dead replica's integrations move to a survivor after about this long.
+    /// Default `15s`; at least `1s`.
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
+}
+
+/// Which store backend hirehook uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded sled database (one process).
+    #[default]
+    Sled,
+    /// PostgreSQL, shared by replicas.
+    Postgres,
+}
+
+impl StoreBackend {
+    /// The name the config uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreBackend::Sled => "sled",
+            StoreBackend::Postgres => "postgres",
+        }
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sled,
             path: PathBuf::from("./hirehook-data"),
             cache_capacity: ByteSize::mib(64),
+            url: None,
+            pool_size: 16,
+            lease_ttl: Duration::from_secs(15),
         }
+    }
+}
+
+/// The URL's password never shows: `url` is redacted like every printed URL.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("url", &self.url.as_deref().map(crate::redact::url))
+            .field("pool_size", &self.pool_size)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish()
+    }
+}
+
+/// The effective `[store]`: the backend and its own keys only (so that it reads back as
+/// a valid config), the URL redacted.
+impl Serialize for StoreConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut out = s.serialize_struct("StoreConfig", 4)?;
+        out.serialize_field("backend", &self.backend)?;
+        match self.backend {
+            StoreBackend::Sled => {
+                out.serialize_field("path", &self.path)?;
+                out.serialize_field("cache_capacity", &self.cache_capacity)?;
+            }
+            StoreBackend::Postgres => {
+                if let Some(url) = &self.url {
+                    out.serialize_field("url", &crate::redact::url(url))?;
+                }
+                out.serialize_field("pool_size", &self.pool_size)?;
+                out.serialize_field("lease_ttl", &duration::format(self.lease_ttl))?;
+            }
+        }
+        out.end()
     }
 }
 
@@ -375,6 +456,7 @@ impl Config {
             });
         }
 
+        let store_keys = store_keys(doc.get_ref());
         let config: Config = serde_path_to_error::deserialize(toml::de::Deserializer::from(doc))
             .map_err(|e| {
                 let key = match e.path().to_string() {
@@ -390,7 +472,7 @@ impl Config {
                 parse_error(origin, text, e.inner().span(), &key, &message)
             })?;
 
-        let problems = validate::problems(&config);
+        let problems = validate::problems(&config, &store_keys);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -483,9 +565,29 @@ pub fn decode_webhook_secret(secret: &Secret) -> Result<Vec<u8>, SecretFormatErr
     Ok(key)
 }
 
+/// The keys the `[store]` table gives (a default and a given value are told apart:
+/// sled's keys given with `backend = "postgres"` are an error, and the other way round).
+fn store_keys(doc: &toml::de::DeTable<'_>) -> Vec<String> {
+    doc.iter()
+        .find(|(key, _)| key.get_ref() == "store")
+        .and_then(|(_, value)| match value.get_ref() {
+            toml::de::DeValue::Table(table) => Some(
+                table
+                    .iter()
+                    .map(|(key, _)| key.get_ref().to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// Whether the value at `key` (e.g. `subscribers[0].secrets[1]`) is a secret, whose value
 /// must not appear in an error.
 fn is_secret_key(key: &str) -> bool {
+    if key == "store.url" {
+        return true; // a database URL holds its password
+    }
     let last = key.rsplit('.').next().unwrap_or(key);
     let name = last.split('[').next().unwrap_or(last);
     matches!(name, "api_key" | "webhook_secret" | "token" | "secrets")

@@ -163,6 +163,88 @@ fn unset_variable_names_variable_and_key() {
     );
 }
 
+/// MINIMAL with a valid PostgreSQL `[store]` plus the given extra lines.
+fn pg(extra: &str) -> String {
+    format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://hirehook:pw@db:5432/hirehook?sslmode=require\"\n{extra}\n"
+    )
+}
+
+#[test]
+fn the_postgres_store_gets_its_defaults_and_its_url_from_the_environment() {
+    let text = format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl = \"${{HIREHOOK_DATABASE_URL}}\"\n"
+    );
+    let url = "postgres://hirehook:s3cretpw@db.internal:5432/hooks?sslmode=verify-full";
+    let c = parse_with(&text, &[("HIREHOOK_DATABASE_URL", url)]).expect("valid");
+    assert_eq!(c.store.backend, StoreBackend::Postgres);
+    assert_eq!(c.store.url.as_deref(), Some(url));
+    assert_eq!(c.store.pool_size, 16);
+    assert_eq!(c.store.lease_ttl, Duration::from_secs(15));
+    let c = parse(&pg("pool_size = 4\nlease_ttl = \"3s\"")).expect("valid");
+    assert_eq!(
+        (c.store.pool_size, c.store.lease_ttl),
+        (4, Duration::from_secs(3))
+    );
+    let sled = parse(MINIMAL).expect("valid");
+    assert_eq!(sled.store.backend, StoreBackend::Sled);
+    assert_eq!(sled.store.url, None);
+}
+
+#[test]
+fn the_database_url_is_never_shown() {
+    let text = pg("pool_size = 4").replace(":pw@", ":s3cretpw@");
+    let c = parse(&text).expect("valid");
+    let shown = format!("{:?} {}", c, c.to_redacted_toml().expect("serializes"));
+    assert!(!shown.contains("s3cretpw"), "{shown}");
+    assert!(
+        shown.contains("db:5432/hirehook"),
+        "where it points stays: {shown}"
+    );
+    let out = c.to_redacted_toml().expect("serializes");
+    assert!(out.contains("backend = \"postgres\""), "{out}");
+    assert!(
+        out.contains("pool_size = 4") && out.contains("lease_ttl = \"15s\""),
+        "{out}"
+    );
+    assert!(
+        !out.contains("cache_capacity") && !out.contains("path ="),
+        "{out}"
+    );
+    let back: Config = toml::from_str(&out).expect("the effective config parses");
+    assert_eq!(back.store.pool_size, 4);
+
+    // Nor in errors about it: a bad value, a wrong type.
+    for text in [
+        pg("")
+            .replace(":pw@", ":s3cretpw@")
+            .replace("db:5432", "db:port"),
+        pg("").replace(
+            "\"postgres://hirehook:pw@db:5432/hirehook?sslmode=require\"",
+            "[\"postgres://u:s3cretpw@h/db\"]",
+        ),
+        format!("{MINIMAL}\n[store]\nurl = \"postgres://u:s3cretpw@h/db\"\n"),
+    ] {
+        let err = parse(&text).expect_err("invalid");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("s3cretpw"), "{shown}");
+        assert!(shown.contains("store.url"), "{shown}");
+    }
+
+    let sled = parse(MINIMAL)
+        .expect("valid")
+        .to_redacted_toml()
+        .expect("serializes");
+    assert!(
+        sled.contains("backend = \"sled\"") && sled.contains("cache_capacity"),
+        "{sled}"
+    );
+    assert!(
+        !sled.contains("lease_ttl") && !sled.contains("pool_size"),
+        "{sled}"
+    );
+}
+
 /// Each case: a name, the file text, and strings its error message must contain.
 #[test]
 fn bad_inputs_name_what_and_where() {
@@ -442,6 +524,77 @@ fn bad_inputs_name_what_and_where() {
             "zero cache",
             format!("{MINIMAL}\n[store]\ncache_capacity = 0\n"),
             vec!["store.cache_capacity"],
+        ),
+        (
+            "unknown backend",
+            format!("{MINIMAL}\n[store]\nbackend = \"mysql\"\n"),
+            vec![
+                "store.backend",
+                "unknown variant `mysql`",
+                "sled",
+                "postgres",
+            ],
+        ),
+        (
+            "postgres without url",
+            format!("{MINIMAL}\n[store]\nbackend = \"postgres\"\n"),
+            vec!["store.url", "required with store.backend = \"postgres\""],
+        ),
+        (
+            "postgres with sled's path",
+            pg("path = \"./hirehook-data\""),
+            vec!["store.path", "only used with store.backend = \"sled\""],
+        ),
+        (
+            "postgres with sled's cache",
+            pg("cache_capacity = \"64MiB\""),
+            vec![
+                "store.cache_capacity",
+                "only used with store.backend = \"sled\"",
+            ],
+        ),
+        (
+            "sled with a database url",
+            format!("{MINIMAL}\n[store]\nurl = \"postgres://h/db\"\n"),
+            vec!["store.url", "only used with store.backend = \"postgres\""],
+        ),
+        (
+            "sled with a lease ttl",
+            format!("{MINIMAL}\n[store]\nbackend = \"sled\"\nlease_ttl = \"5s\"\n"),
+            vec![
+                "store.lease_ttl",
+                "only used with store.backend = \"postgres\"",
+            ],
+        ),
+        (
+            "url not postgres",
+            pg("").replace("postgres://hirehook:pw@db:5432/hirehook", "mysql://db/x"),
+            vec!["store.url", "postgres:// or postgresql://"],
+        ),
+        (
+            "url with a bad port",
+            pg("").replace("db:5432", "db:port"),
+            vec!["store.url", "not a valid PostgreSQL URL"],
+        ),
+        (
+            "url with a bad sslmode",
+            pg("").replace("sslmode=require", "sslmode=sometimes"),
+            vec!["store.url", "sslmode"],
+        ),
+        (
+            "pool of 0",
+            pg("pool_size = 0"),
+            vec!["store.pool_size", "at least 1"],
+        ),
+        (
+            "lease under 1s",
+            pg("lease_ttl = \"500ms\""),
+            vec!["store.lease_ttl", "at least 1s", "500ms"],
+        ),
+        (
+            "lease not a duration",
+            pg("lease_ttl = \"soon\""),
+            vec!["store.lease_ttl"],
         ),
     ];
     for (name, text, wants) in cases {

@@ -4,15 +4,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{Config, decode_webhook_secret};
+use super::{Config, StoreBackend, decode_webhook_secret};
 use crate::ats::client::MAX_PAGE_SIZE;
 use crate::event::EventType;
 use crate::secret::Secret;
 
 /// Every problem of `config`, in file order of sections; empty when it is valid.
-pub(super) fn problems(config: &Config) -> Vec<String> {
+/// `store_keys` are the keys the file's `[store]` table gives (defaults are not given).
+pub(super) fn problems(config: &Config, store_keys: &[String]) -> Vec<String> {
     let mut p = Problems::default();
-    store(config, &mut p);
+    store(config, store_keys, &mut p);
     kombo(config, &mut p);
     integrations(config, &mut p);
     subscribers(config, &mut p);
@@ -37,18 +38,69 @@ impl Problems {
     }
 }
 
-fn store(config: &Config, p: &mut Problems) {
+fn store(config: &Config, given: &[String], p: &mut Problems) {
     let store = &config.store;
-    p.check(
-        !store.path.as_os_str().is_empty(),
-        "store.path",
-        "must not be empty",
-    );
-    p.check(
-        store.cache_capacity.bytes() > 0,
-        "store.cache_capacity",
-        "must be more than 0 bytes",
-    );
+    let given = |key: &str| given.iter().any(|k| k == key);
+    match store.backend {
+        StoreBackend::Sled => {
+            p.check(
+                !store.path.as_os_str().is_empty(),
+                "store.path",
+                "must not be empty",
+            );
+            p.check(
+                store.cache_capacity.bytes() > 0,
+                "store.cache_capacity",
+                "must be more than 0 bytes",
+            );
+            for key in ["url", "pool_size", "lease_ttl"] {
+                if given(key) {
+                    p.add(
+                        format!("store.{key}"),
+                        "only used with store.backend = \"postgres\" (the backend is \"sled\"): \
+                         set store.backend = \"postgres\", or remove it",
+                    );
+                }
+            }
+        }
+        StoreBackend::Postgres => {
+            for key in ["path", "cache_capacity"] {
+                if given(key) {
+                    p.add(
+                        format!("store.{key}"),
+                        "only used with store.backend = \"sled\": remove it (the PostgreSQL \
+                         store lives in the database store.url names)",
+                    );
+                }
+            }
+            match &store.url {
+                None => p.add(
+                    "store.url",
+                    "required with store.backend = \"postgres\", e.g. \
+                     url = \"${HIREHOOK_DATABASE_URL}\" holding postgres://user:password@host:5432/database",
+                ),
+                Some(url) => {
+                    if let Err(why) = crate::store::postgres::check_url(url) {
+                        // The value is not quoted: it holds a password.
+                        p.add("store.url", why);
+                    }
+                }
+            }
+            p.check(
+                store.pool_size >= 1,
+                "store.pool_size",
+                "must be at least 1",
+            );
+            p.check(
+                store.lease_ttl >= Duration::from_secs(1),
+                "store.lease_ttl",
+                format!(
+                    "must be at least 1s, not {}",
+                    super::duration::format(store.lease_ttl)
+                ),
+            );
+        }
+    }
 }
 
 fn kombo(config: &Config, p: &mut Problems) {

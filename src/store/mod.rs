@@ -10,8 +10,10 @@
 //! Durability: a commit is atomic; it is durable once [`Store::flush`] returns. Callers
 //! flush before telling anyone about an event (printing, delivering).
 
+pub mod postgres;
 pub mod sled;
 
+pub use self::postgres::PgStore;
 pub use self::sled::{LOCK_WAIT, SledStore, keys};
 
 /// The one event filter, defined with the events (the CLI, the API and replay use it too).
@@ -41,6 +43,21 @@ pub enum StoreError {
     Io(String),
     #[error("corrupt {what} in the store: {message}")]
     Corrupt { what: String, message: String },
+    /// A PostgreSQL store could not be reached or opened: `target` is `host:port/database`
+    /// (never the password), `cause` says why in words.
+    #[error("cannot use the PostgreSQL store at {target}: {cause}")]
+    Database { target: String, cause: String },
+    /// The database was migrated by a newer hirehook than this one.
+    #[error(
+        "the database schema is version {found}; this hirehook knows up to {known}: upgrade hirehook"
+    )]
+    SchemaTooNew { found: u32, known: u32 },
+    /// Fencing: this replica's lease on the integration expired or moved to another
+    /// replica, so its page commit or sync-state write was refused and nothing was written.
+    #[error(
+        "this replica no longer holds the lease on integration {integration}; another replica polls it now"
+    )]
+    LeaseLost { integration: String },
 }
 
 /// The store: one of the backends, behind one interface.
@@ -51,6 +68,8 @@ pub enum StoreError {
 pub enum Store {
     /// Embedded, one process (the default).
     Sled(Arc<SledStore>),
+    /// Shared by replicas.
+    Postgres(PgStore),
 }
 
 /// Runs a sled scan on the blocking pool: a long one must not stall the async threads.
@@ -71,15 +90,39 @@ impl Store {
         SledStore::open(path, cache_bytes).map(|s| Store::Sled(Arc::new(s)))
     }
 
-    /// Opens the store a config names.
+    /// Opens the store a config names. PostgreSQL: connects (a pool of `pool_size`) and
+    /// applies the schema's migrations first.
     pub async fn open(config: &crate::config::StoreConfig) -> Result<Store, StoreError> {
-        Self::open_sled(&config.path, config.cache_capacity.0)
+        match config.backend {
+            crate::config::StoreBackend::Sled => {
+                Self::open_sled(&config.path, config.cache_capacity.0)
+            }
+            crate::config::StoreBackend::Postgres => {
+                let url = config.url.as_deref().ok_or_else(|| StoreError::Database {
+                    target: "PostgreSQL".into(),
+                    cause: "`store.url` is not set".into(),
+                })?;
+                let pool_size = usize::try_from(config.pool_size).unwrap_or(usize::MAX);
+                PgStore::connect(url, pool_size).await.map(Store::Postgres)
+            }
+        }
+    }
+
+    /// The same store without fencing: page commits and sync-state writes no longer need a
+    /// lease. For operator commands (held events, dead letters, `store copy`), which are
+    /// never a poller; a poller keeps the fenced store.
+    pub fn unfenced(self) -> Store {
+        match self {
+            Store::Sled(s) => Store::Sled(s),
+            Store::Postgres(p) => Store::Postgres(p.without_fencing()),
+        }
     }
 
     /// The backend's name, for logs and status.
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Sled(_) => "sled",
+            Store::Postgres(_) => "postgres",
         }
     }
 
@@ -88,6 +131,7 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {
             Store::Sled(s) => s.flush_async().await,
+            Store::Postgres(p) => p.flush().await,
         }
     }
 
@@ -99,6 +143,7 @@ impl Store {
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         match self {
             Store::Sled(s) => s.snapshots(integration_id, application_ids),
+            Store::Postgres(p) => p.snapshots(integration_id, application_ids).await,
         }
     }
 
@@ -106,6 +151,7 @@ impl Store {
     pub async fn sync_state(&self, integration_id: &str) -> Result<SyncState, StoreError> {
         match self {
             Store::Sled(s) => s.sync_state(integration_id),
+            Store::Postgres(p) => p.sync_state(integration_id).await,
         }
     }
 
@@ -117,6 +163,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sled(s) => s.put_sync_state(integration_id, state),
+            Store::Postgres(p) => p.put_sync_state(integration_id, state).await,
         }
     }
 
@@ -131,6 +178,7 @@ impl Store {
     ) -> Result<Vec<EventRecord>, StoreError> {
         match self {
             Store::Sled(s) => s.commit_page(integration_id, page),
+            Store::Postgres(p) => p.commit_page(integration_id, page).await,
         }
     }
 
@@ -141,6 +189,7 @@ impl Store {
                 let filter = filter.clone();
                 scan(s, move |s| s.events(&filter)).await
             }
+            Store::Postgres(p) => p.events(filter).await,
         }
     }
 
@@ -148,6 +197,7 @@ impl Store {
     pub async fn event_by_id(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
         match self {
             Store::Sled(s) => s.event_by_id(id),
+            Store::Postgres(p) => p.event_by_id(id).await,
         }
     }
 
@@ -155,6 +205,7 @@ impl Store {
     pub async fn held_events(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
         match self {
             Store::Sled(s) => s.held_events(integration_id),
+            Store::Postgres(p) => p.held_events(integration_id).await,
         }
     }
 
@@ -167,6 +218,7 @@ impl Store {
     ) -> Result<Vec<EventRecord>, StoreError> {
         match self {
             Store::Sled(s) => s.release_held(integration_id, only),
+            Store::Postgres(p) => p.release_held(integration_id, only).await,
         }
     }
 
@@ -179,6 +231,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         match self {
             Store::Sled(s) => s.drop_held(integration_id, log_seqs),
+            Store::Postgres(p) => p.drop_held(integration_id, log_seqs).await,
         }
     }
 
@@ -186,6 +239,7 @@ impl Store {
     pub async fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sled(s) => s.has_snapshots(integration_id),
+            Store::Postgres(p) => p.has_snapshots(integration_id).await,
         }
     }
 
@@ -193,6 +247,7 @@ impl Store {
     pub async fn snapshot_count(&self, integration_id: &str) -> Result<u64, StoreError> {
         match self {
             Store::Sled(s) => s.snapshot_count(integration_id),
+            Store::Postgres(p) => p.snapshot_count(integration_id).await,
         }
     }
 
@@ -200,6 +255,7 @@ impl Store {
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sled(s) => s.size_on_disk(),
+            Store::Postgres(p) => p.size_on_disk().await,
         }
     }
 
@@ -210,6 +266,7 @@ impl Store {
                 let subscriber = subscriber.to_owned();
                 scan(s, move |s| s.outbox(&subscriber)).await
             }
+            Store::Postgres(p) => p.outbox(subscriber).await,
         }
     }
 
@@ -229,6 +286,7 @@ impl Store {
                 })
                 .await
             }
+            Store::Postgres(p) => p.deliveries(subscriber, state, event_id).await,
         }
     }
 
@@ -240,6 +298,7 @@ impl Store {
     ) -> Result<Option<OutboxEntry>, StoreError> {
         match self {
             Store::Sled(s) => s.delivery(subscriber, log_seq),
+            Store::Postgres(p) => p.delivery(subscriber, log_seq).await,
         }
     }
 
@@ -258,6 +317,7 @@ impl Store {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         match self {
             Store::Sled(s) => s.claim_due(subscriber, now, limit, hold),
+            Store::Postgres(p) => p.claim_due(subscriber, now, limit, hold).await,
         }
     }
 
@@ -266,6 +326,7 @@ impl Store {
     pub async fn next_due_at(&self, subscriber: &str) -> Result<Option<Timestamp>, StoreError> {
         match self {
             Store::Sled(s) => s.next_due_at(subscriber),
+            Store::Postgres(p) => p.next_due_at(subscriber).await,
         }
     }
 
@@ -281,6 +342,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sled(s) => s.record_attempt(delivery, attempt, result),
+            Store::Postgres(p) => {
+                p.record_attempt(&delivery.subscriber, delivery, attempt, result)
+                    .await
+            }
         }
     }
 
@@ -289,6 +354,7 @@ impl Store {
     pub async fn release_claim(&self, delivery: &DueDelivery) -> Result<(), StoreError> {
         match self {
             Store::Sled(s) => s.release_claim(delivery),
+            Store::Postgres(p) => p.release_claim(delivery).await,
         }
     }
 
@@ -300,6 +366,7 @@ impl Store {
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         match self {
             Store::Sled(s) => s.attempts(subscriber, log_seq),
+            Store::Postgres(p) => p.attempts(subscriber, log_seq).await,
         }
     }
 
@@ -308,6 +375,7 @@ impl Store {
     pub async fn queue_summary(&self, subscriber: &str) -> Result<QueueSummary, StoreError> {
         match self {
             Store::Sled(s) => s.queue_summary(subscriber),
+            Store::Postgres(p) => p.queue_summary(subscriber).await,
         }
     }
 
@@ -322,6 +390,7 @@ impl Store {
                 let subscriber = subscriber.to_owned();
                 scan(s, move |s| s.subscriber_backlog(&subscriber)).await
             }
+            Store::Postgres(p) => p.subscriber_backlog(subscriber).await,
         }
     }
 
@@ -329,6 +398,7 @@ impl Store {
     pub async fn disabled_reason(&self, subscriber: &str) -> Result<Option<String>, StoreError> {
         match self {
             Store::Sled(s) => s.disabled_reason(subscriber),
+            Store::Postgres(p) => p.disabled_reason(subscriber).await,
         }
     }
 
@@ -337,6 +407,7 @@ impl Store {
     pub async fn enable_subscriber(&self, subscriber: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sled(s) => s.enable_subscriber(subscriber),
+            Store::Postgres(p) => p.enable_subscriber(subscriber).await,
         }
     }
 
@@ -349,6 +420,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         match self {
             Store::Sled(s) => s.retry_dead(subscriber, event_id, now),
+            Store::Postgres(p) => p.retry_dead(subscriber, event_id, now).await,
         }
     }
 
@@ -357,14 +429,16 @@ impl Store {
     pub fn replica_id(&self) -> &str {
         match self {
             Store::Sled(_) => "local",
+            Store::Postgres(p) => p.replica_id(),
         }
     }
 
     /// Says this replica is alive for `ttl`; returns how many replicas are (this one
     /// included).
-    pub async fn heartbeat(&self, _ttl: Duration) -> Result<usize, StoreError> {
+    pub async fn heartbeat(&self, ttl: Duration) -> Result<usize, StoreError> {
         match self {
             Store::Sled(_) => Ok(1),
+            Store::Postgres(p) => p.heartbeat(ttl).await,
         }
     }
 
@@ -372,20 +446,18 @@ impl Store {
     /// lease is free, expired or already ours. Returns whether it is held now. While it is
     /// not, [`Store::commit_page`] and [`Store::put_sync_state`] for that integration fail
     /// (a lost lease): fencing. The embedded store has one process: always.
-    pub async fn try_lease(
-        &self,
-        _integration_id: &str,
-        _ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    pub async fn try_lease(&self, integration_id: &str, ttl: Duration) -> Result<bool, StoreError> {
         match self {
             Store::Sled(_) => Ok(true),
+            Store::Postgres(p) => p.try_lease(integration_id, ttl).await,
         }
     }
 
     /// Gives up this replica's lease on an integration.
-    pub async fn release_lease(&self, _integration_id: &str) -> Result<(), StoreError> {
+    pub async fn release_lease(&self, integration_id: &str) -> Result<(), StoreError> {
         match self {
             Store::Sled(_) => Ok(()),
+            Store::Postgres(p) => p.release_lease(integration_id).await,
         }
     }
 
@@ -393,6 +465,7 @@ impl Store {
     pub async fn leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
         match self {
             Store::Sled(_) => Ok(Vec::new()),
+            Store::Postgres(p) => p.leases().await,
         }
     }
 
@@ -402,6 +475,7 @@ impl Store {
     pub async fn wakeups(&self) -> Result<Option<tokio::sync::watch::Receiver<u64>>, StoreError> {
         match self {
             Store::Sled(_) => Ok(None),
+            Store::Postgres(p) => p.listen().await.map(Some),
         }
     }
 
@@ -410,6 +484,7 @@ impl Store {
     pub fn expect_deliveries(&self) {
         match self {
             Store::Sled(s) => s.expect_deliveries(),
+            Store::Postgres(_) => {}
         }
     }
 }

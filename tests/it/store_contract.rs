@@ -23,6 +23,9 @@ pub struct Fixture {
 
 enum Place {
     Sled(tempfile::TempDir),
+    /// A database of its own; operator-style handles (no lease needed to commit: fencing
+    /// has its own tests beside the backend).
+    Postgres(String),
 }
 
 impl Fixture {
@@ -35,6 +38,29 @@ impl Fixture {
         })
     }
 
+    /// `None` (after saying why) when no PostgreSQL can be had here.
+    pub async fn postgres() -> Option<Fixture> {
+        let url = hirehook::store::postgres::test_database().await?;
+        let store = Self::connect(&url).await;
+        Some(Fixture {
+            store: Some(store),
+            place: Place::Postgres(url),
+        })
+    }
+
+    async fn connect(url: &str) -> Store {
+        let config = hirehook::config::StoreConfig {
+            backend: hirehook::config::StoreBackend::Postgres,
+            url: Some(url.to_owned()),
+            pool_size: 4,
+            ..Default::default()
+        };
+        Store::open(&config)
+            .await
+            .expect("PostgreSQL opens")
+            .unfenced()
+    }
+
     pub fn store(&self) -> &Store {
         self.store.as_ref().expect("open")
     }
@@ -43,9 +69,12 @@ impl Fixture {
     pub async fn reopen(&mut self) {
         drop(self.store.take());
         let store = match &self.place {
-            Place::Sled(dir) => Store::open_sled(&dir.path().join("store"), 8 << 20),
+            Place::Sled(dir) => {
+                Store::open_sled(&dir.path().join("store"), 8 << 20).expect("sled opens again")
+            }
+            Place::Postgres(url) => Self::connect(url).await,
         };
-        self.store = Some(store.expect("the store opens again"));
+        self.store = Some(store);
     }
 }
 
@@ -894,3 +923,4 @@ macro_rules! every_check {
 }
 
 every_check!(sled, super::Fixture::sled);
+every_check!(postgres, super::Fixture::postgres);

@@ -1,0 +1,91 @@
+//! Schema migrations: SQL files embedded in the binary, applied in order, each in its own
+//! transaction, under a session advisory lock so that replicas starting together never
+//! race. `hirehook_schema_version` holds the version applied last.
+
+use super::{Server, describe};
+use crate::store::StoreError;
+
+/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+
+/// The highest schema version this hirehook knows.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The advisory lock key migrations hold ("hirehook" in ASCII).
+const LOCK_KEY: i64 = 0x6869_7265_686f_6f6b;
+
+/// Connects to `url`, applies the missing migrations and returns the schema version now
+/// (`hirehook store migrate`).
+pub async fn migrate(url: &str) -> Result<u32, StoreError> {
+    let server = Server::parse(url)?;
+    run(&server).await
+}
+
+/// Applies the missing migrations on a connection of its own (closed after: the advisory
+/// lock goes with it even if this future is dropped half-way).
+pub(super) async fn run(server: &Server) -> Result<u32, StoreError> {
+    let mut client = server.connect_one().await?;
+    let err = |e: tokio_postgres::Error| StoreError::Database {
+        target: server.target.clone(),
+        cause: server.scrub(format!("migrating the schema: {}", describe(&e))),
+    };
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(err)?;
+    let result = apply(&mut client, server).await;
+    // Unlocked explicitly so a pooled or long-lived connection never keeps it; closing the
+    // connection would release it too.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    result
+}
+
+async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u32, StoreError> {
+    let err = |e: tokio_postgres::Error| StoreError::Database {
+        target: server.target.clone(),
+        cause: server.scrub(format!("migrating the schema: {}", describe(&e))),
+    };
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS hirehook_schema_version (version integer NOT NULL)",
+        )
+        .await
+        .map_err(err)?;
+    let row = client
+        .query_one(
+            "SELECT COALESCE(max(version), 0) FROM hirehook_schema_version",
+            &[],
+        )
+        .await
+        .map_err(err)?;
+    let found: i32 = row.try_get(0).map_err(err)?;
+    let found = u32::try_from(found).unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in (1i32..).zip(MIGRATIONS.iter()).skip(found as usize) {
+        let tx = client.transaction().await.map_err(err)?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Database {
+                target: server.target.clone(),
+                cause: server.scrub(format!("applying migration {version}: {}", describe(&e))),
+            })?;
+        tx.execute("DELETE FROM hirehook_schema_version", &[])
+            .await
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO hirehook_schema_version (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+    }
+    Ok(SCHEMA_VERSION)
+}

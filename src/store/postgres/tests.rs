@@ -1,0 +1,1474 @@
+//! PgStore against a real PostgreSQL ([`test_database`]: `HIREHOOK_TEST_DATABASE_URL`, or
+//! a scratch server per process). Each test gets an empty database; without PostgreSQL the
+//! tests say they were skipped and pass, unless `HIREHOOK_REQUIRE_POSTGRES=1`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::ats::Timestamp;
+use crate::event::EventType;
+use crate::store::*;
+
+fn at(secs: i64) -> Timestamp {
+    chrono::Utc
+        .timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .expect("valid")
+}
+
+/// An unfenced store on a fresh database, or None (skipped).
+async fn open() -> Option<PgStore> {
+    let url = test_database().await?;
+    Some(connect(&url).await.without_fencing())
+}
+
+async fn connect(url: &str) -> PgStore {
+    PgStore::connect(url, 4)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+/// A fresh database's URL, or return from the test (skipped).
+macro_rules! database {
+    () => {
+        match test_database().await {
+            Some(url) => url,
+            None => return,
+        }
+    };
+}
+
+/// An unfenced store on a fresh database, or return from the test (skipped).
+macro_rules! store {
+    () => {
+        match open().await {
+            Some(store) => store,
+            None => return,
+        }
+    };
+}
+
+fn event(id: &str, app: &str, seq: u64, t: EventType, subs: &[&str]) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        event_type: t,
+        application_id: app.into(),
+        sequence: seq,
+        detected_at: at(seq as i64),
+        body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+        subscribers: subs.iter().map(|s| s.to_string()).collect(),
+        hold: false,
+    }
+}
+
+fn held(id: &str, app: &str, seq: u64, subs: &[&str]) -> NewEvent {
+    NewEvent {
+        hold: true,
+        ..event(id, app, seq, EventType::ApplicationDeleted, subs)
+    }
+}
+
+fn snap(app: &str, is_new: bool) -> SnapshotWrite {
+    SnapshotWrite {
+        application_id: app.into(),
+        bytes: vec![1, 2, 3],
+        is_new,
+    }
+}
+
+fn events_page(events: Vec<NewEvent>) -> PageCommit {
+    PageCommit {
+        snapshots: vec![],
+        events,
+    }
+}
+
+async fn log(store: &PgStore, events: Vec<NewEvent>) -> Vec<EventRecord> {
+    store
+        .commit_page("gh:1", events_page(events))
+        .await
+        .expect("commit")
+}
+
+fn seqs(records: &[EventRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.log_seq).collect()
+}
+
+#[tokio::test]
+async fn a_page_commits_snapshots_events_and_outbox_together() {
+    let store = store!();
+    let written = store
+        .commit_page(
+            "gh:1",
+            PageCommit {
+                snapshots: vec![snap("a", true), snap("b", true)],
+                events: vec![
+                    event("evt_1", "a", 1, EventType::StageChanged, &["crm", "slack"]),
+                    event("evt_2", "b", 1, EventType::Rejected, &["crm"]),
+                ],
+            },
+        )
+        .await
+        .expect("commit");
+    assert_eq!(seqs(&written), [1, 2]);
+    assert_eq!(
+        store.snapshot("gh:1", "a").await.unwrap().as_deref(),
+        Some(&[1u8, 2, 3][..])
+    );
+    assert_eq!(store.snapshot("gh:1", "zz").await.unwrap(), None);
+    assert_eq!(store.sync_state("gh:1").await.unwrap().applications, 2);
+    assert_eq!(store.outbox("crm").await.unwrap().len(), 2);
+    let slack = store.outbox("slack").await.unwrap();
+    assert_eq!(slack.len(), 1);
+    assert_eq!(slack[0].0, 1);
+    let entry = &slack[0].1;
+    assert_eq!(
+        (
+            entry.event_id.as_str(),
+            entry.integration_id.as_str(),
+            entry.application_id.as_str(),
+            entry.state,
+            entry.attempts,
+            entry.due_at,
+            entry.updated_at
+        ),
+        (
+            "evt_1",
+            "gh:1",
+            "a",
+            DeliveryState::Pending,
+            0,
+            at(1),
+            at(1)
+        )
+    );
+    let found = store.event_by_id("evt_2").await.unwrap().expect("logged");
+    assert_eq!(found, written[1], "read back exactly as written");
+    assert_eq!(found.body, b"{\"id\":\"evt_2\"}");
+    assert_eq!(store.event_by_id("nope").await.unwrap(), None);
+    assert!(store.has_snapshots("gh:1").await.unwrap());
+    assert!(!store.has_snapshots("gh:2").await.unwrap());
+    assert_eq!(store.snapshot_count("gh:1").await.unwrap(), 2);
+    assert!(store.size_on_disk().await.unwrap() > 0);
+    store.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn snapshots_are_replaced_and_only_new_ones_count() {
+    let store = store!();
+    let page = |is_new: bool, bytes: Vec<u8>| PageCommit {
+        snapshots: vec![SnapshotWrite {
+            application_id: "a".into(),
+            bytes,
+            is_new,
+        }],
+        events: vec![],
+    };
+    store
+        .commit_page("gh:1", page(true, vec![1]))
+        .await
+        .unwrap();
+    store
+        .commit_page("gh:1", page(false, vec![2]))
+        .await
+        .unwrap();
+    assert_eq!(store.snapshot("gh:1", "a").await.unwrap(), Some(vec![2]));
+    assert_eq!(store.sync_state("gh:1").await.unwrap().applications, 1);
+    // The same application twice in one page: the last write wins, as in a batch.
+    let twice = PageCommit {
+        snapshots: vec![snap("b", true), {
+            let mut s = snap("b", false);
+            s.bytes = vec![9];
+            s
+        }],
+        events: vec![],
+    };
+    store.commit_page("gh:1", twice).await.unwrap();
+    assert_eq!(store.snapshot("gh:1", "b").await.unwrap(), Some(vec![9]));
+    assert_eq!(store.sync_state("gh:1").await.unwrap().applications, 2);
+    // The count joins a sync state written before.
+    let mut state = store.sync_state("gh:1").await.unwrap();
+    state.baseline_done = true;
+    state.watermark = Some(at(5));
+    store.put_sync_state("gh:1", &state).await.unwrap();
+    store
+        .commit_page("gh:1", page(true, vec![3]))
+        .await
+        .unwrap();
+    let after = store.sync_state("gh:1").await.unwrap();
+    assert_eq!(
+        (after.applications, after.baseline_done, after.watermark),
+        (3, true, Some(at(5)))
+    );
+}
+
+#[tokio::test]
+async fn a_rederived_event_is_not_logged_twice() {
+    let store = store!();
+    let page = || PageCommit {
+        snapshots: vec![snap("a", false)],
+        events: vec![event("evt_1", "a", 1, EventType::StageChanged, &["crm"])],
+    };
+    assert_eq!(store.commit_page("gh:1", page()).await.unwrap().len(), 1);
+    assert_eq!(store.commit_page("gh:1", page()).await.unwrap().len(), 0);
+    // Twice in one page: once.
+    let written = log(
+        &store,
+        vec![
+            event("evt_2", "a", 2, EventType::StageChanged, &["crm"]),
+            event("evt_2", "a", 2, EventType::StageChanged, &["crm"]),
+            event("evt_1", "a", 1, EventType::StageChanged, &["crm"]),
+            event("evt_3", "a", 3, EventType::Rejected, &["crm"]),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&written), [2, 3], "no gap for the skipped ones");
+    assert_eq!(
+        store.events(&EventFilter::default()).await.unwrap().len(),
+        3
+    );
+    assert_eq!(store.outbox("crm").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failed_commit_writes_nothing() {
+    let store = store!();
+    let mut bad = event("e2", "b", 1, EventType::Rejected, &["crm"]);
+    bad.sequence = u64::MAX; // beyond bigint: fails after the snapshots were written
+    let err = store
+        .commit_page(
+            "gh:1",
+            PageCommit {
+                snapshots: vec![snap("a", true)],
+                events: vec![event("e1", "a", 1, EventType::StageChanged, &["crm"]), bad],
+            },
+        )
+        .await
+        .expect_err("fails");
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert_eq!(store.snapshot("gh:1", "a").await.unwrap(), None);
+    assert_eq!(
+        store.sync_state("gh:1").await.unwrap(),
+        SyncState::default()
+    );
+    assert!(store.event_by_id("e1").await.unwrap().is_none());
+    assert!(store.outbox("crm").await.unwrap().is_empty());
+    // The ids and the sequence numbers were not used up.
+    let written = log(
+        &store,
+        vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])],
+    )
+    .await;
+    assert_eq!(seqs(&written), [1]);
+}
+
+#[tokio::test]
+async fn timestamps_round_trip_to_the_microsecond() {
+    let store = store!();
+    let mut e = event("e1", "a", 1, EventType::StageChanged, &["crm"]);
+    e.detected_at = chrono::Utc
+        .timestamp_opt(1_700_000_000, 123_456_789)
+        .single()
+        .expect("valid");
+    let written = log(&store, vec![e]).await;
+    assert_eq!(written[0].detected_at.timestamp_subsec_nanos(), 123_456_000);
+    assert_eq!(
+        store.event_by_id("e1").await.unwrap().as_ref(),
+        Some(&written[0])
+    );
+    let entry = &store.outbox("crm").await.unwrap()[0].1;
+    assert_eq!(entry.due_at, written[0].detected_at);
+}
+
+#[tokio::test]
+async fn log_sequences_have_no_gaps_across_concurrent_handles() {
+    let url = database!();
+    let a = connect(&url).await.without_fencing();
+    let b = connect(&url).await.without_fencing();
+    let mut tasks = Vec::new();
+    for (n, store) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for page in 0..10 {
+                let events = (0..3)
+                    .map(|i| {
+                        let id = format!("t{n}_p{page}_e{i}");
+                        event(&id, &id, 1, EventType::StageChanged, &["crm"])
+                    })
+                    .collect();
+                let written = store
+                    .commit_page(&format!("gh:{n}"), events_page(events))
+                    .await
+                    .expect("commit");
+                got.extend(seqs(&written));
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let got = t.await.expect("task");
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "increasing per writer");
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=120).collect::<Vec<u64>>());
+    let store = open_existing(&url).await;
+    let logged = store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(seqs(&logged), (1..=120).collect::<Vec<u64>>());
+}
+
+async fn open_existing(url: &str) -> PgStore {
+    connect(url).await.without_fencing()
+}
+
+#[tokio::test]
+async fn filters_select_exactly() {
+    let store = store!();
+    log(
+        &store,
+        vec![
+            event("e1", "a", 1, EventType::StageChanged, &[]),
+            event("e2", "b", 2, EventType::Rejected, &[]),
+            event("e3", "a", 3, EventType::OutcomeHired, &[]),
+        ],
+    )
+    .await;
+    store
+        .commit_page(
+            "lever:2",
+            events_page(vec![event("e4", "a", 4, EventType::StageChanged, &[])]),
+        )
+        .await
+        .unwrap();
+    let cases: Vec<(EventFilter, Vec<&str>)> = vec![
+        (EventFilter::default(), vec!["e1", "e2", "e3", "e4"]),
+        (
+            EventFilter {
+                types: vec![EventType::StageChanged],
+                ..Default::default()
+            },
+            vec!["e1", "e4"],
+        ),
+        (
+            EventFilter {
+                types: vec![EventType::Rejected, EventType::OutcomeHired],
+                ..Default::default()
+            },
+            vec!["e2", "e3"],
+        ),
+        (
+            EventFilter {
+                integration_id: Some("gh:1".into()),
+                ..Default::default()
+            },
+            vec!["e1", "e2", "e3"],
+        ),
+        (
+            EventFilter {
+                application_id: Some("a".into()),
+                ..Default::default()
+            },
+            vec!["e1", "e3", "e4"],
+        ),
+        (
+            EventFilter {
+                since: Some(at(2)),
+                until: Some(at(4)),
+                ..Default::default()
+            },
+            vec!["e2", "e3"],
+        ),
+        (
+            EventFilter {
+                after_log_seq: Some(2),
+                ..Default::default()
+            },
+            vec!["e3", "e4"],
+        ),
+        (
+            EventFilter {
+                limit: Some(2),
+                ..Default::default()
+            },
+            vec!["e1", "e2"],
+        ),
+        (
+            EventFilter {
+                application_id: Some("a".into()),
+                limit: Some(2),
+                after_log_seq: Some(1),
+                ..Default::default()
+            },
+            vec!["e3", "e4"],
+        ),
+    ];
+    for (filter, want) in cases {
+        let got: Vec<String> = store
+            .events(&filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got, want, "{filter:?}");
+    }
+}
+
+#[tokio::test]
+async fn held_events_wait_for_an_operator() {
+    let store = store!();
+    let written = log(
+        &store,
+        vec![
+            held("e1", "a", 1, &["crm"]),
+            event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+            held("e3", "c", 1, &["crm"]),
+        ],
+    )
+    .await;
+    assert_eq!(
+        seqs(&written),
+        [1, 2, 3],
+        "held events take log sequences too"
+    );
+    assert_eq!(
+        store.events(&EventFilter::default()).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.outbox("crm").await.unwrap().len(), 1);
+    assert_eq!(seqs(&store.held_events("gh:1").await.unwrap()), [1, 3]);
+    assert!(store.held_events("gh:2").await.unwrap().is_empty());
+    assert_eq!(
+        store.event_by_id("e1").await.unwrap().as_ref(),
+        Some(&written[0]),
+        "held events are findable"
+    );
+
+    let released = store.release_held("gh:1", Some(&[3])).await.unwrap();
+    assert_eq!(seqs(&released), [3]);
+    assert_eq!(seqs(&store.held_events("gh:1").await.unwrap()), [1]);
+    let released = store.release_held("gh:1", None).await.unwrap();
+    assert_eq!(seqs(&released), [1]);
+    assert_eq!(released[0], written[0], "released as held");
+    assert!(store.held_events("gh:1").await.unwrap().is_empty());
+    assert_eq!(
+        seqs(&store.events(&EventFilter::default()).await.unwrap()),
+        [1, 2, 3]
+    );
+    let outbox: Vec<u64> = store
+        .outbox("crm")
+        .await
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(outbox, [1, 2, 3]);
+    assert!(store.release_held("gh:1", None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dropped_held_events_do_not_come_back() {
+    let store = store!();
+    let page = || events_page(vec![held("e1", "a", 1, &["crm"])]);
+    let written = store.commit_page("gh:1", page()).await.unwrap();
+    assert_eq!(store.drop_held("gh:1", &seqs(&written)).await.unwrap(), 1);
+    assert_eq!(
+        store.drop_held("gh:1", &seqs(&written)).await.unwrap(),
+        0,
+        "no longer held"
+    );
+    assert!(store.commit_page("gh:1", page()).await.unwrap().is_empty());
+    assert!(store.held_events("gh:1").await.unwrap().is_empty());
+    assert!(store.event_by_id("e1").await.unwrap().is_none());
+    assert!(store.outbox("crm").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sync_state_round_trips() {
+    let store = store!();
+    assert_eq!(
+        store.sync_state("gh:1").await.unwrap(),
+        SyncState::default()
+    );
+    let state = SyncState {
+        watermark: Some(at(10)),
+        last_full_resync: Some(at(9)),
+        baseline_done: true,
+        applications: 3,
+        last_success_at: Some(at(11)),
+        last_error: Some("boom".into()),
+        last_error_summary: Some("page 2: HTTP 500".into()),
+        guard_decided_through: 7,
+        baseline_unread: vec!["x".into()],
+    };
+    store.put_sync_state("gh:1", &state).await.unwrap();
+    assert_eq!(store.sync_state("gh:1").await.unwrap(), state);
+    store
+        .put_sync_state("gh:1", &SyncState::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_state("gh:1").await.unwrap(),
+        SyncState::default()
+    );
+}
+
+mod schema {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_connect_migrates_nothing_and_keeps_the_data() {
+        let url = database!();
+        assert_eq!(migrate(&url).await.unwrap(), SCHEMA_VERSION);
+        let store = open_existing(&url).await;
+        log(
+            &store,
+            vec![event("e1", "a", 1, EventType::StageChanged, &[])],
+        )
+        .await;
+        let again = open_existing(&url).await;
+        assert_eq!(
+            again.events(&EventFilter::default()).await.unwrap().len(),
+            1
+        );
+        assert_eq!(migrate(&url).await.unwrap(), SCHEMA_VERSION);
+        let written = log(
+            &again,
+            vec![event("e2", "a", 2, EventType::StageChanged, &[])],
+        )
+        .await;
+        assert_eq!(seqs(&written), [2]);
+    }
+
+    #[tokio::test]
+    async fn replicas_starting_together_both_connect() {
+        let url = database!();
+        let (a, b, c) = tokio::join!(
+            PgStore::connect(&url, 2),
+            PgStore::connect(&url, 2),
+            migrate(&url)
+        );
+        let (a, b) = (a.expect("first"), b.expect("second"));
+        assert_eq!(c.expect("migrate"), SCHEMA_VERSION);
+        assert_ne!(a.replica_id(), b.replica_id());
+        let client = a.client().await.unwrap();
+        let rows = client
+            .query("SELECT version FROM hirehook_schema_version", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, i32>(0) as u32, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let url = database!();
+        let store = open_existing(&url).await;
+        store
+            .client()
+            .await
+            .unwrap()
+            .execute("UPDATE hirehook_schema_version SET version = 99", &[])
+            .await
+            .unwrap();
+        let err = PgStore::connect(&url, 1).await.expect_err("refused");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, known } if known == SCHEMA_VERSION),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(
+            shown.contains("version 99") && shown.contains("upgrade hirehook"),
+            "{shown}"
+        );
+    }
+}
+
+mod connect_errors {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_target_not_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let url = format!("postgres://hirehook:s3cretpw@127.0.0.1:{port}/hooks?connect_timeout=5");
+        let err = PgStore::connect(&url, 1).await.expect_err("refused");
+        let shown = format!("{err} {err:?}");
+        assert!(matches!(err, StoreError::Database { .. }), "{shown}");
+        assert!(
+            shown.contains(&format!("127.0.0.1:{port}/hooks")),
+            "{shown}"
+        );
+        assert!(shown.to_lowercase().contains("refused"), "{shown}");
+        assert!(!shown.contains("s3cretpw"), "{shown}");
+        let err = migrate(&url).await.expect_err("refused");
+        assert!(!format!("{err:?}").contains("s3cretpw"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_described_without_the_password() {
+        let cases = [
+            "postgres://u:s3cretpw@h:notaport/db",
+            "postgres://u:s3cretpw@h/db?sslmode=sometimes",
+            "postgres://u:s3cretpw@h/db?nosuchoption=1",
+        ];
+        for url in cases {
+            let err = PgStore::connect(url, 1).await.expect_err(url);
+            let shown = format!("{err} {err:?}");
+            assert!(matches!(err, StoreError::Database { .. }), "{shown}");
+            assert!(!shown.contains("s3cretpw"), "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_or_role_is_named() {
+        let Some(_) = test_database().await else {
+            return;
+        };
+        let Ok(server) = scratch::scratch_server() else {
+            return; // an external server: its roles and databases are not ours to guess
+        };
+        let port = server.port();
+        let url =
+            format!("postgres://postgres:s3cretpw@127.0.0.1:{port}/no_such_db?sslmode=disable");
+        let err = PgStore::connect(&url, 1).await.expect_err("missing");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&format!("127.0.0.1:{port}/no_such_db")),
+            "{shown}"
+        );
+        assert!(shown.contains("does not exist"), "{shown}");
+        assert!(!shown.contains("s3cretpw"), "{shown}");
+        let url = format!("postgres://nobody@127.0.0.1:{port}/postgres?sslmode=disable");
+        let err = PgStore::connect(&url, 1).await.expect_err("no role");
+        assert!(err.to_string().contains("nobody"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn tls_required_of_a_server_without_tls_fails_clearly() {
+        let Some(_) = test_database().await else {
+            return;
+        };
+        let Ok(server) = scratch::scratch_server() else {
+            return;
+        };
+        let url = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+            server.port()
+        );
+        let err = PgStore::connect(&url, 1).await.expect_err("no TLS");
+        assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
+        let prefer = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=prefer",
+            server.port()
+        );
+        migrate(&prefer).await.expect("prefer falls back to plain");
+    }
+}
+
+mod fencing {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(1);
+
+    #[tokio::test]
+    async fn a_commit_without_the_lease_writes_nothing() {
+        let url = database!();
+        let store = connect(&url).await;
+        let page = || PageCommit {
+            snapshots: vec![snap("a", true)],
+            events: vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])],
+        };
+        let err = store.commit_page("gh:1", page()).await.expect_err("fenced");
+        assert!(
+            matches!(&err, StoreError::LeaseLost { integration } if integration == "gh:1"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("no longer holds the lease on integration gh:1")
+        );
+        let err = store
+            .put_sync_state("gh:1", &SyncState::default())
+            .await
+            .expect_err("fenced");
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+        let reader = open_existing(&url).await;
+        assert_eq!(reader.snapshot("gh:1", "a").await.unwrap(), None);
+        assert!(reader.event_by_id("e1").await.unwrap().is_none());
+        assert!(reader.outbox("crm").await.unwrap().is_empty());
+
+        assert!(
+            store
+                .try_lease("gh:1", Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
+        let written = store.commit_page("gh:1", page()).await.expect("leased");
+        assert_eq!(
+            seqs(&written),
+            [1],
+            "nothing was used up by the refused commit"
+        );
+        store
+            .put_sync_state("gh:1", &SyncState::default())
+            .await
+            .expect("leased");
+        let err = store
+            .commit_page("gh:2", events_page(vec![]))
+            .await
+            .expect_err("a lease covers one integration");
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_one_replicas_until_it_expires() {
+        let url = database!();
+        let a = connect(&url).await;
+        let b = connect(&url).await;
+        assert!(a.try_lease("gh:1", TTL).await.unwrap());
+        assert!(a.try_lease("gh:1", TTL).await.unwrap(), "renewed");
+        assert!(!b.try_lease("gh:1", TTL).await.unwrap(), "held by a");
+        assert!(
+            b.try_lease("gh:2", Duration::from_secs(30)).await.unwrap(),
+            "another integration"
+        );
+        let leases = a.leases().await.unwrap();
+        let holders: Vec<(&str, &str)> = leases
+            .iter()
+            .map(|(i, h, _)| (i.as_str(), h.as_str()))
+            .collect();
+        assert_eq!(
+            holders,
+            [("gh:1", a.replica_id()), ("gh:2", b.replica_id())]
+        );
+
+        tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+        assert!(b.try_lease("gh:1", TTL).await.unwrap(), "expired: taken");
+        // a was paused past its lease: its commit is refused, b's goes through.
+        let err = a
+            .commit_page(
+                "gh:1",
+                events_page(vec![event("e1", "a", 1, EventType::StageChanged, &[])]),
+            )
+            .await
+            .expect_err("fenced");
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+        assert!(!a.try_lease("gh:1", TTL).await.unwrap());
+        b.commit_page(
+            "gh:1",
+            events_page(vec![event("e1", "a", 1, EventType::StageChanged, &[])]),
+        )
+        .await
+        .expect("b holds it");
+
+        b.release_lease("gh:1").await.unwrap();
+        a.release_lease("gh:2").await.unwrap(); // not a's: nothing happens
+        assert!(a.try_lease("gh:1", TTL).await.unwrap(), "released: free");
+        assert!(!a.try_lease("gh:2", TTL).await.unwrap(), "still b's");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_count_live_replicas() {
+        let url = database!();
+        let a = connect(&url).await;
+        let b = connect(&url).await;
+        assert_eq!(a.heartbeat(Duration::from_secs(30)).await.unwrap(), 1);
+        assert_eq!(b.heartbeat(TTL).await.unwrap(), 2);
+        assert_eq!(a.heartbeat(Duration::from_secs(30)).await.unwrap(), 2);
+        tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+        assert_eq!(
+            a.heartbeat(Duration::from_secs(30)).await.unwrap(),
+            1,
+            "b went quiet"
+        );
+    }
+}
+
+mod wakeups {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_commit_on_one_handle_wakes_a_listener_on_another() {
+        let url = database!();
+        let a = open_existing(&url).await;
+        let b = open_existing(&url).await;
+        let mut wake = a.listen().await.expect("listen");
+        let before = *wake.borrow_and_update();
+        b.commit_page(
+            "gh:1",
+            events_page(vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])]),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wake.changed())
+            .await
+            .expect("woken within 5 s")
+            .expect("listener alive");
+        assert_ne!(*wake.borrow_and_update(), before);
+
+        // Releases and retried dead letters wake too.
+        b.commit_page("gh:1", events_page(vec![held("e2", "b", 1, &["crm"])]))
+            .await
+            .unwrap();
+        b.release_held("gh:1", None).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wake.changed())
+            .await
+            .expect("woken by the release")
+            .expect("listener alive");
+    }
+
+    #[tokio::test]
+    async fn the_listener_comes_back_after_its_connection_is_killed() {
+        let url = database!();
+        let a = open_existing(&url).await;
+        let mut wake = a.listen().await.expect("listen");
+        wake.borrow_and_update();
+        let admin = a.client().await.unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE query LIKE 'LISTEN%' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap();
+        // Reconnecting bumps the counter (something may have been missed meanwhile).
+        tokio::time::timeout(Duration::from_secs(20), wake.changed())
+            .await
+            .expect("reconnected")
+            .expect("listener alive");
+        wake.borrow_and_update();
+        a.commit_page(
+            "gh:1",
+            events_page(vec![event("e1", "a", 1, EventType::StageChanged, &["crm"])]),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wake.changed())
+            .await
+            .expect("woken on the new connection")
+            .expect("listener alive");
+    }
+}
+
+mod delivery {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_secs(60);
+
+    fn attempt(n: u32, t: i64, status: u16) -> AttemptRecord {
+        AttemptRecord {
+            attempt: n,
+            at: at(t),
+            status: Some(status),
+            latency_ms: 1,
+            error: None,
+            response_prefix: None,
+        }
+    }
+
+    async fn claim(store: &PgStore, now: i64) -> Vec<DueDelivery> {
+        store
+            .claim_due("crm", at(now), 100, HOLD)
+            .await
+            .expect("claim")
+    }
+
+    fn due_seqs(due: &[DueDelivery]) -> Vec<u64> {
+        due.iter().map(|d| d.log_seq).collect()
+    }
+
+    /// What is claimable at `now`, by log sequence (claimed, then the claims given back).
+    async fn claimable(store: &PgStore, now: i64) -> Vec<u64> {
+        let due = claim(store, now).await;
+        let client = store.client().await.unwrap();
+        client
+            .execute(
+                "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL WHERE subscriber = 'crm'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut seqs = due_seqs(&due);
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// Two applications: `a` has events 1 and 3, `b` has event 2.
+    async fn setup() -> Option<PgStore> {
+        let store = open().await?;
+        log(
+            &store,
+            vec![
+                event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                event("e3", "a", 2, EventType::Rejected, &["crm"]),
+            ],
+        )
+        .await;
+        Some(store)
+    }
+
+    macro_rules! setup {
+        () => {
+            match setup().await {
+                Some(store) => store,
+                None => return,
+            }
+        };
+    }
+
+    /// Claims delivery `seq` (only: the others claimed with it are given back).
+    async fn one(store: &PgStore, seq: u64, now: i64) -> DueDelivery {
+        let due = claim(store, now)
+            .await
+            .into_iter()
+            .find(|d| d.log_seq == seq)
+            .unwrap_or_else(|| panic!("{seq} is not claimable at {now}"));
+        let client = store.client().await.unwrap();
+        client
+            .execute(
+                "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL \
+                 WHERE subscriber = 'crm' AND log_seq <> $1",
+                &[&(seq as i64)],
+            )
+            .await
+            .unwrap();
+        due
+    }
+
+    #[tokio::test]
+    async fn only_the_head_of_each_application_is_claimed() {
+        let store = setup!();
+        assert_eq!(
+            claimable(&store, 0).await,
+            Vec::<u64>::new(),
+            "not due before detection"
+        );
+        assert_eq!(claimable(&store, 1).await, [1, 2]);
+        let due = claim(&store, 100).await;
+        assert_eq!(due_seqs(&due), [1, 2]);
+        assert_eq!(due[0].body, b"{\"id\":\"e1\"}");
+        assert_eq!(due[0].detected_at, at(1));
+        assert_eq!(due[0].entry.event_id, "e1");
+        assert_eq!(due[0].subscriber, "crm");
+        assert_eq!(
+            claim(&store, 100).await.len(),
+            0,
+            "claimed: not handed out again, and 3 waits behind 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claim_after_a_backfill_probes_the_application_index() {
+        let store = store!();
+        // More than the first ANALYZE threshold, in pages of 1,000.
+        for page in 0..11 {
+            let events = (0..1000)
+                .map(|i| {
+                    let n = page * 1000 + i;
+                    event(
+                        &format!("e{n}"),
+                        &format!("app{}", n % 500),
+                        n / 500 + 1,
+                        EventType::StageChanged,
+                        &["crm"],
+                    )
+                })
+                .collect();
+            log(&store, events).await;
+        }
+        let client = store.client().await.unwrap();
+        let explain = |sql: String| {
+            let client = &client;
+            async move {
+                client
+                    .query(&format!("EXPLAIN {sql}"), &[])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        };
+        // The claim walks the due index in order and stops at its limit...
+        let plan = explain(
+            super::super::outbox::CLAIMABLE
+                .replace("$1", "'crm'")
+                .replace("$2", "now()")
+                .replace("$3", "64"),
+        )
+        .await;
+        assert!(
+            plan.contains("Index Scan using outbox_pending_due"),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Sort"),
+            "{plan}"
+        );
+        // ... and the head check is one probe of the per-application index.
+        let plan = explain(
+            "SELECT p.log_seq FROM outbox p WHERE p.subscriber = 'crm' \
+             AND p.integration_id = 'gh:1' AND p.application_id = 'app7' AND p.state = 'pending' \
+             ORDER BY p.subscriber, p.integration_id, p.application_id, p.log_seq LIMIT 1"
+                .to_owned(),
+        )
+        .await;
+        assert!(plan.contains("outbox_pending_by_application"), "{plan}");
+        let started = std::time::Instant::now();
+        assert_eq!(claim(&store, 100_000).await.len(), 100);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_respect_the_limit_and_the_due_order() {
+        let store = store!();
+        let events = (1..=6)
+            .map(|i| {
+                let mut e = event(
+                    &format!("e{i}"),
+                    &format!("app{i}"),
+                    1,
+                    EventType::StageChanged,
+                    &["crm"],
+                );
+                e.detected_at = at(70 - i as i64 * 10); // later events detected earlier
+                e
+            })
+            .collect();
+        log(&store, events).await;
+        let first = store.claim_due("crm", at(100), 2, HOLD).await.unwrap();
+        assert_eq!(due_seqs(&first), [6, 5], "by due time");
+        let next = store.claim_due("crm", at(100), 10, HOLD).await.unwrap();
+        assert_eq!(due_seqs(&next), [4, 3, 2, 1]);
+        assert!(
+            store
+                .claim_due("crm", at(100), 0, HOLD)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .claim_due("slack", at(100), 10, HOLD)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_comes_back() {
+        let store = setup!();
+        let due = store
+            .claim_due("crm", at(100), 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(due_seqs(&due), [1, 2]);
+        assert!(claim(&store, 129).await.is_empty(), "still claimed");
+        assert_eq!(
+            store.next_due_at("crm").await.unwrap(),
+            Some(at(130)),
+            "claimable again when the claims expire"
+        );
+        assert_eq!(
+            due_seqs(&claim(&store, 130).await),
+            [1, 2],
+            "expired: claimable"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_claimants_never_share_a_delivery() {
+        let url = database!();
+        let writer = open_existing(&url).await;
+        let events: Vec<NewEvent> = (0..300)
+            .map(|i| {
+                event(
+                    &format!("e{i}"),
+                    &format!("app{}", i % 100),
+                    i / 100 + 1,
+                    EventType::StageChanged,
+                    &["crm"],
+                )
+            })
+            .collect();
+        log(&writer, events).await;
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let store = open_existing(&url).await;
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut idle = 0;
+                while idle < 3 {
+                    let due = store
+                        .claim_due("crm", at(1000), 7, HOLD)
+                        .await
+                        .expect("claim");
+                    if due.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    idle = 0;
+                    for d in due {
+                        store
+                            .record_attempt(
+                                "crm",
+                                &d,
+                                &attempt(1, 1000, 200),
+                                AttemptResult::Delivered,
+                            )
+                            .await
+                            .expect("record");
+                        got.push((d.entry.application_id.clone(), d.entry.sequence, d.log_seq));
+                    }
+                }
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("task"));
+        }
+        let unique: BTreeSet<u64> = all.iter().map(|(_, _, s)| *s).collect();
+        assert_eq!(all.len(), 300, "each delivery once");
+        assert_eq!(unique.len(), 300);
+        let summary = writer.queue_summary("crm").await.unwrap();
+        assert_eq!((summary.pending, summary.dead), (0, 0));
+        assert_eq!(
+            writer.subscriber_backlog("crm").await.unwrap().delivered,
+            300
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_head_blocks_its_application_only() {
+        let store = setup!();
+        let d1 = one(&store, 1, 100).await;
+        store
+            .record_attempt(
+                "crm",
+                &d1,
+                &attempt(1, 10, 500),
+                AttemptResult::Retry { due_at: at(60) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimable(&store, 20).await, [2], "b flows, a waits");
+        assert_eq!(claimable(&store, 60).await, [1, 2]);
+        assert_eq!(store.next_due_at("crm").await.unwrap(), Some(at(1)));
+        let entry = store.delivery("crm", 1).await.unwrap().expect("entry");
+        assert_eq!(
+            (
+                entry.state,
+                entry.attempts,
+                entry.due_at,
+                entry.last_error.as_deref(),
+                entry.updated_at
+            ),
+            (DeliveryState::Pending, 1, at(60), Some("HTTP 500"), at(10))
+        );
+        let d1 = one(&store, 1, 61).await;
+        store
+            .record_attempt("crm", &d1, &attempt(2, 61, 200), AttemptResult::Delivered)
+            .await
+            .unwrap();
+        assert_eq!(
+            claimable(&store, 61).await,
+            [2, 3],
+            "a's next event is due now"
+        );
+        let entry = store.delivery("crm", 1).await.unwrap().expect("entry");
+        assert_eq!(
+            (entry.state, entry.attempts, entry.last_error),
+            (DeliveryState::Delivered, 2, None)
+        );
+        let attempts = store.attempts("crm", 1).await.unwrap();
+        assert_eq!(attempts, [attempt(1, 10, 500), attempt(2, 61, 200)]);
+        assert!(store.attempts("crm", 99).await.unwrap().is_empty());
+        assert_eq!(store.delivery("crm", 99).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn attempts_recorded_at_once_are_each_applied_and_answered() {
+        let store = store!();
+        let events = (0..50)
+            .map(|i| {
+                event(
+                    &format!("e{i}"),
+                    &format!("app{i}"),
+                    1,
+                    EventType::StageChanged,
+                    &["crm"],
+                )
+            })
+            .collect();
+        log(&store, events).await;
+        let due = claim(&store, 100).await;
+        assert_eq!(due.len(), 50);
+        let first = due[0].clone();
+        let missing = DueDelivery {
+            log_seq: 999,
+            ..first.clone()
+        };
+        let mut calls = Vec::new();
+        for d in due.iter().skip(1) {
+            calls.push((d.clone(), attempt(1, 10, 200), AttemptResult::Delivered));
+        }
+        // Two attempts of one delivery at once: both count, in order.
+        calls.push((
+            first.clone(),
+            attempt(1, 10, 500),
+            AttemptResult::Retry { due_at: at(20) },
+        ));
+        calls.push((
+            first.clone(),
+            attempt(2, 20, 500),
+            AttemptResult::Retry { due_at: at(30) },
+        ));
+        calls.push((missing, attempt(1, 10, 200), AttemptResult::Delivered));
+        let results = futures::future::join_all(
+            calls
+                .iter()
+                .map(|(d, a, r)| store.record_attempt("crm", d, a, r.clone())),
+        )
+        .await;
+        let (last, rest) = results.split_last().expect("results");
+        assert!(matches!(last, Err(StoreError::Corrupt { .. })), "{last:?}");
+        assert!(rest.iter().all(Result::is_ok), "{rest:?}");
+        let summary = store.subscriber_backlog("crm").await.unwrap();
+        assert_eq!((summary.delivered, summary.pending), (49, 1));
+        let entry = store
+            .delivery("crm", first.log_seq)
+            .await
+            .unwrap()
+            .expect("entry");
+        assert_eq!((entry.attempts, entry.due_at), (2, at(30)));
+        assert_eq!(
+            store.attempts("crm", first.log_seq).await.unwrap(),
+            [attempt(1, 10, 500), attempt(2, 20, 500)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_keeps_its_latest_attempts() {
+        let store = setup!();
+        let total = ATTEMPTS_KEPT as u32 + 3;
+        for n in 1..=total {
+            let d = one(&store, 1, 100 + i64::from(n)).await;
+            store
+                .record_attempt(
+                    "crm",
+                    &d,
+                    &attempt(n, 10 + i64::from(n), 500),
+                    AttemptResult::Retry { due_at: at(100) },
+                )
+                .await
+                .unwrap();
+        }
+        let attempts = store.attempts("crm", 1).await.unwrap();
+        assert_eq!(attempts.len(), ATTEMPTS_KEPT);
+        assert_eq!(attempts.first().map(|a| a.attempt), Some(4));
+        assert_eq!(attempts.last().map(|a| a.attempt), Some(total));
+        assert_eq!(store.outbox("crm").await.unwrap()[0].1.attempts, total);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_error_is_the_last_error() {
+        let store = setup!();
+        let d = one(&store, 1, 100).await;
+        let failed = AttemptRecord {
+            status: None,
+            error: Some("connection refused".into()),
+            ..attempt(1, 10, 0)
+        };
+        store
+            .record_attempt("crm", &d, &failed, AttemptResult::Retry { due_at: at(20) })
+            .await
+            .unwrap();
+        let entry = store.delivery("crm", 1).await.unwrap().expect("entry");
+        assert_eq!(entry.last_error.as_deref(), Some("connection refused"));
+        let backlog = store.subscriber_backlog("crm").await.unwrap();
+        assert_eq!(
+            backlog,
+            SubscriberBacklog {
+                pending: 3,
+                delivered: 0,
+                dead: 0,
+                oldest_pending: Some(at(1)),
+                last_error: Some((at(10), "connection refused".into())),
+            }
+        );
+        let missing = DueDelivery { log_seq: 99, ..d };
+        let err = store
+            .record_attempt("crm", &missing, &failed, AttemptResult::Delivered)
+            .await
+            .expect_err("no such delivery");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_unblocks_its_application_and_can_be_retried() {
+        let store = setup!();
+        let d1 = one(&store, 1, 100).await;
+        store
+            .record_attempt("crm", &d1, &attempt(1, 10, 500), AttemptResult::Dead)
+            .await
+            .unwrap();
+        assert_eq!(claimable(&store, 10).await, [2, 3]);
+        assert_eq!(
+            store.queue_summary("crm").await.unwrap(),
+            QueueSummary {
+                pending: 2,
+                dead: 1,
+                oldest_pending: Some(at(1)),
+            }
+        );
+        let dead = store
+            .deliveries(None, Some(DeliveryState::Dead), None)
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].0.as_str(), dead[0].1), ("crm", 1));
+        assert_eq!(dead[0].2.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(
+            store
+                .retry_dead(Some("crm"), Some("e9"), at(20))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store.retry_dead(Some("slack"), None, at(20)).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .retry_dead(Some("crm"), Some("e1"), at(20))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            claimable(&store, 20).await,
+            [1, 2],
+            "the re-queued e1 is a's head again: e3 waits behind it"
+        );
+        let entry = &store.outbox("crm").await.unwrap()[0].1;
+        assert_eq!(
+            (
+                entry.state,
+                entry.attempts,
+                entry.round_start,
+                entry.due_at,
+                entry.updated_at
+            ),
+            (DeliveryState::Pending, 1, 1, at(20), at(20))
+        );
+        let summary = store.queue_summary("crm").await.unwrap();
+        assert_eq!((summary.pending, summary.dead), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_410_disables_until_enabled_and_keeps_the_delivery() {
+        let store = setup!();
+        let d1 = one(&store, 1, 100).await;
+        store
+            .record_attempt(
+                "crm",
+                &d1,
+                &attempt(1, 10, 410),
+                AttemptResult::Disable {
+                    reason: "410 Gone".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.disabled_reason("crm").await.unwrap().as_deref(),
+            Some("410 Gone")
+        );
+        assert_eq!(store.disabled_reason("slack").await.unwrap(), None);
+        assert_eq!(
+            claimable(&store, 10).await,
+            [1, 2],
+            "still pending, claim ended"
+        );
+        assert!(store.enable_subscriber("crm").await.unwrap());
+        assert!(!store.enable_subscriber("crm").await.unwrap());
+        assert_eq!(store.disabled_reason("crm").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn released_events_queue_behind_pending_ones() {
+        let store = setup!();
+        log(&store, vec![held("e4", "b", 2, &["crm"])]).await;
+        store.release_held("gh:1", None).await.unwrap();
+        assert_eq!(
+            claimable(&store, 100).await,
+            [1, 2],
+            "b's second event waits for its first"
+        );
+    }
+
+    #[tokio::test]
+    async fn deliveries_filter_by_subscriber_state_and_event() {
+        let store = store!();
+        log(
+            &store,
+            vec![
+                event("e1", "a", 1, EventType::StageChanged, &["crm", "slack"]),
+                event("e2", "b", 1, EventType::StageChanged, &["slack"]),
+            ],
+        )
+        .await;
+        let key = |v: Vec<(String, u64, OutboxEntry)>| -> Vec<(String, u64)> {
+            v.into_iter().map(|(s, q, _)| (s, q)).collect()
+        };
+        let all = key(store.deliveries(None, None, None).await.unwrap());
+        assert_eq!(
+            all,
+            [("crm".into(), 1), ("slack".into(), 1), ("slack".into(), 2)]
+        );
+        let slack = key(store.deliveries(Some("slack"), None, None).await.unwrap());
+        assert_eq!(slack, [("slack".into(), 1), ("slack".into(), 2)]);
+        let e1 = key(store.deliveries(None, None, Some("e1")).await.unwrap());
+        assert_eq!(e1, [("crm".into(), 1), ("slack".into(), 1)]);
+        let pending = store
+            .deliveries(Some("crm"), Some(DeliveryState::Pending), None)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(
+            store
+                .deliveries(None, Some(DeliveryState::Delivered), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.next_due_at("slack").await.unwrap(), Some(at(1)));
+        assert_eq!(store.next_due_at("teams").await.unwrap(), None);
+        assert_eq!(
+            store.queue_summary("teams").await.unwrap(),
+            QueueSummary::default()
+        );
+        assert_eq!(
+            store.subscriber_backlog("teams").await.unwrap(),
+            SubscriberBacklog::default()
+        );
+    }
+}
