@@ -1,11 +1,12 @@
 //! `hirehook run`: poll and deliver until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::Failure;
-use super::sync::{load_config, open_store};
+use super::sync::{load_config, open_poller_store};
 use crate::admin::AdminError;
 use crate::daemon::{Daemon, StartError};
 
@@ -21,11 +22,12 @@ pub struct RunArgs {
 /// signal exits at once; everything committed is already in the store.
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let store = open_store(&config).await?;
+    let store = Arc::new(open_poller_store(&config).await?);
     tracing::info!(
         integrations = config.integrations.len(),
         subscribers = config.subscribers.len(),
-        store = %config.store.path.display(),
+        backend = store.backend(),
+        replica = store.replica_id(),
         "hirehook running"
     );
     let mut daemon = Daemon::new(config, store).map_err(|e| Failure::Usage(e.into()))?;

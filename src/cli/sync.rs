@@ -23,12 +23,18 @@ pub struct SyncArgs {
     pub once: bool,
 }
 
-/// Opens the store a config names, mapping a held lock to a clear runtime error.
+/// Opens the store a config names for an operator command (never a poller: no lease is
+/// needed to write); a held sled lock is a clear runtime error.
 pub async fn open_store(config: &Config) -> Result<Arc<Store>, Failure> {
-    let store = Store::open(&config.store)
+    Ok(Arc::new(open_poller_store(config).await?.unfenced()))
+}
+
+/// Opens the store for polling: on a shared store, page commits need the integration's
+/// lease (fencing).
+pub async fn open_poller_store(config: &Config) -> Result<Store, Failure> {
+    Store::open(&config.store)
         .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    Ok(Arc::new(store))
+        .map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// Loads a config file; any problem is a usage failure (exit 2).
@@ -52,10 +58,31 @@ pub fn syncer(config: &Config, store: Arc<Store>) -> Result<Syncer, Failure> {
 /// if any integration failed; the others still committed.
 pub async fn run(args: SyncArgs) -> Result<(), Failure> {
     let config = load_config(&args.config)?;
-    let store = open_store(&config).await?;
+    let store = Arc::new(open_poller_store(&config).await?);
     let syncer = syncer(&config, store.clone())?;
+    let ttl = config.store.lease_ttl;
     let mut failed = Vec::new();
     for integration in &config.integrations {
+        // One poller per integration, also beside running replicas: take its lease, and
+        // keep it renewed while the sync runs.
+        match store.try_lease(&integration.id, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!(
+                    "{}: not synced: another replica holds its lease and polls it (use that \
+                     daemon's `POST /v1/integrations/{}/sync`)",
+                    integration.id, integration.id
+                );
+                failed.push(integration.id.clone());
+                continue;
+            }
+            Err(e) => {
+                eprintln!("{}: not synced: cannot take its lease: {e}", integration.id);
+                failed.push(integration.id.clone());
+                continue;
+            }
+        }
+        let renewal = tokio::spawn(renew_lease(store.clone(), integration.id.clone(), ttl));
         let mut stdout = std::io::stdout().lock();
         let mut write_error = None;
         let result = syncer
@@ -70,6 +97,10 @@ pub async fn run(args: SyncArgs) -> Result<(), Failure> {
                 }
             })
             .await;
+        renewal.abort();
+        if let Err(e) = store.release_lease(&integration.id).await {
+            tracing::warn!(integration = %integration.id, "cannot give the lease back (it will lapse): {e}");
+        }
         stdout.flush().ok();
         drop(stdout);
         if let Some(e) = write_error {
@@ -95,6 +126,21 @@ pub async fn run(args: SyncArgs) -> Result<(), Failure> {
             config.integrations.len(),
             failed.join(", ")
         )))
+    }
+}
+
+/// Renews one lease every `ttl / 3` until aborted.
+async fn renew_lease(store: Arc<Store>, integration_id: String, ttl: std::time::Duration) {
+    loop {
+        tokio::time::sleep((ttl / 3).max(std::time::Duration::from_millis(100))).await;
+        match store.try_lease(&integration_id, ttl).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                integration = %integration_id,
+                "lease lost to another replica: this sync's next page will not commit"
+            ),
+            Err(e) => tracing::warn!(integration = %integration_id, "cannot renew the lease: {e}"),
+        }
     }
 }
 
