@@ -284,6 +284,10 @@ impl Deliverer {
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One subscriber's worker.
 struct Worker {
     store: Arc<Store>,
@@ -321,6 +325,10 @@ impl Worker {
         let mut pacer = Pacer::new(self.target.rate_limit);
         let hold = self.target.timeout + CLAIM_MARGIN;
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // Claimed deliveries whose attempt is not recorded yet: handed back if shutdown
+        // abandons them, so the next start (or another replica) need not wait for their
+        // claims to expire.
+        let unrecorded: Arc<std::sync::Mutex<Vec<DueDelivery>>> = Arc::default();
         let this = Arc::new(self);
         loop {
             while tasks.try_join_next().is_some() {}
@@ -383,6 +391,8 @@ impl Worker {
                     break;
                 };
                 let worker = this.clone();
+                let unrecorded = unrecorded.clone();
+                lock(&unrecorded).push(delivery.clone());
                 let span = tracing::info_span!(
                     "delivery",
                     subscriber = %name,
@@ -390,7 +400,9 @@ impl Worker {
                 );
                 tasks.spawn(
                     async move {
+                        let key = (delivery.log_seq, delivery.entry.attempts);
                         worker.attempt(delivery).await;
+                        lock(&unrecorded).retain(|d| (d.log_seq, d.entry.attempts) != key);
                         worker.notify.notify_one();
                         drop(permit);
                     }
@@ -411,6 +423,15 @@ impl Worker {
                 "deliveries still in flight after the grace period; they will be retried after restart"
             );
             tasks.abort_all();
+            let abandoned = std::mem::take(&mut *lock(&unrecorded));
+            for delivery in &abandoned {
+                if let Err(e) = this.store.release_claim(delivery).await {
+                    tracing::warn!(
+                        subscriber = %name,
+                        "cannot hand an abandoned delivery back (it is sent again when its claim expires): {e}"
+                    );
+                }
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{ConfigBuilder, Receiver, Reply};
+use crate::common::{Backend, ConfigBuilder, Receiver, Reply};
 use hirehook::config::Config;
 use hirehook::daemon::Daemon;
 use hirehook::sim::{Mutation, RunningSim, SimConfig, spawn};
@@ -41,8 +41,10 @@ impl Running {
     }
 }
 
-fn open_store(config: &Config) -> Arc<Store> {
-    Arc::new(Store::open_sled(&config.store.path, 16 << 20).expect("store"))
+/// The store a config names (an operator's handle: the test's baseline commits without a
+/// lease; the daemon still takes its leases).
+async fn open_store(config: &Config) -> Arc<Store> {
+    Arc::new(Store::open(&config.store).await.expect("store").unfenced())
 }
 
 /// The baseline, done before the daemon starts so that later mutations are events.
@@ -99,7 +101,7 @@ async fn one_interview(
     )
     .subscriber("crm", &receiver.url)
     .build();
-    let store = open_store(&config);
+    let store = open_store(&config).await;
     baseline(&config, &store).await;
     let app = live(sim, &integration)[0].clone();
     sim.sim()
@@ -122,8 +124,10 @@ fn live(sim: &RunningSim, integration: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_event_arrives_verified_once_per_id() {
+async fn every_event_arrives_verified_once_per_id(backend: Backend) {
+    let Some(database) = backend.database().await else {
+        return;
+    };
     let sim = sim(200).await;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -133,9 +137,10 @@ async fn every_event_arrives_verified_once_per_id() {
         sim.sim().api_key(),
         sim.sim().integration_ids(),
     )
+    .with_database(database.clone())
     .subscriber("crm", &receiver.url)
     .build();
-    let store = open_store(&config);
+    let store = open_store(&config).await;
     baseline(&config, &store).await;
 
     let mut expected = BTreeSet::new();
@@ -190,8 +195,12 @@ async fn every_event_arrives_verified_once_per_id() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettered_and_retried() {
+async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettered_and_retried(
+    backend: Backend,
+) {
+    let Some(database) = backend.database().await else {
+        return;
+    };
     let sim = sim(50).await;
     // The first two attempts of every id fail.
     let receiver = Receiver::start_with(Box::new(|_, seen| {
@@ -269,6 +278,7 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
         sim.sim().api_key(),
         vec![integration.clone()],
     )
+    .with_database(database.clone())
     .subscriber("crm", &receiver.url)
     .build();
     let running = start(config, store.clone());
@@ -280,8 +290,10 @@ async fn failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettere
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_application_waits_for_its_failing_event_while_others_flow() {
+async fn one_application_waits_for_its_failing_event_while_others_flow(backend: Backend) {
+    let Some(database) = backend.database().await else {
+        return;
+    };
     let sim = sim(60).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let integration = sim.sim().integration_ids()[0].clone();
@@ -303,9 +315,10 @@ async fn one_application_waits_for_its_failing_event_while_others_flow() {
         sim.sim().api_key(),
         vec![integration.clone()],
     )
+    .with_database(database.clone())
     .subscriber("crm", &receiver.url)
     .build();
-    let store = open_store(&config);
+    let store = open_store(&config).await;
     baseline(&config, &store).await;
     sim.sim()
         .apply(&integration, &slow, Mutation::ScheduleInterview)
@@ -347,8 +360,10 @@ async fn one_application_waits_for_its_failing_event_while_others_flow() {
     assert!(other_at < slow_done, "the other application did not wait");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_410_disables_the_subscriber_until_enabled() {
+async fn a_410_disables_the_subscriber_until_enabled(backend: Backend) {
+    let Some(database) = backend.database().await else {
+        return;
+    };
     let sim = sim(40).await;
     let receiver = Receiver::start_with(Box::new(|_, _| Reply::Status(410))).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -358,11 +373,12 @@ async fn a_410_disables_the_subscriber_until_enabled() {
         sim.base_url(),
         sim.sim().api_key(),
         vec![integration.clone()],
-    );
+    )
+    .with_database(database.clone());
     // One request at a time, so nothing else is in flight when the 410 comes back.
     builder.extra_subscriber_keys = "max_in_flight = 1";
     let builder = builder.subscriber("crm", &receiver.url);
-    let store = open_store(&builder.build());
+    let store = open_store(&builder.build()).await;
     baseline(&builder.build(), &store).await;
     for id in live(&sim, &integration).into_iter().take(3) {
         sim.sim()
@@ -460,7 +476,7 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
     .expect_err("validation refuses private literals")
     .to_string();
     assert!(message.contains("subscribers[0].url") && message.contains("subscribers[1].url"));
-    let store = open_store(&builder.build_unvalidated());
+    let store = open_store(&builder.build_unvalidated()).await;
     baseline(&builder.build_unvalidated(), &store).await;
     let app = live(&sim, &integration)[0].clone();
     sim.sim()
@@ -509,8 +525,10 @@ async fn the_ssrf_guard_refuses_private_addresses_unless_allowed() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_retries_survive_a_restart_with_the_same_ids() {
+async fn pending_retries_survive_a_restart_with_the_same_ids(backend: Backend) {
+    let Some(database) = backend.database().await else {
+        return;
+    };
     let sim = sim(80).await;
     let receiver = Receiver::start_with(Box::new(|_, _| Reply::Status(500))).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -521,9 +539,10 @@ async fn pending_retries_survive_a_restart_with_the_same_ids() {
         sim.sim().api_key(),
         vec![integration.clone()],
     )
+    .with_database(database.clone())
     .subscriber("crm", &receiver.url);
     builder.retry_schedule = r#"["200ms", "200ms", "200ms", "200ms", "200ms", "200ms"]"#;
-    let store = open_store(&builder.build());
+    let store = open_store(&builder.build()).await;
     baseline(&builder.build(), &store).await;
     for id in live(&sim, &integration).into_iter().take(5) {
         sim.sim()
@@ -537,7 +556,7 @@ async fn pending_retries_survive_a_restart_with_the_same_ids() {
 
     let first_ids: BTreeSet<String> = failed.iter().map(|r| r.id.clone()).collect();
     receiver.set_behaviour(Box::new(|_, _| Reply::Ok));
-    let store = open_store(&builder.build());
+    let store = open_store(&builder.build()).await;
     let running = start(builder.build(), store.clone());
     let got = receiver
         .wait_until(LIMIT, |r| {
@@ -580,7 +599,7 @@ async fn subscriber_filters_select_types_and_integrations() {
     ));
     let config =
         Config::from_str_with_env(&toml, std::path::Path::new("t.toml"), |_| None).expect("valid");
-    let store = open_store(&config);
+    let store = open_store(&config).await;
     baseline(&config, &store).await;
     for integration in &integrations {
         let app = live(&sim, integration)[0].clone();
@@ -602,3 +621,11 @@ async fn subscriber_filters_select_types_and_integrations() {
         integrations[1].as_str()
     );
 }
+
+crate::on_both_backends!(
+    every_event_arrives_verified_once_per_id,
+    failed_attempts_are_retried_with_the_same_id_and_body_then_dead_lettered_and_retried,
+    one_application_waits_for_its_failing_event_while_others_flow,
+    a_410_disables_the_subscriber_until_enabled,
+    pending_retries_survive_a_restart_with_the_same_ids,
+);

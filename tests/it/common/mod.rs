@@ -224,6 +224,8 @@ pub struct ConfigBuilder {
     pub admin_listen: String,
     pub admin_token: Option<String>,
     pub kombo_webhook_secret: Option<String>,
+    /// A PostgreSQL URL: the store is PostgreSQL instead of sled at `store`.
+    pub database_url: Option<String>,
 }
 
 impl ConfigBuilder {
@@ -248,6 +250,22 @@ impl ConfigBuilder {
             admin_listen: "127.0.0.1:0".into(),
             admin_token: None,
             kombo_webhook_secret: None,
+            database_url: None,
+        }
+    }
+
+    /// The store on PostgreSQL at `url` (sled when `None`).
+    pub fn with_database(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+
+    fn store_table(&self) -> String {
+        match &self.database_url {
+            Some(url) => {
+                format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\nlease_ttl = \"3s\"\n")
+            }
+            None => format!("[store]\npath = \"{}\"\n", self.store.display()),
         }
     }
 
@@ -259,9 +277,7 @@ impl ConfigBuilder {
     pub fn toml(&self) -> String {
         let mut t = format!(
             r#"
-[store]
-path = "{}"
-
+{}
 [kombo]
 base_url = "{}"
 api_key = "{}"
@@ -275,7 +291,7 @@ retry_schedule = {}
 allow_private_networks = {}
 shutdown_grace = "{}"
 "#,
-            self.store.display(),
+            self.store_table(),
             self.base_url,
             self.api_key,
             self.poll_interval,
@@ -319,4 +335,47 @@ shutdown_grace = "{}"
         )
         .expect("test config is valid")
     }
+}
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    Postgres,
+}
+
+impl Backend {
+    /// The database URL to configure: `Some(None)` for sled, `Some(Some(url))` for a fresh
+    /// PostgreSQL database, `None` when PostgreSQL is not available here (the test is
+    /// skipped, and says so; CI requires it).
+    pub async fn database(self) -> Option<Option<String>> {
+        match self {
+            Backend::Sled => Some(None),
+            Backend::Postgres => hirehook::store::postgres::test_database().await.map(Some),
+        }
+    }
+}
+
+/// Runs each named `async fn name(backend: Backend)` as two tests, `on_sled::name` and
+/// `on_postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sled).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
 }
