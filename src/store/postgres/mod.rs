@@ -15,8 +15,17 @@
 //!   `FOR UPDATE SKIP LOCKED`, then `claimed_until`/`claimed_by`), and only the oldest
 //!   pending delivery of each (subscriber, application) can be claimed; a claim that is
 //!   not ended by an attempt expires and the delivery can be claimed again.
+//! - **Attempts** recorded at the same moment go to the database as one statement
+//!   ([`attempts`]); claims and attempts commit without waiting for the disk (a database
+//!   crash may lose the last fraction of a second of them, as sled loses what it had not
+//!   flushed: a claim comes back, an attempt is made again with the same `webhook-id`);
+//!   page commits and operator actions are durable when they return, so [`PgStore::flush`]
+//!   has nothing to do.
 //! - **Wake-ups**: commits that make deliveries claimable `NOTIFY` a channel inside their
 //!   transaction; [`PgStore::listen`] turns it into a `watch` receiver.
+//! - **Plans**: a claim must walk the due index and probe the per-application index; the
+//!   schema and [`PgStore`] keep the planner on that path (see `hirehook_is_head` in the
+//!   schema, and the `ANALYZE` after large backfills), and JIT is off.
 //!
 //! Errors never carry the password: connect errors name `host:port/database`.
 

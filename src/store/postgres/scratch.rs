@@ -21,13 +21,20 @@ pub struct ScratchServer {
     /// Whether the server runs as the `postgres` user (we are root, which PostgreSQL
     /// refuses to run as).
     as_postgres: bool,
+    /// The CA that signed the server's certificate (for `localhost`), when `openssl` was
+    /// there to make them: the server then also accepts TLS.
+    tls_root: Option<PathBuf>,
     watchdog: Option<Child>,
 }
 
+/// The superuser's password (host connections authenticate with SCRAM, as in production).
+pub const SCRATCH_PASSWORD: &str = "scratch-pw";
+
 impl ScratchServer {
     /// Creates a cluster in a temporary directory and starts it on a free loopback port
-    /// (trust authentication, user `postgres`, `fsync=on`). Fails with what went wrong
-    /// (a missing `initdb`, its output, the server log).
+    /// (user `postgres` with [`SCRATCH_PASSWORD`] over TCP, `fsync=on`, TLS too when
+    /// `openssl` can make a certificate). Fails with what went wrong (a missing `initdb`,
+    /// its output, the server log).
     pub fn start() -> Result<ScratchServer, String> {
         let as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -39,6 +46,7 @@ impl ScratchServer {
             dir,
             port: 0,
             as_postgres,
+            tls_root: None,
             watchdog: None,
         };
         if as_postgres {
@@ -50,23 +58,46 @@ impl ScratchServer {
         // The watchdog first: whatever happens next, the directory goes with the process.
         server.watchdog = Some(server.spawn_watchdog()?);
         let data = server.data_dir();
-        run(server.pg("initdb").arg("-D").arg(&data).args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ]))?;
+        let password_file = server.dir.join("password");
+        std::fs::write(&password_file, SCRATCH_PASSWORD)
+            .map_err(|e| format!("cannot write {}: {e}", password_file.display()))?;
+        if as_postgres {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&password_file))?;
+        }
+        run(server
+            .pg("initdb")
+            .arg("-D")
+            .arg(&data)
+            .arg(format!("--pwfile={}", password_file.display()))
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]))?;
+        // TLS is a bonus: without openssl the server is plain, and the TLS test says so.
+        let tls = server.make_certificates().ok();
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            let options = format!(
+            let mut options = format!(
                 "-c port={port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on \
                  -c max_connections=300",
                 server.dir.display()
             );
+            if let Some(tls) = &tls {
+                options.push_str(&format!(
+                    " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                    tls.join("server.crt").display(),
+                    tls.join("server.key").display()
+                ));
+            }
             let started = run(server
                 .pg("pg_ctl")
                 .arg("-D")
@@ -77,6 +108,7 @@ impl ScratchServer {
             match started {
                 Ok(()) => {
                     server.port = port;
+                    server.tls_root = tls.map(|dir| dir.join("ca.crt"));
                     return Ok(server);
                 }
                 // Another process may have taken the port in between: try another.
@@ -93,9 +125,74 @@ impl ScratchServer {
 
     fn url_of(&self, database: &str) -> String {
         format!(
-            "postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable",
+            "postgres://postgres:{SCRATCH_PASSWORD}@127.0.0.1:{}/{database}?sslmode=disable",
             self.port
         )
+    }
+
+    /// The PEM file of the CA that signed the server's certificate (for `localhost`), if
+    /// the server accepts TLS.
+    pub fn tls_root(&self) -> Option<&Path> {
+        self.tls_root.as_deref()
+    }
+
+    /// A CA and a server certificate for `localhost` signed by it, in `<dir>/tls`, made by
+    /// the `openssl` command (as the server's user: the key must be its own, mode 0600).
+    fn make_certificates(&self) -> Result<PathBuf, String> {
+        let tls = self.dir.join("tls");
+        std::fs::create_dir_all(&tls).map_err(|e| format!("{}: {e}", tls.display()))?;
+        std::fs::write(
+            tls.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| format!("{}: {e}", tls.display()))?;
+        if self.as_postgres {
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&tls))?;
+        }
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(self
+            .pg("openssl")
+            .current_dir(&tls)
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "3"])
+            .args(["-subj", "/CN=hirehook scratch CA"]))?;
+        run(self
+            .pg("openssl")
+            .current_dir(&tls)
+            .arg("req")
+            .args(ec)
+            .args(["-keyout", "server.key", "-out", "server.csr"])
+            .args(["-subj", "/CN=localhost"]))?;
+        run(self.pg("openssl").current_dir(&tls).args([
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "3",
+            "-extfile",
+            "server.ext",
+        ]))?;
+        run(self.pg("chmod").arg("600").arg(tls.join("server.key")))?;
+        Ok(tls)
     }
 
     /// Its temporary directory (data, socket, log).

@@ -626,49 +626,121 @@ mod connect_errors {
         }
     }
 
+    /// This process's scratch server, when the tests use one (not with
+    /// `HIREHOOK_TEST_DATABASE_URL`: another server's roles, passwords and TLS are not ours
+    /// to know).
+    async fn own_scratch() -> Option<&'static scratch::ScratchServer> {
+        test_database().await?;
+        if std::env::var("HIREHOOK_TEST_DATABASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+            return None;
+        }
+        scratch::scratch_server().ok()
+    }
+
     #[tokio::test]
-    async fn a_missing_database_or_role_is_named() {
-        let Some(_) = test_database().await else {
+    async fn a_missing_database_a_wrong_password_or_role_is_named() {
+        let Some(server) = own_scratch().await else {
             return;
         };
-        let Ok(server) = scratch::scratch_server() else {
-            return; // an external server: its roles and databases are not ours to guess
-        };
         let port = server.port();
-        let url =
-            format!("postgres://postgres:s3cretpw@127.0.0.1:{port}/no_such_db?sslmode=disable");
+        let pw = scratch::SCRATCH_PASSWORD;
+        let url = format!("postgres://postgres:{pw}@127.0.0.1:{port}/no_such_db?sslmode=disable");
         let err = PgStore::connect(&url, 1).await.expect_err("missing");
         let shown = err.to_string();
+        assert!(matches!(err, StoreError::Database { .. }), "{shown}");
         assert!(
             shown.contains(&format!("127.0.0.1:{port}/no_such_db")),
             "{shown}"
         );
         assert!(shown.contains("does not exist"), "{shown}");
+        assert!(!shown.contains(pw), "{shown}");
+        let url = format!("postgres://postgres:s3cretpw@127.0.0.1:{port}/postgres?sslmode=disable");
+        let err = PgStore::connect(&url, 1).await.expect_err("wrong password");
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("password authentication failed"), "{shown}");
+        assert!(
+            shown.contains(&format!("127.0.0.1:{port}/postgres")),
+            "{shown}"
+        );
         assert!(!shown.contains("s3cretpw"), "{shown}");
-        let url = format!("postgres://nobody@127.0.0.1:{port}/postgres?sslmode=disable");
+        let url = format!("postgres://nobody:{pw}@127.0.0.1:{port}/postgres?sslmode=disable");
         let err = PgStore::connect(&url, 1).await.expect_err("no role");
         assert!(err.to_string().contains("nobody"), "{err}");
     }
 
     #[tokio::test]
-    async fn tls_required_of_a_server_without_tls_fails_clearly() {
-        let Some(_) = test_database().await else {
+    async fn tls_modes_do_what_libpq_says() {
+        let Some(server) = own_scratch().await else {
             return;
         };
-        let Ok(server) = scratch::scratch_server() else {
+        let (port, pw) = (server.port(), scratch::SCRATCH_PASSWORD);
+        let url = |host: &str, params: &str| {
+            format!("postgres://postgres:{pw}@{host}:{port}/postgres?{params}")
+        };
+        let Some(root) = server.tls_root() else {
+            // A server without TLS: required TLS fails clearly, preferred falls back.
+            eprintln!("no openssl: the scratch server has no TLS; testing the plain case only");
+            let err = PgStore::connect(&url("127.0.0.1", "sslmode=require"), 1)
+                .await
+                .expect_err("no TLS");
+            assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
+            migrate(&url("127.0.0.1", "sslmode=prefer"))
+                .await
+                .expect("prefer falls back to plain");
             return;
         };
-        let url = format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
-            server.port()
-        );
-        let err = PgStore::connect(&url, 1).await.expect_err("no TLS");
-        assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
-        let prefer = format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=prefer",
-            server.port()
-        );
-        migrate(&prefer).await.expect("prefer falls back to plain");
+        let root = url::form_urlencoded::byte_serialize(root.to_string_lossy().as_bytes())
+            .collect::<String>();
+        let encrypted = |store: PgStore| async move {
+            let client = store.client().await.expect("client");
+            client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .expect("pg_stat_ssl")
+                .get::<_, bool>(0)
+        };
+        let works = [
+            ("127.0.0.1", "sslmode=require".to_owned(), true),
+            ("127.0.0.1", "sslmode=prefer".to_owned(), true),
+            ("127.0.0.1", "sslmode=disable".to_owned(), false),
+            (
+                "localhost",
+                format!("sslmode=verify-full&sslrootcert={root}"),
+                true,
+            ),
+            (
+                "127.0.0.1",
+                format!("sslmode=verify-ca&sslrootcert={root}"),
+                true,
+            ),
+        ];
+        for (host, params, tls) in works {
+            let store = PgStore::connect(&url(host, &params), 1)
+                .await
+                .unwrap_or_else(|e| panic!("{host} {params}: {e}"));
+            assert_eq!(encrypted(store).await, tls, "{host} {params}");
+        }
+        let fails = [
+            // The certificate is for localhost.
+            (
+                "127.0.0.1",
+                format!("sslmode=verify-full&sslrootcert={root}"),
+            ),
+            // Not signed by a root the system trusts.
+            ("localhost", "sslmode=verify-full".to_owned()),
+            ("localhost", "sslmode=verify-ca".to_owned()),
+        ];
+        for (host, params) in fails {
+            let err = PgStore::connect(&url(host, &params), 1)
+                .await
+                .expect_err(&params);
+            let shown = format!("{err} {err:?}");
+            assert!(matches!(err, StoreError::Database { .. }), "{shown}");
+            assert!(!shown.contains(pw), "{shown}");
+        }
     }
 }
 
