@@ -26,10 +26,15 @@ use crate::store_health::StoreHealth;
 /// What one round of the lease loop does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Leases to take or renew, in order (held ones first, so a renewal is never starved).
-    pub try_lease: Vec<String>,
+    /// Held leases to renew (up to the fair share).
+    pub renew: Vec<String>,
     /// Leases to give back (over the fair share).
     pub release: Vec<String>,
+    /// Leases not held, in the order to try them until the share is full. All of them: a
+    /// free one may sit behind any number held by live replicas.
+    pub candidates: Vec<String>,
+    /// How many leases this replica should hold.
+    pub share: usize,
 }
 
 /// The fair share of `integrations` among `live` replicas.
@@ -37,24 +42,27 @@ pub fn fair_share(integrations: usize, live: usize) -> usize {
     integrations.div_ceil(live.max(1))
 }
 
-/// Plans one round: renew what is held (up to the fair share), give back the rest, and try
-/// to take free ones until the share is full. `start` rotates where a replica begins looking
-/// among the integrations, so replicas starting together reach for different ones first.
+/// Plans one round: renew what is held (up to the fair share), give back the rest, and
+/// list the others to try, in order, until the share is full. `start` rotates where a
+/// replica begins looking among the integrations, so replicas starting together reach for
+/// different ones first.
 pub fn plan(integrations: &[String], held: &BTreeSet<String>, live: usize, start: usize) -> Plan {
     let share = fair_share(integrations.len(), live);
-    let mut out = Plan::default();
+    let mut out = Plan {
+        share,
+        ..Plan::default()
+    };
     let n = integrations.len();
     let order = (0..n).map(|i| &integrations[(start + i) % n.max(1)]);
     let (mine, others): (Vec<&String>, Vec<&String>) = order.partition(|id| held.contains(*id));
     for (i, id) in mine.into_iter().enumerate() {
         if i < share {
-            out.try_lease.push(id.clone());
+            out.renew.push(id.clone());
         } else {
             out.release.push(id.clone());
         }
     }
-    let room = share.saturating_sub(out.try_lease.len());
-    out.try_lease.extend(others.into_iter().take(room).cloned());
+    out.candidates = others.into_iter().cloned().collect();
     out
 }
 
@@ -135,7 +143,12 @@ impl LeaseLoop {
             self.start % self.integrations.len().max(1),
         );
         let mut now_held = BTreeSet::new();
-        for id in &plan.try_lease {
+        let renewals = plan.renew.iter().map(|id| (id, true));
+        let candidates = plan.candidates.iter().map(|id| (id, false));
+        for (id, renewal) in renewals.chain(candidates) {
+            if !renewal && now_held.len() >= plan.share {
+                break;
+            }
             match self.store.try_lease(id, self.ttl).await {
                 Ok(true) => {
                     if !held.contains(id) {
@@ -232,8 +245,8 @@ mod tests {
     }
 
     #[test]
-    fn a_round_renews_takes_and_gives_back_to_the_fair_share() {
-        // (case, integrations, held, live replicas, start, want try, want release)
+    fn a_round_renews_gives_back_and_lists_every_other_to_try() {
+        // (case, integrations, held, live replicas, start, renew, release, candidates, share)
         type Case<'a> = (
             &'a str,
             usize,
@@ -242,35 +255,42 @@ mod tests {
             usize,
             &'a [&'a str],
             &'a [&'a str],
+            &'a [&'a str],
+            usize,
         );
         let cases: &[Case] = &[
-            ("alone: everything", 3, &[], 1, 0, &["i0", "i1", "i2"], &[]),
+            (
+                "alone: everything",
+                3,
+                &[],
+                1,
+                0,
+                &[],
+                &[],
+                &["i0", "i1", "i2"],
+                3,
+            ),
             (
                 "alone, rotated start",
                 3,
                 &[],
                 1,
                 1,
+                &[],
+                &[],
                 &["i1", "i2", "i0"],
-                &[],
+                3,
             ),
             (
-                "two replicas, none held: half",
-                4,
-                &[],
-                2,
-                0,
-                &["i0", "i1"],
-                &[],
-            ),
-            (
-                "renewals first, then free ones",
+                "two replicas: every other one is a candidate, the share is half",
                 4,
                 &["i3"],
                 2,
                 0,
-                &["i3", "i0"],
+                &["i3"],
                 &[],
+                &["i0", "i1", "i2"],
+                2,
             ),
             (
                 "a new replica joined: give back the excess",
@@ -280,22 +300,17 @@ mod tests {
                 0,
                 &["i0", "i1"],
                 &["i2", "i3"],
-            ),
-            (
-                "share full: nothing more",
-                4,
-                &["i1", "i2"],
-                2,
-                0,
-                &["i1", "i2"],
                 &[],
+                2,
             ),
-            ("no integrations", 0, &[], 3, 0, &[], &[]),
+            ("no integrations", 0, &[], 3, 0, &[], &[], &[], 0),
         ];
-        for (name, n, held, live, start, want_try, want_release) in cases {
+        for (name, n, held, live, start, renew, release, candidates, share) in cases {
             let got = plan(&ids(*n), &set(held), *live, *start);
-            assert_eq!(got.try_lease, *want_try, "{name}: try");
-            assert_eq!(got.release, *want_release, "{name}: release");
+            assert_eq!(got.renew, *renew, "{name}: renew");
+            assert_eq!(got.release, *release, "{name}: release");
+            assert_eq!(got.candidates, *candidates, "{name}: candidates");
+            assert_eq!(got.share, *share, "{name}: share");
         }
     }
 

@@ -24,6 +24,7 @@ mod inspect_cli;
 mod kombo_client;
 mod repair_cli;
 mod replay;
+mod replicas;
 mod run_cli;
 mod signing_interop;
 mod sim;
