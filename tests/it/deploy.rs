@@ -1024,3 +1024,72 @@ fn deploy_docs_cover_every_deploy_file() {
         );
     }
 }
+
+/// The replica deployments (compose and Kubernetes): their configs load with the database
+/// URL from the environment, on PostgreSQL, and the two compose replicas share one config.
+#[test]
+fn replica_deployments_run_on_postgresql_from_the_environment() {
+    let docs = yaml_documents("deploy/kubernetes-postgres/deployment.yaml");
+    let map = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ConfigMap"))
+        .expect("deployment-postgres.yaml holds a ConfigMap");
+    let k8s = str_of(
+        &map["data"]["hirehook.toml"],
+        "ConfigMap data.hirehook.toml",
+    )
+    .to_owned();
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Deployment"))
+        .expect("deployment-postgres.yaml holds a Deployment");
+    assert!(
+        deployment["spec"]["replicas"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "more than one replica"
+    );
+    for (name, text) in [
+        (
+            "deploy/docker/hirehook.compose.postgres.toml".to_owned(),
+            read("deploy/docker/hirehook.compose.postgres.toml"),
+        ),
+        (
+            "deploy/kubernetes-postgres/deployment.yaml#hirehook.toml".to_owned(),
+            k8s,
+        ),
+    ] {
+        let asked = RefCell::new(BTreeSet::new());
+        let config = Config::from_str_with_env(&text, Path::new(&name), |var| {
+            asked.borrow_mut().insert(var.to_owned());
+            Some(if var == "HIREHOOK_DATABASE_URL" {
+                "postgres://hirehook:pw@db.internal:5432/hirehook?sslmode=require".to_owned()
+            } else {
+                DUMMY_SECRET.to_owned()
+            })
+        })
+        .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+        assert_eq!(
+            config.store.backend,
+            hirehook::config::StoreBackend::Postgres,
+            "{name}"
+        );
+        assert!(
+            asked.borrow().contains("HIREHOOK_DATABASE_URL"),
+            "{name}: the URL comes from the environment"
+        );
+        assert!(!text.contains("pw@"), "{name}: no password in the file");
+    }
+    let compose = yaml_documents("deploy/docker/docker-compose.postgres.yml");
+    let services = &compose[0]["services"];
+    for replica in ["hirehook-a", "hirehook-b"] {
+        let volumes = strings(&services[replica]["volumes"], "volumes");
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.starts_with("./hirehook.compose.postgres.toml:")),
+            "{replica} mounts the shared config: {volumes:?}"
+        );
+    }
+    assert!(services["postgres"].is_mapping(), "a postgres service");
+}
