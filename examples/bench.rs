@@ -49,6 +49,10 @@ struct Args {
     /// Only these parts (ingest, delivery, latency); default all.
     #[arg(long)]
     only: Vec<String>,
+    /// Run on PostgreSQL instead of sled: a throwaway server started here (initdb +
+    /// pg_ctl), a fresh database per part.
+    #[arg(long)]
+    postgres: bool,
 }
 
 const SECRET: &str = "whsec_YmVuY2htYXJrIHNpZ25pbmcga2V5";
@@ -191,7 +195,12 @@ fn config(
     )?)
 }
 
-/// A fresh store in a temporary directory, and a syncer on it against `sim`.
+/// The throwaway PostgreSQL server of `--postgres`.
+static POSTGRES: std::sync::OnceLock<hirehook::store::postgres::scratch::ScratchServer> =
+    std::sync::OnceLock::new();
+
+/// A fresh store in a temporary directory (or a fresh PostgreSQL database), and a syncer
+/// on it against `sim`.
 struct Setup {
     _dir: tempfile::TempDir,
     cfg: Config,
@@ -199,18 +208,31 @@ struct Setup {
     syncer: Syncer,
 }
 
-fn setup(
+async fn setup(
     sim: &SimProcess,
     subscribers: &[String],
     cache: u64,
     initial: &str,
 ) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
-    let cfg = config(&dir.path().join("store"), sim, subscribers, cache, initial)?;
-    let store = Arc::new(Store::open_sled(
-        &cfg.store.path,
-        cfg.store.cache_capacity.0,
-    )?);
+    let mut cfg = config(&dir.path().join("store"), sim, subscribers, cache, initial)?;
+    let store = match POSTGRES.get() {
+        Some(server) => {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let url = server
+                .create_database(&format!("bench_{n}"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            cfg.store.backend = hirehook::config::StoreBackend::Postgres;
+            cfg.store.url = Some(url);
+            Arc::new(Store::open(&cfg.store).await?.unfenced())
+        }
+        None => Arc::new(Store::open_sled(
+            &cfg.store.path,
+            cfg.store.cache_capacity.0,
+        )?),
+    };
     let syncer = Syncer::new(client(sim)?, store.clone(), SyncSettings::from_config(&cfg));
     Ok(Setup {
         _dir: dir,
@@ -257,7 +279,7 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
         store,
         syncer,
         ..
-    } = setup(&sim, &[], args.cache_bytes, "baseline")?;
+    } = setup(&sim, &[], args.cache_bytes, "baseline").await?;
     let slices: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = slices.clone();
     let syncer = syncer.with_progress(Arc::new(move |_, p: PageProgress| {
@@ -424,7 +446,7 @@ async fn delivery(args: &Args) -> anyhow::Result<()> {
             cfg,
             store,
             syncer,
-        } = setup(&sim, &urls, 64 << 20, "emit")?;
+        } = setup(&sim, &urls, 64 << 20, "emit").await?;
         let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
         let events = report.events();
         let total = events * subscribers as u64;
@@ -484,7 +506,7 @@ async fn outbox(args: &Args) -> anyhow::Result<()> {
         store,
         syncer,
         ..
-    } = setup(&sim, &["http://127.0.0.1:9/".into()], 64 << 20, "emit")?;
+    } = setup(&sim, &["http://127.0.0.1:9/".into()], 64 << 20, "emit").await?;
     let report = syncer.sync(&sim.integrations[0], |_| {}).await?;
     let started = Instant::now();
     let cpu0 = cpu_secs();
@@ -582,7 +604,7 @@ async fn latency(args: &Args) -> anyhow::Result<()> {
         cfg,
         store,
         syncer,
-    } = setup(&sim, &[url], 64 << 20, "baseline")?;
+    } = setup(&sim, &[url], 64 << 20, "baseline").await?;
     // The baseline first: it derives no events.
     syncer.sync(&sim.integrations[0], |_| {}).await?;
     let deliverer = Deliverer::new(
@@ -656,6 +678,12 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         env!("CARGO_PKG_VERSION")
     );
+    if args.postgres {
+        let server = hirehook::store::postgres::scratch::ScratchServer::start()
+            .map_err(|e| anyhow::anyhow!("cannot start PostgreSQL: {e}"))?;
+        println!("store: PostgreSQL (scratch server, fsync on)");
+        let _ = POSTGRES.set(server);
+    }
     let mut failures = BTreeMap::new();
     if want("ingest")
         && let Err(e) = ingest(&args).await
