@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod replay;
 pub mod run;
 pub mod sim;
+pub mod store;
 pub mod sync;
 
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Inspect configuration files.
     Config(config::ConfigArgs),
+    /// The PostgreSQL store: apply its schema (`migrate`), fill it from a sled store (`copy`).
+    Store(store::StoreArgs),
 }
 
 /// A failed command, with the exit code it maps to.
@@ -127,6 +130,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Events(args) => events::run(args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Config(args) => config::run(args),
+        Command::Store(args) => store::run(args).await,
     }
 }
 

@@ -29,6 +29,7 @@ mod run_cli;
 mod signing_interop;
 mod sim;
 mod ssrf;
+mod store_cli;
 mod store_contract;
 mod subscriber_faults;
 mod sync;

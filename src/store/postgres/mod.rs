@@ -30,6 +30,7 @@
 //! Errors never carry the password: connect errors name `host:port/database`.
 
 mod attempts;
+mod import;
 mod lease;
 mod log;
 mod migrate;
@@ -46,6 +47,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::StoreError;
 
+pub use import::{Import, schema_version};
 pub use migrate::{SCHEMA_VERSION, migrate};
 pub use scratch::test_database;
 

@@ -1,6 +1,7 @@
 //! The sled backend: one tree, a page commit is one `apply_batch`, the delivery queues
 //! derived in memory (see [`queues`]). Layout and atomicity: see [`keys`].
 
+pub mod export;
 pub mod keys;
 mod outbox;
 mod queues;
