@@ -1,6 +1,11 @@
-//! PgStore against a real PostgreSQL ([`test_database`]: `HIREHOOK_TEST_DATABASE_URL`, or
-//! a scratch server per process). Each test gets an empty database; without PostgreSQL the
-//! tests say they were skipped and pass, unless `HIREHOOK_REQUIRE_POSTGRES=1`.
+//! What only the PostgreSQL backend does, against a real PostgreSQL ([`test_database`]:
+//! `HIREHOOK_TEST_DATABASE_URL`, or a scratch server per process): atomicity of a failed
+//! commit, gap-free sequences across concurrent handles, migrations, connection errors,
+//! TLS, fencing and leases, heartbeats, LISTEN/NOTIFY, claim plans and concurrent
+//! claimants, grouped attempts. The behaviour every backend shares is the contract suite
+//! (`tests/it/store_contract.rs`), which runs here too. Each test gets an empty database;
+//! without PostgreSQL the tests say they were skipped and pass, unless
+//! `HIREHOOK_REQUIRE_POSTGRES=1`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -98,65 +103,6 @@ fn seqs(records: &[EventRecord]) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn a_page_commits_snapshots_events_and_outbox_together() {
-    let store = store!();
-    let written = store
-        .commit_page(
-            "gh:1",
-            PageCommit {
-                snapshots: vec![snap("a", true), snap("b", true)],
-                events: vec![
-                    event("evt_1", "a", 1, EventType::StageChanged, &["crm", "slack"]),
-                    event("evt_2", "b", 1, EventType::Rejected, &["crm"]),
-                ],
-            },
-        )
-        .await
-        .expect("commit");
-    assert_eq!(seqs(&written), [1, 2]);
-    assert_eq!(
-        store.snapshot("gh:1", "a").await.unwrap().as_deref(),
-        Some(&[1u8, 2, 3][..])
-    );
-    assert_eq!(store.snapshot("gh:1", "zz").await.unwrap(), None);
-    assert_eq!(store.sync_state("gh:1").await.unwrap().applications, 2);
-    assert_eq!(store.outbox("crm").await.unwrap().len(), 2);
-    let slack = store.outbox("slack").await.unwrap();
-    assert_eq!(slack.len(), 1);
-    assert_eq!(slack[0].0, 1);
-    let entry = &slack[0].1;
-    assert_eq!(
-        (
-            entry.event_id.as_str(),
-            entry.integration_id.as_str(),
-            entry.application_id.as_str(),
-            entry.state,
-            entry.attempts,
-            entry.due_at,
-            entry.updated_at
-        ),
-        (
-            "evt_1",
-            "gh:1",
-            "a",
-            DeliveryState::Pending,
-            0,
-            at(1),
-            at(1)
-        )
-    );
-    let found = store.event_by_id("evt_2").await.unwrap().expect("logged");
-    assert_eq!(found, written[1], "read back exactly as written");
-    assert_eq!(found.body, b"{\"id\":\"evt_2\"}");
-    assert_eq!(store.event_by_id("nope").await.unwrap(), None);
-    assert!(store.has_snapshots("gh:1").await.unwrap());
-    assert!(!store.has_snapshots("gh:2").await.unwrap());
-    assert_eq!(store.snapshot_count("gh:1").await.unwrap(), 2);
-    assert!(store.size_on_disk().await.unwrap() > 0);
-    store.flush().await.unwrap();
-}
-
-#[tokio::test]
 async fn snapshots_are_replaced_and_only_new_ones_count() {
     let store = store!();
     let page = |is_new: bool, bytes: Vec<u8>| PageCommit {
@@ -203,34 +149,6 @@ async fn snapshots_are_replaced_and_only_new_ones_count() {
         (after.applications, after.baseline_done, after.watermark),
         (3, true, Some(at(5)))
     );
-}
-
-#[tokio::test]
-async fn a_rederived_event_is_not_logged_twice() {
-    let store = store!();
-    let page = || PageCommit {
-        snapshots: vec![snap("a", false)],
-        events: vec![event("evt_1", "a", 1, EventType::StageChanged, &["crm"])],
-    };
-    assert_eq!(store.commit_page("gh:1", page()).await.unwrap().len(), 1);
-    assert_eq!(store.commit_page("gh:1", page()).await.unwrap().len(), 0);
-    // Twice in one page: once.
-    let written = log(
-        &store,
-        vec![
-            event("evt_2", "a", 2, EventType::StageChanged, &["crm"]),
-            event("evt_2", "a", 2, EventType::StageChanged, &["crm"]),
-            event("evt_1", "a", 1, EventType::StageChanged, &["crm"]),
-            event("evt_3", "a", 3, EventType::Rejected, &["crm"]),
-        ],
-    )
-    .await;
-    assert_eq!(seqs(&written), [2, 3], "no gap for the skipped ones");
-    assert_eq!(
-        store.events(&EventFilter::default()).await.unwrap().len(),
-        3
-    );
-    assert_eq!(store.outbox("crm").await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -323,198 +241,6 @@ async fn log_sequences_have_no_gaps_across_concurrent_handles() {
 
 async fn open_existing(url: &str) -> PgStore {
     connect(url).await.without_fencing()
-}
-
-#[tokio::test]
-async fn filters_select_exactly() {
-    let store = store!();
-    log(
-        &store,
-        vec![
-            event("e1", "a", 1, EventType::StageChanged, &[]),
-            event("e2", "b", 2, EventType::Rejected, &[]),
-            event("e3", "a", 3, EventType::OutcomeHired, &[]),
-        ],
-    )
-    .await;
-    store
-        .commit_page(
-            "lever:2",
-            events_page(vec![event("e4", "a", 4, EventType::StageChanged, &[])]),
-        )
-        .await
-        .unwrap();
-    let cases: Vec<(EventFilter, Vec<&str>)> = vec![
-        (EventFilter::default(), vec!["e1", "e2", "e3", "e4"]),
-        (
-            EventFilter {
-                types: vec![EventType::StageChanged],
-                ..Default::default()
-            },
-            vec!["e1", "e4"],
-        ),
-        (
-            EventFilter {
-                types: vec![EventType::Rejected, EventType::OutcomeHired],
-                ..Default::default()
-            },
-            vec!["e2", "e3"],
-        ),
-        (
-            EventFilter {
-                integration_id: Some("gh:1".into()),
-                ..Default::default()
-            },
-            vec!["e1", "e2", "e3"],
-        ),
-        (
-            EventFilter {
-                application_id: Some("a".into()),
-                ..Default::default()
-            },
-            vec!["e1", "e3", "e4"],
-        ),
-        (
-            EventFilter {
-                since: Some(at(2)),
-                until: Some(at(4)),
-                ..Default::default()
-            },
-            vec!["e2", "e3"],
-        ),
-        (
-            EventFilter {
-                after_log_seq: Some(2),
-                ..Default::default()
-            },
-            vec!["e3", "e4"],
-        ),
-        (
-            EventFilter {
-                limit: Some(2),
-                ..Default::default()
-            },
-            vec!["e1", "e2"],
-        ),
-        (
-            EventFilter {
-                application_id: Some("a".into()),
-                limit: Some(2),
-                after_log_seq: Some(1),
-                ..Default::default()
-            },
-            vec!["e3", "e4"],
-        ),
-    ];
-    for (filter, want) in cases {
-        let got: Vec<String> = store
-            .events(&filter)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(got, want, "{filter:?}");
-    }
-}
-
-#[tokio::test]
-async fn held_events_wait_for_an_operator() {
-    let store = store!();
-    let written = log(
-        &store,
-        vec![
-            held("e1", "a", 1, &["crm"]),
-            event("e2", "b", 1, EventType::StageChanged, &["crm"]),
-            held("e3", "c", 1, &["crm"]),
-        ],
-    )
-    .await;
-    assert_eq!(
-        seqs(&written),
-        [1, 2, 3],
-        "held events take log sequences too"
-    );
-    assert_eq!(
-        store.events(&EventFilter::default()).await.unwrap().len(),
-        1
-    );
-    assert_eq!(store.outbox("crm").await.unwrap().len(), 1);
-    assert_eq!(seqs(&store.held_events("gh:1").await.unwrap()), [1, 3]);
-    assert!(store.held_events("gh:2").await.unwrap().is_empty());
-    assert_eq!(
-        store.event_by_id("e1").await.unwrap().as_ref(),
-        Some(&written[0]),
-        "held events are findable"
-    );
-
-    let released = store.release_held("gh:1", Some(&[3])).await.unwrap();
-    assert_eq!(seqs(&released), [3]);
-    assert_eq!(seqs(&store.held_events("gh:1").await.unwrap()), [1]);
-    let released = store.release_held("gh:1", None).await.unwrap();
-    assert_eq!(seqs(&released), [1]);
-    assert_eq!(released[0], written[0], "released as held");
-    assert!(store.held_events("gh:1").await.unwrap().is_empty());
-    assert_eq!(
-        seqs(&store.events(&EventFilter::default()).await.unwrap()),
-        [1, 2, 3]
-    );
-    let outbox: Vec<u64> = store
-        .outbox("crm")
-        .await
-        .unwrap()
-        .iter()
-        .map(|(s, _)| *s)
-        .collect();
-    assert_eq!(outbox, [1, 2, 3]);
-    assert!(store.release_held("gh:1", None).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn dropped_held_events_do_not_come_back() {
-    let store = store!();
-    let page = || events_page(vec![held("e1", "a", 1, &["crm"])]);
-    let written = store.commit_page("gh:1", page()).await.unwrap();
-    assert_eq!(store.drop_held("gh:1", &seqs(&written)).await.unwrap(), 1);
-    assert_eq!(
-        store.drop_held("gh:1", &seqs(&written)).await.unwrap(),
-        0,
-        "no longer held"
-    );
-    assert!(store.commit_page("gh:1", page()).await.unwrap().is_empty());
-    assert!(store.held_events("gh:1").await.unwrap().is_empty());
-    assert!(store.event_by_id("e1").await.unwrap().is_none());
-    assert!(store.outbox("crm").await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn sync_state_round_trips() {
-    let store = store!();
-    assert_eq!(
-        store.sync_state("gh:1").await.unwrap(),
-        SyncState::default()
-    );
-    let state = SyncState {
-        watermark: Some(at(10)),
-        last_full_resync: Some(at(9)),
-        baseline_done: true,
-        applications: 3,
-        last_success_at: Some(at(11)),
-        last_error: Some("boom".into()),
-        last_error_summary: Some("page 2: HTTP 500".into()),
-        guard_decided_through: 7,
-        baseline_unread: vec!["x".into()],
-    };
-    store.put_sync_state("gh:1", &state).await.unwrap();
-    assert_eq!(store.sync_state("gh:1").await.unwrap(), state);
-    store
-        .put_sync_state("gh:1", &SyncState::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        store.sync_state("gh:1").await.unwrap(),
-        SyncState::default()
-    );
 }
 
 mod schema {
@@ -953,26 +679,6 @@ mod delivery {
             .expect("claim")
     }
 
-    fn due_seqs(due: &[DueDelivery]) -> Vec<u64> {
-        due.iter().map(|d| d.log_seq).collect()
-    }
-
-    /// What is claimable at `now`, by log sequence (claimed, then the claims given back).
-    async fn claimable(store: &PgStore, now: i64) -> Vec<u64> {
-        let due = claim(store, now).await;
-        let client = store.client().await.unwrap();
-        client
-            .execute(
-                "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL WHERE subscriber = 'crm'",
-                &[],
-            )
-            .await
-            .unwrap();
-        let mut seqs = due_seqs(&due);
-        seqs.sort_unstable();
-        seqs
-    }
-
     /// Two applications: `a` has events 1 and 3, `b` has event 2.
     async fn setup() -> Option<PgStore> {
         let store = open().await?;
@@ -1014,28 +720,6 @@ mod delivery {
             .await
             .unwrap();
         due
-    }
-
-    #[tokio::test]
-    async fn only_the_head_of_each_application_is_claimed() {
-        let store = setup!();
-        assert_eq!(
-            claimable(&store, 0).await,
-            Vec::<u64>::new(),
-            "not due before detection"
-        );
-        assert_eq!(claimable(&store, 1).await, [1, 2]);
-        let due = claim(&store, 100).await;
-        assert_eq!(due_seqs(&due), [1, 2]);
-        assert_eq!(due[0].body, b"{\"id\":\"e1\"}");
-        assert_eq!(due[0].detected_at, at(1));
-        assert_eq!(due[0].entry.event_id, "e1");
-        assert_eq!(due[0].subscriber, "crm");
-        assert_eq!(
-            claim(&store, 100).await.len(),
-            0,
-            "claimed: not handed out again, and 3 waits behind 1"
-        );
     }
 
     #[tokio::test]
@@ -1106,64 +790,6 @@ mod delivery {
     }
 
     #[tokio::test]
-    async fn claims_respect_the_limit_and_the_due_order() {
-        let store = store!();
-        let events = (1..=6)
-            .map(|i| {
-                let mut e = event(
-                    &format!("e{i}"),
-                    &format!("app{i}"),
-                    1,
-                    EventType::StageChanged,
-                    &["crm"],
-                );
-                e.detected_at = at(70 - i as i64 * 10); // later events detected earlier
-                e
-            })
-            .collect();
-        log(&store, events).await;
-        let first = store.claim_due("crm", at(100), 2, HOLD).await.unwrap();
-        assert_eq!(due_seqs(&first), [6, 5], "by due time");
-        let next = store.claim_due("crm", at(100), 10, HOLD).await.unwrap();
-        assert_eq!(due_seqs(&next), [4, 3, 2, 1]);
-        assert!(
-            store
-                .claim_due("crm", at(100), 0, HOLD)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            store
-                .claim_due("slack", at(100), 10, HOLD)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn an_expired_claim_comes_back() {
-        let store = setup!();
-        let due = store
-            .claim_due("crm", at(100), 10, Duration::from_secs(30))
-            .await
-            .unwrap();
-        assert_eq!(due_seqs(&due), [1, 2]);
-        assert!(claim(&store, 129).await.is_empty(), "still claimed");
-        assert_eq!(
-            store.next_due_at("crm").await.unwrap(),
-            Some(at(130)),
-            "claimable again when the claims expire"
-        );
-        assert_eq!(
-            due_seqs(&claim(&store, 130).await),
-            [1, 2],
-            "expired: claimable"
-        );
-    }
-
-    #[tokio::test]
     async fn concurrent_claimants_never_share_a_delivery() {
         let url = database!();
         let writer = open_existing(&url).await;
@@ -1228,54 +854,6 @@ mod delivery {
     }
 
     #[tokio::test]
-    async fn a_failed_head_blocks_its_application_only() {
-        let store = setup!();
-        let d1 = one(&store, 1, 100).await;
-        store
-            .record_attempt(
-                "crm",
-                &d1,
-                &attempt(1, 10, 500),
-                AttemptResult::Retry { due_at: at(60) },
-            )
-            .await
-            .unwrap();
-        assert_eq!(claimable(&store, 20).await, [2], "b flows, a waits");
-        assert_eq!(claimable(&store, 60).await, [1, 2]);
-        assert_eq!(store.next_due_at("crm").await.unwrap(), Some(at(1)));
-        let entry = store.delivery("crm", 1).await.unwrap().expect("entry");
-        assert_eq!(
-            (
-                entry.state,
-                entry.attempts,
-                entry.due_at,
-                entry.last_error.as_deref(),
-                entry.updated_at
-            ),
-            (DeliveryState::Pending, 1, at(60), Some("HTTP 500"), at(10))
-        );
-        let d1 = one(&store, 1, 61).await;
-        store
-            .record_attempt("crm", &d1, &attempt(2, 61, 200), AttemptResult::Delivered)
-            .await
-            .unwrap();
-        assert_eq!(
-            claimable(&store, 61).await,
-            [2, 3],
-            "a's next event is due now"
-        );
-        let entry = store.delivery("crm", 1).await.unwrap().expect("entry");
-        assert_eq!(
-            (entry.state, entry.attempts, entry.last_error),
-            (DeliveryState::Delivered, 2, None)
-        );
-        let attempts = store.attempts("crm", 1).await.unwrap();
-        assert_eq!(attempts, [attempt(1, 10, 500), attempt(2, 61, 200)]);
-        assert!(store.attempts("crm", 99).await.unwrap().is_empty());
-        assert_eq!(store.delivery("crm", 99).await.unwrap(), None);
-    }
-
-    #[tokio::test]
     async fn attempts_recorded_at_once_are_each_applied_and_answered() {
         let store = store!();
         let events = (0..50)
@@ -1337,29 +915,6 @@ mod delivery {
     }
 
     #[tokio::test]
-    async fn an_entry_keeps_its_latest_attempts() {
-        let store = setup!();
-        let total = ATTEMPTS_KEPT as u32 + 3;
-        for n in 1..=total {
-            let d = one(&store, 1, 100 + i64::from(n)).await;
-            store
-                .record_attempt(
-                    "crm",
-                    &d,
-                    &attempt(n, 10 + i64::from(n), 500),
-                    AttemptResult::Retry { due_at: at(100) },
-                )
-                .await
-                .unwrap();
-        }
-        let attempts = store.attempts("crm", 1).await.unwrap();
-        assert_eq!(attempts.len(), ATTEMPTS_KEPT);
-        assert_eq!(attempts.first().map(|a| a.attempt), Some(4));
-        assert_eq!(attempts.last().map(|a| a.attempt), Some(total));
-        assert_eq!(store.outbox("crm").await.unwrap()[0].1.attempts, total);
-    }
-
-    #[tokio::test]
     async fn an_attempt_error_is_the_last_error() {
         let store = setup!();
         let d = one(&store, 1, 100).await;
@@ -1391,110 +946,6 @@ mod delivery {
             .await
             .expect_err("no such delivery");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn a_dead_letter_unblocks_its_application_and_can_be_retried() {
-        let store = setup!();
-        let d1 = one(&store, 1, 100).await;
-        store
-            .record_attempt("crm", &d1, &attempt(1, 10, 500), AttemptResult::Dead)
-            .await
-            .unwrap();
-        assert_eq!(claimable(&store, 10).await, [2, 3]);
-        assert_eq!(
-            store.queue_summary("crm").await.unwrap(),
-            QueueSummary {
-                pending: 2,
-                dead: 1,
-                oldest_pending: Some(at(1)),
-            }
-        );
-        let dead = store
-            .deliveries(None, Some(DeliveryState::Dead), None)
-            .await
-            .unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!((dead[0].0.as_str(), dead[0].1), ("crm", 1));
-        assert_eq!(dead[0].2.last_error.as_deref(), Some("HTTP 500"));
-        assert_eq!(
-            store
-                .retry_dead(Some("crm"), Some("e9"), at(20))
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            store.retry_dead(Some("slack"), None, at(20)).await.unwrap(),
-            0
-        );
-        assert_eq!(
-            store
-                .retry_dead(Some("crm"), Some("e1"), at(20))
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            claimable(&store, 20).await,
-            [1, 2],
-            "the re-queued e1 is a's head again: e3 waits behind it"
-        );
-        let entry = &store.outbox("crm").await.unwrap()[0].1;
-        assert_eq!(
-            (
-                entry.state,
-                entry.attempts,
-                entry.round_start,
-                entry.due_at,
-                entry.updated_at
-            ),
-            (DeliveryState::Pending, 1, 1, at(20), at(20))
-        );
-        let summary = store.queue_summary("crm").await.unwrap();
-        assert_eq!((summary.pending, summary.dead), (3, 0));
-    }
-
-    #[tokio::test]
-    async fn a_410_disables_until_enabled_and_keeps_the_delivery() {
-        let store = setup!();
-        let d1 = one(&store, 1, 100).await;
-        store
-            .record_attempt(
-                "crm",
-                &d1,
-                &attempt(1, 10, 410),
-                AttemptResult::Disable {
-                    reason: "410 Gone".into(),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            store.disabled_reason("crm").await.unwrap().as_deref(),
-            Some("410 Gone")
-        );
-        assert_eq!(store.disabled_reason("slack").await.unwrap(), None);
-        assert_eq!(
-            claimable(&store, 10).await,
-            [1, 2],
-            "still pending, claim ended"
-        );
-        assert!(store.enable_subscriber("crm").await.unwrap());
-        assert!(!store.enable_subscriber("crm").await.unwrap());
-        assert_eq!(store.disabled_reason("crm").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn released_events_queue_behind_pending_ones() {
-        let store = setup!();
-        log(&store, vec![held("e4", "b", 2, &["crm"])]).await;
-        store.release_held("gh:1", None).await.unwrap();
-        assert_eq!(
-            claimable(&store, 100).await,
-            [1, 2],
-            "b's second event waits for its first"
-        );
     }
 
     #[tokio::test]
