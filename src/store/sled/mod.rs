@@ -64,6 +64,7 @@ impl SledStore {
     }
 
     fn open_once(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        remove_incomplete_snapshots(path)?;
         let db = ::sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -449,6 +450,41 @@ impl SledStore {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
     }
+}
+
+/// Removes the page-table snapshots sled began to write but never finished
+/// (`snap.<lsn>.generating`), as a crash mid-write leaves them.
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it and only then renames
+/// it to `snap.<lsn>`; but when it opens, it takes the highest-named `snap.*` file as the
+/// latest snapshot, `.generating` ones included, and refuses to open ("empty/corrupt
+/// snapshot file found", then `Read corrupted data`) when that one is a torn write. A
+/// `.generating` file is never a finished snapshot (a finished one has been renamed), so
+/// removing it is safe: sled then starts from the last finished snapshot and replays the
+/// log after it, as it would have had the crash come a moment earlier. Found by the crash
+/// test (`tests/it/crash.rs`); sled's issues #1387, #1527 and #1533 report the same.
+fn remove_incomplete_snapshots(path: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        // No store yet (sled creates it), or a problem sled's own open will report.
+        Err(_) => return Ok(()),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                cause: format!("cannot remove the incomplete sled snapshot {name}: {e}"),
+            })?;
+            tracing::warn!(
+                store = %path.display(),
+                file = %name,
+                "removed an incomplete sled snapshot left by a crash; sled replays its log instead"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Logs a record with an outbox entry per subscriber; `staged` collects the deliveries
