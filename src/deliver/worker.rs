@@ -335,6 +335,9 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
+            // Free permits first: a permit comes back only after its attempt was recorded,
+            // so a 410 that disabled the subscriber is visible to the read below.
+            let free = semaphore.available_permits();
             let disabled = this.store.disabled_reason(&name).await;
             this.health.record(&this.operations.state, &disabled);
             let disabled = match disabled {
@@ -344,7 +347,6 @@ impl Worker {
                     false
                 }
             };
-            let free = semaphore.available_permits();
             let mut due = Vec::new();
             if !disabled && free > 0 {
                 // A paced subscriber claims one delivery when its turn comes, so that no
