@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{Backend, ConfigBuilder, Receiver, Reply};
+use crate::common::{Backend, ConfigBuilder, Receiver, Reply, live};
 use hirehook::config::Config;
 use hirehook::daemon::Daemon;
 use hirehook::sim::{Mutation, RunningSim, SimConfig, spawn};
@@ -109,19 +109,6 @@ async fn one_interview(
         .expect("schedule");
     let running = start(config, store.clone());
     (integration, store, running)
-}
-
-/// Live applications of an integration, in listing order.
-fn live(sim: &RunningSim, integration: &str) -> Vec<String> {
-    sim.sim()
-        .application_ids(integration)
-        .into_iter()
-        .filter(|id| {
-            sim.sim()
-                .application(integration, id)
-                .is_some_and(|a| a.remote_deleted_at.is_none())
-        })
-        .collect()
 }
 
 async fn every_event_arrives_verified_once_per_id(backend: Backend) {

@@ -19,7 +19,7 @@ use hirehook::store::{
 };
 use tokio::process::Command;
 
-use crate::common::{Receiver, SECRET};
+use crate::common::{Receiver, SECRET, live};
 
 async fn hirehook(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hirehook"))
@@ -332,17 +332,7 @@ async fn fill_sled(dir: &Path, sim: &RunningSim, integrations: &[String], urls: 
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!out.stdout.is_empty(), "the baseline emits");
 
-    let live: Vec<String> = sim
-        .sim()
-        .application_ids(&integrations[0])
-        .into_iter()
-        .filter(|id| {
-            sim.sim()
-                .application(&integrations[0], id)
-                .is_some_and(|a| a.remote_deleted_at.is_none())
-        })
-        .take(3)
-        .collect();
+    let live: Vec<String> = live(sim, &integrations[0]).into_iter().take(3).collect();
     for id in &live {
         sim.sim()
             .apply(&integrations[0], id, Mutation::ScheduleInterview)
@@ -734,15 +724,9 @@ async fn after_a_copy_run_on_postgres_delivers_the_backlog_once_and_the_log_cont
     .await;
 
     // A change after the copy: derived once, delivered, logged after the copied log.
-    let app = sim
-        .sim()
-        .application_ids(&integrations[1])
+    let app = live(&sim, &integrations[1])
         .into_iter()
-        .find(|id| {
-            sim.sim()
-                .application(&integrations[1], id)
-                .is_some_and(|a| a.remote_deleted_at.is_none())
-        })
+        .next()
         .expect("a live application");
     sim.sim()
         .apply(&integrations[1], &app, Mutation::ScheduleInterview)

@@ -47,28 +47,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// The stored snapshot bytes of one application.
-    pub async fn snapshot(
-        &self,
-        integration_id: &str,
-        application_id: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT bytes FROM snapshots WHERE integration_id = $1 AND application_id = $2",
-            )
-            .await
-            .map_err(|e| self.io(&e))?;
-        let row = client
-            .query_opt(&stmt, &[&integration_id, &application_id])
-            .await
-            .map_err(|e| self.io(&e))?;
-        row.map(|r| r.try_get::<_, Vec<u8>>(0))
-            .transpose()
-            .map_err(|e| self.io(&e))
-    }
-
     /// The sync state of an integration (default when never synced).
     pub async fn sync_state(&self, integration_id: &str) -> Result<SyncState, StoreError> {
         let client = self.client().await?;

@@ -379,3 +379,16 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Live (not deleted) applications of an integration of the simulator, in listing order.
+pub fn live(sim: &hirehook::sim::RunningSim, integration: &str) -> Vec<String> {
+    sim.sim()
+        .application_ids(integration)
+        .into_iter()
+        .filter(|id| {
+            sim.sim()
+                .application(integration, id)
+                .is_some_and(|a| a.remote_deleted_at.is_none())
+        })
+        .collect()
+}
