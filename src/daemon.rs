@@ -267,7 +267,12 @@ async fn poll_loop(
             }
         }
         trigger.starting();
-        let sync = syncer.sync(&integration_id, |_| waker.wake());
+        let sync = syncer.sync(&integration_id, |events| {
+            // For latency measurements across processes (examples/e2e.rs): the moment a
+            // page's events became durable, by id (ids carry no candidate data).
+            tracing::debug!(target: "hirehook::durable", ids = %EventIds(events), "events durable");
+            waker.wake();
+        });
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             result = sync => result,
@@ -302,5 +307,20 @@ async fn poll_loop(
                 tracing::debug!(integration = %integration_id, "poll triggered");
             }
         }
+    }
+}
+
+/// Event ids joined by commas, formatted only when the log line is enabled.
+struct EventIds<'a>(&'a [crate::store::EventRecord]);
+
+impl std::fmt::Display for EventIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(&e.id)?;
+        }
+        Ok(())
     }
 }

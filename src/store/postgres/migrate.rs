@@ -6,7 +6,10 @@ use super::{Server, describe};
 use crate::store::StoreError;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_claims.sql"),
+];
 
 /// The highest schema version this hirehook knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -23,9 +23,9 @@
 //!   has nothing to do.
 //! - **Wake-ups**: commits that make deliveries claimable `NOTIFY` a channel inside their
 //!   transaction; [`PgStore::listen`] turns it into a `watch` receiver.
-//! - **Plans**: a claim must walk the due index and probe the per-application index; the
-//!   schema and [`PgStore`] keep the planner on that path (see `hirehook_is_head` in the
-//!   schema, and the `ANALYZE` after large backfills), and JIT is off.
+//! - **Plans**: a claim walks the due index from its cursor and probes the per-application
+//!   index once per candidate (`outbox::CLAIMABLE`); the `ANALYZE` of the outbox after
+//!   large backfills keeps the planner on that path, and JIT is off.
 //!
 //! Errors never carry the password: connect errors name `host:port/database`.
 
@@ -76,6 +76,8 @@ pub struct PgStore {
     outbox_written: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)>,
     /// Groups concurrent attempts into one statement (see [`attempts`]).
     recorder: Arc<attempts::Recorder>,
+    /// Where each subscriber's next claim starts (see [`outbox::ClaimCursors`]).
+    claim_cursors: Arc<outbox::ClaimCursors>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -254,6 +256,7 @@ impl PgStore {
                 std::sync::atomic::AtomicU64::new(ANALYZE_FIRST),
             )),
             recorder: Arc::new(attempts::Recorder::default()),
+            claim_cursors: Arc::default(),
         })
     }
 
@@ -293,7 +296,7 @@ impl PgStore {
     }
 
     /// Counts outbox rows just committed; at [`ANALYZE_FIRST`] and each time the count
-    /// doubles after, runs `ANALYZE` on the outbox and the log. Claims probe the
+    /// doubles after, runs `ANALYZE` on the outbox. Claims probe the
     /// per-application index for each candidate; with the statistics of an empty table (a
     /// backfill that emits, before autovacuum's next round) the planner walks the whole
     /// backlog instead, and a claim of 64 takes a second instead of a few milliseconds.
@@ -313,7 +316,7 @@ impl PgStore {
                     Ordering::Relaxed,
                 )
                 .is_ok()
-            && let Err(e) = client.batch_execute("ANALYZE outbox, events").await
+            && let Err(e) = client.batch_execute("ANALYZE outbox").await
         {
             tracing::debug!(error = %self.server.scrub(describe(&e)), "store: ANALYZE failed");
         }

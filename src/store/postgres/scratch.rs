@@ -91,6 +91,12 @@ impl ScratchServer {
                  -c max_connections=300",
                 server.dir.display()
             );
+            // Benchmarks add their own settings (e.g. `-c shared_preload_libraries=
+            // pg_stat_statements` to see where the database's time goes).
+            if let Ok(extra) = std::env::var("HIREHOOK_SCRATCH_PG_OPTIONS") {
+                options.push(' ');
+                options.push_str(&extra);
+            }
             if let Some(tls) = &tls {
                 options.push_str(&format!(
                     " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",

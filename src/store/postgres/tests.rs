@@ -769,7 +769,9 @@ mod delivery {
             super::super::outbox::CLAIMABLE
                 .replace("$1", "'crm'")
                 .replace("$2", "now()")
-                .replace("$3", "64"),
+                .replace("$3", "64")
+                .replace("$6", "'1970-01-01'::timestamptz")
+                .replace("$7", "-1"),
         )
         .await;
         assert!(
