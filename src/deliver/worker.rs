@@ -303,7 +303,6 @@ struct Worker {
 
 /// The names this worker reports its store operations under (see [`StoreHealth`]).
 struct Operations {
-    state: String,
     due: String,
     record: String,
 }
@@ -311,7 +310,6 @@ struct Operations {
 impl Operations {
     fn of(subscriber: &str) -> Self {
         Self {
-            state: format!("deliveries to {subscriber}: reading the subscriber's state"),
             due: format!("deliveries to {subscriber}: reading due deliveries"),
             record: format!("deliveries to {subscriber}: recording attempts"),
         }
@@ -335,20 +333,12 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
-            // Free permits first: a permit comes back only after its attempt was recorded,
-            // so a 410 that disabled the subscriber is visible to the read below.
+            // A disabled subscriber (a 410, recorded by this replica or another) is handed
+            // nothing by the claim itself: there is no window between a check of the
+            // subscriber's state and the claim for another replica's 410 to land in.
             let free = semaphore.available_permits();
-            let disabled = this.store.disabled_reason(&name).await;
-            this.health.record(&this.operations.state, &disabled);
-            let disabled = match disabled {
-                Ok(reason) => reason.is_some(),
-                Err(e) => {
-                    tracing::error!(subscriber = %name, "cannot read the subscriber's state: {e}");
-                    false
-                }
-            };
             let mut due = Vec::new();
-            if !disabled && free > 0 {
+            if free > 0 {
                 // A paced subscriber claims one delivery when its turn comes, so that no
                 // claim waits for the pacer (and outlives its hold).
                 let want = if pacer.is_limited() {
@@ -373,7 +363,7 @@ impl Worker {
                 }
             }
             if due.is_empty() {
-                let wait = if disabled || free == 0 {
+                let wait = if free == 0 {
                     MAX_IDLE
                 } else {
                     this.idle_wait().await
