@@ -10,6 +10,7 @@ mod admin;
 mod ats_model;
 mod config_cli;
 mod crash;
+mod db_outage;
 mod delivery;
 mod delivery_schedule;
 mod demo;

@@ -24,7 +24,18 @@ pub struct ScratchServer {
     /// The CA that signed the server's certificate (for `localhost`), when `openssl` was
     /// there to make them: the server then also accepts TLS.
     tls_root: Option<PathBuf>,
+    /// The server's settings (`pg_ctl start -o`), for [`ScratchServer::start_again`].
+    options: String,
     watchdog: Option<Child>,
+}
+
+/// How [`ScratchServer::stop`] stops the server (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Sessions are ended and a checkpoint written: an orderly shutdown.
+    Fast,
+    /// Every process quits at once, as in a crash: recovery runs at the next start.
+    Immediate,
 }
 
 /// The superuser's password (host connections authenticate with SCRAM, as in production).
@@ -47,6 +58,7 @@ impl ScratchServer {
             port: 0,
             as_postgres,
             tls_root: None,
+            options: String::new(),
             watchdog: None,
         };
         if as_postgres {
@@ -109,6 +121,7 @@ impl ScratchServer {
                 Ok(()) => {
                     server.port = port;
                     server.tls_root = tls.map(|dir| dir.join("ca.crt"));
+                    server.options = options;
                     return Ok(server);
                 }
                 // Another process may have taken the port in between: try another.
@@ -116,6 +129,43 @@ impl ScratchServer {
             }
         }
         Err(last_error)
+    }
+
+    /// Stops the server and waits until it is gone: the database goes away under whoever
+    /// uses it (connections are cut, new ones refused) until [`ScratchServer::start_again`].
+    pub fn stop(&self, mode: StopMode) -> Result<(), String> {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", mode, "-w", "-t", "60", "stop"]))
+    }
+
+    /// Starts a stopped server again: the same data, port and settings. Returns once it
+    /// accepts connections.
+    pub fn start_again(&self) -> Result<(), String> {
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &self.options, "start"]))
+        .map_err(|e| format!("{e}\n{}", self.log_tail()))
+    }
+
+    /// Makes the server read its configuration files again (`pg_ctl reload`), its TLS
+    /// certificate and key included.
+    pub fn reload(&self) -> Result<(), String> {
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("reload"))
     }
 
     /// The superuser's URL of the `postgres` database.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod oracle;
 pub mod process;
 
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,8 @@ struct Inner {
     secret: String,
     /// Milliseconds to wait before answering (a slow subscriber).
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests that arrived, answered or not yet (while the delay runs).
+    arrived: std::sync::atomic::AtomicUsize,
     received: Mutex<Vec<Received>>,
     behaviour: Mutex<Behaviour>,
     changed: Notify,
@@ -79,6 +82,9 @@ impl Drop for Receiver {
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    inner
+        .arrived
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let delay = inner.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -139,6 +145,7 @@ impl Receiver {
         let inner = Arc::new(Inner {
             secret: SECRET.into(),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
+            arrived: std::sync::atomic::AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
             behaviour: Mutex::new(behaviour),
             changed: Notify::new(),
@@ -165,6 +172,12 @@ impl Receiver {
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *self.inner.behaviour.lock().expect("lock") = behaviour;
+    }
+
+    /// Requests that arrived so far, including those not answered yet (see
+    /// [`Receiver::set_delay`]).
+    pub fn arrived(&self) -> usize {
+        self.inner.arrived.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {
