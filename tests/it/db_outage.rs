@@ -15,61 +15,24 @@
 //! recorded attempts) byte-identical under the same id; nothing is left pending and
 //! `/readyz` is 200 again.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hirehook::sim::{SimConfig, spawn};
 use hirehook::store::Store;
 use hirehook::store::postgres::scratch::{SCRATCH_PASSWORD, ScratchServer, StopMode};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::common::oracle::{
     Reference, assert_log_is_the_reference, assert_received_exactly, wait_drained, wait_synced,
 };
+use crate::common::process::{free_port, own_server, start_daemon, tail};
 use crate::common::{ConfigBuilder, Receiver};
 
 /// A safety net for every wait, not a timing assertion.
 const LIMIT: Duration = Duration::from_secs(90);
 /// The builder's `lease_ttl`.
 const LEASE_TTL: Duration = Duration::from_secs(3);
-
-/// A scratch server of this test's own (it is stopped and started), or None when there is
-/// no PostgreSQL here (skipped, unless `HIREHOOK_REQUIRE_POSTGRES=1`).
-pub fn own_server() -> Option<ScratchServer> {
-    match ScratchServer::start() {
-        Ok(server) => Some(server),
-        Err(why) if std::env::var("HIREHOOK_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
-            panic!("PostgreSQL is required (HIREHOOK_REQUIRE_POSTGRES=1) but unavailable: {why}")
-        }
-        Err(why) => {
-            eprintln!("skipped: no PostgreSQL server of our own here: {why}");
-            None
-        }
-    }
-}
-
-/// A loopback port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// `hirehook run` with its stderr in `log`.
-pub fn start_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_hirehook"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("hirehook run starts")
-}
 
 /// `GET /readyz`: status and body (None while the admin API does not answer).
 async fn readyz(http: &reqwest::Client, admin: &str) -> Option<(u16, serde_json::Value)> {
@@ -108,13 +71,6 @@ async fn readyz_until(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The last lines of a log, for failure messages.
-pub fn tail(log: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// Lines of `log` that contain `needle`.
@@ -159,19 +115,19 @@ impl World<'_> {
     /// shows and does while it is away, starts it again and waits until the daemon synced
     /// what changed meanwhile. Returns how many requests were answered while it was away.
     async fn outage(&self, daemon: &mut Child, mode: StopMode) -> usize {
-        // The receiver holds each request a while: a delivery is in flight when the
-        // database goes, and its attempt ends while it is away.
-        self.receiver.set_delay(Duration::from_millis(800));
+        // The receiver holds requests: a delivery is in flight when the database goes,
+        // and its attempt ends (answered once the database is gone) while it is away.
+        self.receiver.hold();
         self.change_and_sync().await;
         let deadline = Instant::now() + LIMIT;
         while self.receiver.arrived() <= self.receiver.received().len() {
             assert!(Instant::now() < deadline, "no delivery in flight");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let answered_at_stop = self.receiver.received().len();
         self.server.stop(mode).expect("stop PostgreSQL");
         let stopped = Instant::now();
-        let answered_at_stop = self.receiver.received().len();
-        self.receiver.set_delay(Duration::from_millis(40));
+        self.receiver.release();
         let noise_before = count(&self.log, " ERROR ") + count(&self.log, " WARN ");
         // The world changes meanwhile; the reference sees it, the daemon will once it can.
         self.sim.sim().mutate(25);
@@ -287,10 +243,16 @@ async fn the_database_going_away_pauses_work_and_nothing_is_lost_or_renamed_when
     builder.extra_subscriber_keys = "max_in_flight = 2";
     builder.admin_listen = admin.clone();
     let builder = builder.subscriber("crm", &receiver.url);
-    let config = builder.build();
-    assert_eq!(config.store.lease_ttl, LEASE_TTL);
+    // Room for a held request to outlast stopping the database without timing out.
+    let toml = builder
+        .toml()
+        .replace("timeout = \"2s\"", "timeout = \"15s\"");
     let config_path = dir.path().join("hirehook.toml");
-    std::fs::write(&config_path, builder.toml()).expect("config");
+    std::fs::write(&config_path, &toml).expect("config");
+    let config = hirehook::config::Config::from_str_with_env(&toml, &config_path, |_| None)
+        .expect("config is valid");
+    assert_eq!(config.store.lease_ttl, LEASE_TTL);
+    assert_eq!(config.subscribers[0].timeout, Duration::from_secs(15));
     let log = dir.path().join("daemon.log");
 
     let reference = Reference::new(&config, dir.path());

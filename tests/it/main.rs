@@ -23,6 +23,7 @@ mod fuzz_corpus;
 mod hostile_upstream;
 mod inspect_cli;
 mod kombo_client;
+mod pg_connect;
 mod repair_cli;
 mod replay;
 mod replicas;

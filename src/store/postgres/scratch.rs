@@ -245,6 +245,26 @@ impl ScratchServer {
         Ok(tls)
     }
 
+    /// Replaces the server's certificate with a self-signed one for `localhost` (no CA
+    /// vouches for it) and reloads: from then on, `require` still connects, and any
+    /// verifying mode fails. Needs `openssl`, and a server started with TLS.
+    pub fn use_self_signed_certificate(&self) -> Result<(), String> {
+        if self.tls_root.is_none() {
+            return Err("the server was started without TLS".to_owned());
+        }
+        let tls = self.dir.join("tls");
+        run(self
+            .pg("openssl")
+            .current_dir(&tls)
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-keyout", "server.key", "-out", "server.crt", "-days", "3"])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"]))?;
+        run(self.pg("chmod").arg("600").arg(tls.join("server.key")))?;
+        self.reload()
+    }
+
     /// Its temporary directory (data, socket, log).
     pub fn dir(&self) -> &Path {
         &self.dir
