@@ -179,13 +179,25 @@ impl World<'_> {
         let answered_away = self.receiver.received().len() - answered_at_stop;
         assert!(answered_away <= 2, "{answered_away} answered while away");
 
-        // It comes back: the syncs catch up.
+        // It comes back: the leases, lapsed meanwhile, are the daemon's again, and the syncs
+        // catch up (a sync commits only under its lease: fencing).
         self.server.start_again().expect("start PostgreSQL again");
         assert!(
             wait_synced(self.shared, &self.integrations, since, LIMIT).await,
             "every integration synced after the database came back\n{}",
             tail(&self.log)
         );
+        let pid = daemon.id().expect("running").to_string();
+        let leases = self.shared.leases().await.expect("leases");
+        assert_eq!(leases.len(), self.integrations.len(), "{leases:?}");
+        for (integration, holder, expires) in &leases {
+            assert_eq!(
+                holder.split(':').nth(1),
+                Some(pid.as_str()),
+                "{integration} is the daemon's"
+            );
+            assert!(*expires > Utc::now(), "{integration}'s lease renewed");
+        }
         answered_away
     }
 
