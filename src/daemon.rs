@@ -175,6 +175,7 @@ impl Daemon {
             held,
             waker: waker.clone(),
             health: self.store_health.clone(),
+            metrics: self.metrics.clone(),
         };
         let mut pollers = tokio::task::JoinSet::new();
         for integration in &self.config.integrations {
@@ -239,6 +240,23 @@ struct PollContext {
     waker: Waker,
     /// Store failures are reported here (a Kombo failure says nothing about the store).
     health: StoreHealth,
+    /// Counts the writes fencing refused.
+    metrics: Metrics,
+}
+
+/// The first wait before a sync that failed on the store is tried again; it doubles with
+/// each failure in a row, up to the poll interval (never longer than polling would wait).
+const STORE_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// How long to wait before the next sync after `failures` syncs in a row failed on the
+/// store: [`STORE_RETRY_FIRST`], doubled per failure, at most `interval`; `interval` when
+/// the last sync did not fail on the store.
+fn next_poll_in(interval: Duration, store_failures: u32) -> Duration {
+    if store_failures == 0 {
+        return interval;
+    }
+    let factor = 1u32 << (store_failures - 1).min(16);
+    STORE_RETRY_FIRST.saturating_mul(factor).min(interval)
 }
 
 /// Syncs one integration every `interval`, or as soon as it is triggered, while this
@@ -256,11 +274,18 @@ async fn poll_loop(
         mut held,
         waker,
         health,
+        metrics,
     } = ctx;
     let operation = format!("sync of {integration_id}");
+    // Syncs in a row that failed on the store (the database away): they are retried
+    // sooner than the poll interval, backing off.
+    let mut store_failures = 0u32;
     loop {
         if !held.holds(&integration_id) {
-            // Another replica polls it (or none may yet): wait for this one's lease.
+            // Another replica polls it (or none may yet): wait for this one's lease. What
+            // this replica's syncs of it ran into is no longer its concern.
+            health.succeeded(&operation);
+            store_failures = 0;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = held.changed() => continue,
@@ -278,10 +303,27 @@ async fn poll_loop(
             result = sync => result,
         };
         match &result {
-            Ok(_) => health.succeeded(&operation),
-            Err(SyncError::Store { source, .. }) => health.failed(&operation, source),
-            Err(SyncError::Kombo(_)) => {}
+            Ok(_) => {
+                health.succeeded(&operation);
+                store_failures = 0;
+            }
+            // Fencing did its job: the store works, this replica's lease lapsed or moved.
+            // The lease loop drops it at its next round (or renews it, if it is free).
+            Err(SyncError::Store {
+                source: StoreError::LeaseLost { .. },
+                ..
+            }) => {
+                health.succeeded(&operation);
+                metrics.lease_lost(&integration_id);
+                store_failures = 0;
+            }
+            Err(SyncError::Store { source, .. }) => {
+                health.failed(&operation, source);
+                store_failures = store_failures.saturating_add(1);
+            }
+            Err(SyncError::Kombo(_)) => store_failures = 0,
         }
+        let wait = next_poll_in(interval, store_failures);
         match result {
             Ok(report) => tracing::info!(
                 integration = %report.integration_id,
@@ -294,6 +336,21 @@ async fn poll_loop(
                 duration_ms = report.duration.as_millis() as u64,
                 "sync finished"
             ),
+            Err(
+                err @ SyncError::Store {
+                    source: StoreError::LeaseLost { .. },
+                    ..
+                },
+            ) => tracing::warn!(
+                integration = %integration_id,
+                "sync stopped, nothing committed: {err}"
+            ),
+            Err(err @ SyncError::Store { .. }) => tracing::error!(
+                integration = %integration_id,
+                retry_in = ?wait,
+                "sync failed: {}",
+                crate::redact::bounded(&err.to_string(), crate::redact::MAX_TEXT)
+            ),
             Err(err) => tracing::error!(
                 integration = %integration_id,
                 "sync failed: {}",
@@ -302,7 +359,7 @@ async fn poll_loop(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = trigger.requested() => {
                 tracing::debug!(integration = %integration_id, "poll triggered");
             }
@@ -322,5 +379,31 @@ impl std::fmt::Display for EventIds<'_> {
             f.write_str(&e.id)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_failing_on_the_store_is_retried_sooner_backing_off_up_to_the_interval() {
+        let minute = Duration::from_secs(60);
+        let cases = [
+            (minute, 0, minute),
+            (minute, 1, Duration::from_secs(1)),
+            (minute, 2, Duration::from_secs(2)),
+            (minute, 5, Duration::from_secs(16)),
+            (minute, 7, minute),
+            (minute, u32::MAX, minute),
+            (Duration::from_millis(500), 1, Duration::from_millis(500)),
+        ];
+        for (interval, failures, want) in cases {
+            assert_eq!(
+                next_poll_in(interval, failures),
+                want,
+                "{interval:?} after {failures}"
+            );
+        }
     }
 }

@@ -102,6 +102,7 @@ struct Inner {
     delivery_latency: HistogramFamily<SubscriberLabels>,
     subscribers_disabled_total: Family<SubscriberLabels, Counter>,
     kombo_webhooks: Family<ResultLabels, Counter>,
+    lease_lost: Family<IntegrationLabels, Counter>,
     // Computed from the store on scrape.
     outbox_pending: Family<SubscriberLabels, Gauge>,
     outbox_oldest_age: Family<SubscriberLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -227,6 +228,12 @@ impl Metrics {
             "Kombo data-changed webhooks received, by result (triggered, coalesced, duplicate, ignored, unauthorized, bad_request)",
             Clone::clone(&kombo_webhooks),
         );
+        let lease_lost = Family::default();
+        registry.register(
+            "lease_lost",
+            "Page commits and sync-state writes the store refused because this replica's lease on the integration had lapsed or moved (fencing)",
+            Clone::clone(&lease_lost),
+        );
         let outbox_pending = Family::default();
         registry.register(
             "outbox_pending",
@@ -286,6 +293,7 @@ impl Metrics {
                 delivery_latency,
                 subscribers_disabled_total,
                 kombo_webhooks,
+                lease_lost,
                 outbox_pending,
                 outbox_oldest_age,
                 dead_letters,
@@ -410,6 +418,15 @@ impl Metrics {
             .get_or_create(&ResultLabels {
                 result: result.to_owned(),
             })
+            .inc();
+    }
+
+    /// The store refused a write of a sync of `integration`: this replica's lease on it had
+    /// lapsed or moved to another replica (fencing).
+    pub fn lease_lost(&self, integration: &str) {
+        self.inner
+            .lease_lost
+            .get_or_create(&integration_labels(integration))
             .inc();
     }
 

@@ -23,7 +23,7 @@ use super::ssrf;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store};
+use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store, StoreError};
 use crate::store_health::StoreHealth;
 
 /// How much of a response body is kept with an attempt.
@@ -31,6 +31,17 @@ const RESPONSE_PREFIX_BYTES: usize = 512;
 
 /// The longest a worker sleeps without looking at the store again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// The first wait after the store failed (the database away); it doubles with each failure
+/// in a row, up to [`STORE_RETRY_MAX`]. A wake-up (a commit, the wake-up connection
+/// coming back) cuts a wait short.
+const STORE_RETRY_MIN: Duration = Duration::from_millis(250);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// The next wait after a store failure that followed a wait of `last` (none: the first).
+fn store_backoff(last: Option<Duration>) -> Duration {
+    last.map_or(STORE_RETRY_MIN, |d| (d * 2).min(STORE_RETRY_MAX))
+}
 
 /// How long a claim outlives the request's own timeout: time to record the attempt. A
 /// claim held longer than its subscriber's timeout plus this is taken for abandoned (its
@@ -303,7 +314,6 @@ struct Worker {
 
 /// The names this worker reports its store operations under (see [`StoreHealth`]).
 struct Operations {
-    state: String,
     due: String,
     record: String,
 }
@@ -311,7 +321,6 @@ struct Operations {
 impl Operations {
     fn of(subscriber: &str) -> Self {
         Self {
-            state: format!("deliveries to {subscriber}: reading the subscriber's state"),
             due: format!("deliveries to {subscriber}: reading due deliveries"),
             record: format!("deliveries to {subscriber}: recording attempts"),
         }
@@ -330,25 +339,19 @@ impl Worker {
         // claims to expire.
         let unrecorded: Arc<std::sync::Mutex<Vec<DueDelivery>>> = Arc::default();
         let this = Arc::new(self);
+        // The last wait after a failed claim, while claims fail in a row.
+        let mut backoff: Option<Duration> = None;
         loop {
             while tasks.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
                 break;
             }
-            // Free permits first: a permit comes back only after its attempt was recorded,
-            // so a 410 that disabled the subscriber is visible to the read below.
+            // A disabled subscriber (a 410, recorded by this replica or another) is handed
+            // nothing by the claim itself: there is no window between a check of the
+            // subscriber's state and the claim for another replica's 410 to land in.
             let free = semaphore.available_permits();
-            let disabled = this.store.disabled_reason(&name).await;
-            this.health.record(&this.operations.state, &disabled);
-            let disabled = match disabled {
-                Ok(reason) => reason.is_some(),
-                Err(e) => {
-                    tracing::error!(subscriber = %name, "cannot read the subscriber's state: {e}");
-                    false
-                }
-            };
             let mut due = Vec::new();
-            if !disabled && free > 0 {
+            if free > 0 {
                 // A paced subscriber claims one delivery when its turn comes, so that no
                 // claim waits for the pacer (and outlives its hold).
                 let want = if pacer.is_limited() {
@@ -366,14 +369,27 @@ impl Worker {
                     .await;
                 this.health.record(&this.operations.due, &result);
                 match result {
-                    Ok(claimed) => due = claimed,
+                    Ok(claimed) => {
+                        due = claimed;
+                        backoff = None;
+                    }
                     Err(e) => {
-                        tracing::error!(subscriber = %name, "cannot claim due deliveries: {e}");
+                        let wait = store_backoff(backoff);
+                        backoff = Some(wait);
+                        tracing::error!(
+                            subscriber = %name,
+                            retry_in = ?wait,
+                            "cannot claim due deliveries: {e}"
+                        );
                     }
                 }
             }
             if due.is_empty() {
-                let wait = if disabled || free == 0 {
+                let wait = if let Some(wait) = backoff {
+                    // The store failed: try again after the backoff, not at a due time
+                    // read from it.
+                    wait
+                } else if free == 0 {
                     MAX_IDLE
                 } else {
                     this.idle_wait().await
@@ -457,6 +473,10 @@ impl Worker {
     /// One attempt: sign, POST, record, reschedule.
     async fn attempt(&self, delivery: DueDelivery) {
         let target = &self.target;
+        // The claim (made just before) lapses a hold after now: until shortly before,
+        // recording the attempt is tried again if the store fails.
+        let record_until = tokio::time::Instant::now()
+            + (target.timeout + CLAIM_MARGIN).saturating_sub(Duration::from_secs(1));
         let attempt_no = delivery.entry.attempts + 1;
         let at = self.settings.clock.now();
         let started = Instant::now();
@@ -530,14 +550,58 @@ impl Worker {
                 target.name
             ),
         }
-        let recorded = self.store.record_attempt(&delivery, &record, result).await;
-        self.health.record(&self.operations.record, &recorded);
-        if let Err(e) = recorded {
-            tracing::error!(
+        self.record(&delivery, &record, result, record_until).await;
+    }
+
+    /// Records an attempt. While the store cannot be reached (the database away), tries
+    /// again with backoff until `until`, shortly before the claim lapses: an attempt
+    /// recorded after the database came back is not made again. Past `until` (or on an
+    /// error that waiting cannot cure) it gives up: the delivery is made again, with the
+    /// same `webhook-id`, once its claim has expired.
+    async fn record(
+        &self,
+        delivery: &DueDelivery,
+        record: &AttemptRecord,
+        result: AttemptResult,
+        until: tokio::time::Instant,
+    ) {
+        let target = &self.target;
+        let mut backoff = None;
+        loop {
+            let recorded = self
+                .store
+                .record_attempt(delivery, record, result.clone())
+                .await;
+            self.health.record(&self.operations.record, &recorded);
+            let Err(e) = recorded else {
+                if backoff.is_some() {
+                    tracing::info!(
+                        subscriber = %target.name,
+                        event_id = %delivery.entry.event_id,
+                        "delivery attempt recorded after the store came back"
+                    );
+                }
+                return;
+            };
+            let wait = store_backoff(backoff);
+            let transient = matches!(e, StoreError::Io(_) | StoreError::Database { .. });
+            if !transient || tokio::time::Instant::now() + wait > until {
+                tracing::error!(
+                    subscriber = %target.name,
+                    event_id = %delivery.entry.event_id,
+                    "cannot record a delivery attempt (it will be made again, with the same \
+                     webhook-id, once its claim expires): {e}"
+                );
+                return;
+            }
+            tracing::warn!(
                 subscriber = %target.name,
                 event_id = %delivery.entry.event_id,
-                "cannot record a delivery attempt (it will be made again): {e}"
+                retry_in = ?wait,
+                "cannot record a delivery attempt yet: {e}"
             );
+            backoff = Some(wait);
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -583,5 +647,25 @@ impl Worker {
             body_prefix: (!prefix.is_empty())
                 .then(|| String::from_utf8_lossy(&prefix).into_owned()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_back_off_doubling_to_a_ceiling() {
+        let mut waits = Vec::new();
+        let mut last = None;
+        for _ in 0..9 {
+            let wait = store_backoff(last);
+            waits.push(wait.as_millis());
+            last = Some(wait);
+        }
+        assert_eq!(
+            waits,
+            [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]
+        );
     }
 }

@@ -55,7 +55,7 @@ pub enum StoreError {
     /// Fencing: this replica's lease on the integration expired or moved to another
     /// replica, so its page commit or sync-state write was refused and nothing was written.
     #[error(
-        "this replica no longer holds the lease on integration {integration}; another replica polls it now"
+        "this replica no longer holds the lease on integration {integration} (it lapsed, or another replica took it): nothing was written"
     )]
     LeaseLost { integration: String },
 }

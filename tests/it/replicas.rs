@@ -20,18 +20,24 @@
 //! At the end: the shared log holds exactly the reference's ids with the same bodies; the
 //! receiver got every one, verified, any duplicate byte-identical; per application, first
 //! receipts came in `sequence` order; nothing is pending.
+//!
+//! A second test pauses one replica in the middle of a sync, deterministically: its
+//! request to Kombo is held by the simulator, it is `SIGSTOP`ped while waiting and
+//! answered while stopped, the world changes again, a second replica starts, takes the
+//! lapsed lease and syncs the world as it is; when the first resumes, the page it had been
+//! answered (an older view of the world) would undo those changes if it were committed. The store refuses it: the paused replica logs the lease-lost refusal,
+//! counts it in `hirehook_lease_lost_total`, stays ready, and the log is exactly what one
+//! undisturbed hirehook derives.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::oracle::{self, Reference};
 use crate::common::{ConfigBuilder, Receiver};
 use chrono::Utc;
 use hirehook::sim::rng::Rng;
 use hirehook::sim::{SimConfig, spawn};
-use hirehook::store::{DeliveryState, EventFilter, Store};
-use hirehook::sync::{SyncSettings, Syncer};
+use hirehook::store::Store;
 use tokio::process::{Child, Command};
 
 /// A safety net for every wait, not a timing assertion.
@@ -119,37 +125,7 @@ impl Replicas {
 
 /// Waits until every integration completed a sync that started after `since`.
 async fn wait_synced(store: &Store, integrations: &[String], since: chrono::DateTime<Utc>) -> bool {
-    let wait = async {
-        loop {
-            let mut all = true;
-            for id in integrations {
-                let state = store.sync_state(id).await.expect("sync state");
-                if !(state.baseline_done
-                    && state.last_error.is_none()
-                    && state.watermark.is_some_and(|w| w > since))
-                {
-                    all = false;
-                }
-            }
-            if all {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, wait).await.is_ok()
-}
-
-/// A webhook body without its detection times.
-fn without_times(body: &[u8]) -> serde_json::Value {
-    let mut v: serde_json::Value = serde_json::from_slice(body).expect("a JSON body");
-    if let Some(o) = v.as_object_mut() {
-        o.remove("timestamp");
-    }
-    if let Some(data) = v.get_mut("data").and_then(|d| d.as_object_mut()) {
-        data.remove("detected_at");
-    }
-    v
+    oracle::wait_synced(store, integrations, since, LIMIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,21 +170,8 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
     assert_eq!(config.store.lease_ttl, LEASE_TTL);
 
     // The reference: sled, same settings, never disturbed.
-    let reference_store =
-        Arc::new(Store::open_sled(&dir.path().join("reference"), 16 << 20).expect("reference"));
-    let mut reference_config = config.clone();
-    reference_config.kombo.request_timeout = Duration::from_secs(10);
-    let reference = Syncer::new(
-        hirehook::ats::KomboClient::new(reference_config.kombo.client_config()).expect("client"),
-        reference_store.clone(),
-        SyncSettings::from_config(&reference_config),
-    );
-    let reference_sync = || async {
-        for id in &integrations {
-            let report = reference.sync(id, |_| {}).await.expect("reference sync");
-            assert!(report.rejected.is_empty() && report.watermark_advanced);
-        }
-    };
+    let reference = Reference::new(&config, dir.path());
+    let reference_sync = || reference.sync();
     reference_sync().await;
 
     // The shared store, as an operator sees it.
@@ -273,20 +236,8 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
         replicas.logs()
     );
     // Every logged event delivered.
-    let drained = async {
-        loop {
-            let pending = shared
-                .deliveries(None, Some(DeliveryState::Pending), None)
-                .await
-                .expect("deliveries");
-            if pending.is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
     assert!(
-        tokio::time::timeout(LIMIT, drained).await.is_ok(),
+        oracle::wait_drained(&shared, LIMIT).await,
         "nothing left pending\n{}",
         replicas.logs()
     );
@@ -294,82 +245,260 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
         replicas.kill9(i).await;
     }
 
-    // The shared log is the reference's, id for id and byte for byte.
-    let expected: BTreeMap<String, Vec<u8>> = reference_store
-        .events(&EventFilter::default())
-        .await
-        .expect("reference log")
-        .into_iter()
-        .map(|e| (e.id, e.body))
-        .collect();
-    let logged = shared
-        .events(&EventFilter::default())
-        .await
-        .expect("shared log");
-    let seqs: Vec<u64> = logged.iter().map(|e| e.log_seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=logged.len() as u64).collect::<Vec<_>>(),
-        "log sequences without gaps"
-    );
-    let logged: BTreeMap<String, Vec<u8>> = logged.into_iter().map(|e| (e.id, e.body)).collect();
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|id| !logged.contains_key(*id))
-        .collect();
-    let extra: Vec<&String> = logged
-        .keys()
-        .filter(|id| !expected.contains_key(*id))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, extra {extra:?} ({} expected)",
-        expected.len()
-    );
-    // The same bodies, but for when each run detected the change (the reference and the
-    // replicas saw it at different moments): `timestamp` and `data.detected_at`.
-    let differing: Vec<&String> = expected
-        .iter()
-        .filter(|(id, body)| logged.get(*id).map(|b| without_times(b)) != Some(without_times(body)))
-        .map(|(id, _)| id)
-        .collect();
-    assert!(differing.is_empty(), "bodies differ: {differing:?}");
+    // The shared log is the reference's, id for id and byte for byte (but for detection
+    // times); the receiver got each, verified, in order per application.
+    let expected = reference.expected().await;
+    oracle::assert_log_is_the_reference(&shared, &expected).await;
     assert!(expected.len() > 160, "{} events", expected.len());
+    oracle::assert_received_exactly(&receiver, &expected);
+}
 
-    // The receiver got every one, verified; a duplicate is byte-identical.
-    let received = receiver.received();
+/// The integration's lease holder as the store says (its replica id names its process:
+/// `host:pid:suffix`), and whether it is unexpired.
+async fn lease_holder(store: &Store, integration: &str) -> Option<(String, bool)> {
+    store
+        .leases()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|(id, _, _)| id == integration)
+        .map(|(_, holder, expires)| (holder, expires > Utc::now()))
+}
+
+/// Whether a replica id is process `pid`'s.
+fn is_process(holder: &str, pid: u32) -> bool {
+    holder.split(':').nth(1) == Some(pid.to_string().as_str())
+}
+
+/// Polls `done` every 20 ms; panics with `what` and the logs after [`LIMIT`].
+async fn until(what: &str, logs: impl Fn() -> String, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never: {what}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resumes() {
+    use hirehook::sim::faults::{FaultConfig, FaultKind, ScriptedFault};
+
+    let Some(database) = hirehook::store::postgres::test_database().await else {
+        return;
+    };
+    let sim = spawn(SimConfig {
+        integrations: 1,
+        applications: 30,
+        seed: 21,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let integrations = sim.sim().integration_ids();
+    let integration = integrations[0].clone();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two configs that differ only in the admin port, so each replica's /metrics and
+    // /readyz can be read.
+    let ports = [free_port(), free_port()];
+    let mut paths = Vec::new();
+    let mut config = None;
+    for (i, port) in ports.iter().enumerate() {
+        let mut builder = ConfigBuilder::new(
+            &dir.path().join("unused"),
+            sim.base_url(),
+            sim.sim().api_key(),
+            integrations.clone(),
+        )
+        .with_database(Some(database.clone()));
+        builder.initial_sync = "emit";
+        builder.poll_interval = "1s";
+        builder.shutdown_grace = "1s";
+        builder.admin_listen = format!("127.0.0.1:{port}");
+        let builder = builder.subscriber("crm", &receiver.url);
+        // The paused replica's request to Kombo must not time out while it is stopped.
+        let toml = builder
+            .toml()
+            .replace("lease_ttl = \"3s\"", "lease_ttl = \"2s\"")
+            .replace("request_timeout = \"5s\"", "request_timeout = \"60s\"");
+        let path = dir.path().join(format!("replica-{i}.toml"));
+        std::fs::write(&path, &toml).expect("config");
+        let parsed = hirehook::config::Config::from_str_with_env(&toml, &path, |_| None)
+            .expect("config is valid");
+        assert_eq!(parsed.store.lease_ttl, LEASE_TTL);
+        config.get_or_insert(parsed);
+        paths.push(path);
+    }
+    let config = config.expect("a config");
+    let reference = Reference::new(&config, dir.path());
+    reference.sync().await;
+    let shared = Store::open(&config.store)
+        .await
+        .expect("the shared store opens")
+        .unfenced();
+    let mut replicas = Replicas {
+        config_path: paths[0].clone(),
+        dir: dir.path().to_owned(),
+        children: vec![None, None],
+        starts: 0,
+    };
+    let logs = || replicas_logs(dir.path());
+
+    // A polls alone: it holds the lease and synced the baseline.
+    replicas.start(0);
+    let a = replicas.pid(0) as u32;
+    let since = Utc::now();
     assert!(
-        received.iter().all(|r| r.verified),
-        "every signature verifies"
+        wait_synced(&shared, &integrations, since).await,
+        "{}",
+        logs()
     );
-    let mut first: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for r in &received {
-        match first.get(&r.id) {
-            Some(body) => assert_eq!(body, &r.body, "a duplicate of {} differs", r.id),
-            None => {
-                first.insert(r.id.clone(), r.body.clone());
-            }
+    until("A holds the lease", logs, async || {
+        lease_holder(&shared, &integration)
+            .await
+            .is_some_and(|(holder, live)| live && is_process(&holder, a))
+    })
+    .await;
+    // A's next request for the page is held by the simulator; A is stopped while waiting.
+    sim.sim()
+        .set_faults(FaultConfig {
+            slow_delay: Duration::from_millis(500),
+            script: vec![ScriptedFault::page(&integration, 1, FaultKind::Slow)],
+            ..FaultConfig::default()
+        })
+        .expect("faults");
+    let pages_before = sim.sim().stats().integrations[&integration].pages;
+    until("A's request arrived", logs, async || {
+        sim.sim().faults().script.is_empty()
+    })
+    .await;
+    replicas.signal(0, "-STOP");
+    // The page A will be answered shows these changes ...
+    sim.sim().mutate(12);
+    until("the simulator answered A", logs, async || {
+        sim.sim().stats().integrations[&integration].pages > pages_before
+    })
+    .await;
+    // ... and not these. The reference sees both at once, as B will: B starts only now,
+    // so it cannot have synced the world between the two batches.
+    sim.sim().mutate(12);
+    let since = Utc::now();
+    reference.sync().await;
+    replicas.config_path = paths[1].clone();
+    replicas.start(1);
+    let b = replicas.pid(1) as u32;
+    // A's lease lapses; B takes it and syncs the world as it is now.
+    until("B holds the lease", logs, async || {
+        lease_holder(&shared, &integration)
+            .await
+            .is_some_and(|(holder, live)| live && is_process(&holder, b))
+    })
+    .await;
+    assert!(
+        wait_synced(&shared, &integrations, since).await,
+        "B synced the changes\n{}",
+        logs()
+    );
+    let logged_before = shared
+        .events(&hirehook::store::EventFilter::default())
+        .await
+        .expect("log")
+        .len();
+
+    // A resumes and commits its page: an older view, which would undo B's changes.
+    replicas.signal(0, "-CONT");
+    let refusal = format!(
+        "{}",
+        hirehook::store::StoreError::LeaseLost {
+            integration: integration.clone()
+        }
+    );
+    until("A logged the refusal", logs, async || {
+        replicas_logs_full(dir.path(), "replica-0-").contains(&refusal)
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://127.0.0.1:{}/metrics", ports[0]))
+        .send()
+        .await
+        .expect("A's /metrics")
+        .text()
+        .await
+        .expect("body");
+    let counted = format!("hirehook_lease_lost_total{{integration=\"{integration}\"}} 1");
+    assert!(
+        metrics.lines().any(|l| l == counted),
+        "A counted one refused commit ({counted}):\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("lease_lost"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The refusal is not a store failure: A is ready (B keeps the integration fresh).
+    until("A's /readyz is 200", logs, async || {
+        http.get(format!("http://127.0.0.1:{}/readyz", ports[0]))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // B keeps the lease; A rejoined without it.
+    let (holder, _) = lease_holder(&shared, &integration).await.expect("a lease");
+    assert!(is_process(&holder, b), "{holder}");
+    assert_eq!(
+        shared
+            .events(&hirehook::store::EventFilter::default())
+            .await
+            .expect("log")
+            .len(),
+        logged_before,
+        "nothing logged since A resumed"
+    );
+
+    // The log is exactly what one undisturbed hirehook derives, and all of it delivered.
+    assert!(
+        oracle::wait_drained(&shared, LIMIT).await,
+        "nothing pending\n{}",
+        logs()
+    );
+    let expected = reference.expected().await;
+    oracle::assert_log_is_the_reference(&shared, &expected).await;
+    oracle::assert_received_exactly(&receiver, &expected);
+    for i in 0..2 {
+        replicas.kill9(i).await;
+    }
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    crate::common::process::free_port()
+}
+
+/// The tails of the replicas' logs in `dir`, for failure messages.
+fn replicas_logs(dir: &std::path::Path) -> String {
+    Replicas {
+        config_path: dir.to_owned(),
+        dir: dir.to_owned(),
+        children: Vec::new(),
+        starts: 0,
+    }
+    .logs()
+}
+
+/// The whole logs of the replica runs whose file names start with `prefix`.
+fn replicas_logs_full(dir: &std::path::Path, prefix: &str) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) && name.ends_with(".log") {
+            out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
         }
     }
-    let got: BTreeSet<&String> = received
-        .iter()
-        .filter(|r| r.answered == 200)
-        .map(|r| &r.id)
-        .collect();
-    let want: BTreeSet<&String> = expected.keys().collect();
-    assert_eq!(got, want, "every event delivered");
-    // Per application, first receipts in sequence order.
-    let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for r in &received {
-        if !seen.insert(r.id.clone()) {
-            continue;
-        }
-        let app = r.application().to_owned();
-        let seq = r.sequence();
-        if let Some(prev) = last.get(&app) {
-            assert!(seq > *prev, "{app}: sequence {seq} arrived after {prev}");
-        }
-        last.insert(app, seq);
-    }
+    out
 }

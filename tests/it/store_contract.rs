@@ -798,12 +798,89 @@ pub mod checks {
         );
         assert_eq!(
             claimable(store, 10).await,
-            [1, 2],
-            "still pending, and its claim ended"
+            Vec::<u64>::new(),
+            "a disabled subscriber is handed nothing"
         );
         assert!(store.enable_subscriber("crm").await.expect("enable"));
         assert!(!store.enable_subscriber("crm").await.expect("enable again"));
         assert_eq!(store.disabled_reason("crm").await.expect("reason"), None);
+        assert_eq!(
+            claimable(store, 10).await,
+            [1, 2],
+            "enabled: still pending, and the 410's claim ended"
+        );
+    }
+
+    /// The claim itself refuses a disabled subscriber, whoever recorded the 410: a
+    /// deliverer that checked the subscriber's state just before the 410 landed (on
+    /// another replica) still gets nothing from its claim; other subscribers are not
+    /// affected; once enabled, the backlog is claimable as it was.
+    pub async fn a_disabled_subscriber_is_handed_nothing_until_enabled(fx: &mut Fixture) {
+        let store = fx.store();
+        store
+            .commit_page(
+                "gh:1",
+                events_only(vec![
+                    event("e1", "a", 1, EventType::StageChanged, &["crm", "slack"]),
+                    event("e2", "b", 1, EventType::StageChanged, &["crm", "slack"]),
+                    event("e3", "c", 1, EventType::StageChanged, &["crm", "slack"]),
+                ]),
+            )
+            .await
+            .expect("commit");
+        store.flush().await.expect("flush");
+        // The deliverer's view before the 410: enabled, three due.
+        assert_eq!(store.disabled_reason("crm").await.expect("reason"), None);
+        let first = store
+            .claim_due("crm", at(10), 1, HOLD)
+            .await
+            .expect("claim");
+        assert_eq!(first.len(), 1);
+        // The 410 on that delivery lands (another worker, another replica).
+        store
+            .record_attempt(
+                &first[0],
+                &attempt(1, 10, 410),
+                AttemptResult::Disable {
+                    reason: "410 Gone".into(),
+                },
+            )
+            .await
+            .expect("record");
+        // Every claim from now on hands out nothing to crm, however much is due and
+        // whenever asked, including the delivery whose claim the 410 ended.
+        for now in [10, 11, 1_000_000] {
+            let got = store
+                .claim_due("crm", at(now), 100, HOLD)
+                .await
+                .expect("claim");
+            assert!(got.is_empty(), "at {now}: {got:?}");
+        }
+        assert_eq!(
+            store.queue_summary("crm").await.expect("summary").pending,
+            3,
+            "nothing was lost: all three wait"
+        );
+        // Another subscriber is not affected.
+        let slack = store
+            .claim_due("slack", at(10), 100, HOLD)
+            .await
+            .expect("claim");
+        assert_eq!(
+            slack.iter().map(|d| d.log_seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        // Enabled: claimable again, all three, in order.
+        assert!(store.enable_subscriber("crm").await.expect("enable"));
+        let again = store
+            .claim_due("crm", at(10), 100, HOLD)
+            .await
+            .expect("claim");
+        assert_eq!(
+            again.iter().map(|d| d.log_seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(again[0].entry.attempts, 1, "the 410 was recorded");
     }
 
     pub async fn released_events_queue_behind_pending_ones(fx: &mut Fixture) {
@@ -915,6 +992,7 @@ macro_rules! every_check {
             an_entry_keeps_its_latest_attempts,
             a_dead_letter_unblocks_its_application_and_can_be_retried,
             a_410_disables_until_enabled_and_keeps_the_delivery,
+            a_disabled_subscriber_is_handed_nothing_until_enabled,
             released_events_queue_behind_pending_ones,
             pending_deliveries_survive_a_reopen,
             a_missing_store_item_is_an_error_not_a_panic,

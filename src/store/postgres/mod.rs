@@ -216,13 +216,54 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
         return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
     }
     let mut out = e.to_string();
+    let mut hint = None;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         out.push_str(": ");
         out.push_str(&s.to_string());
+        // A TLS failure comes as an I/O error wrapping rustls' (whose own `source` skips
+        // it).
+        let rustls = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .or_else(|| s.downcast_ref::<rustls::Error>());
+        hint = hint.or_else(|| rustls.and_then(tls_hint));
         source = s.source();
     }
+    if let Some(hint) = hint {
+        out.push_str(" (");
+        out.push_str(hint);
+        out.push(')');
+    }
     out
+}
+
+/// What a certificate failure means for the operator, when rustls' name for it is terse.
+fn tls_hint(error: &rustls::Error) -> Option<&'static str> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = error else {
+        return None;
+    };
+    Some(match cert {
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the server's certificate is not for this host name: connect by a name it names"
+        }
+        C::UnknownIssuer => {
+            "no trusted root vouches for the server's certificate: set sslrootcert to the CA \
+             that signed it"
+        }
+        C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet"
+        }
+        C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "the server's certificate is a CA certificate, as a self-signed one is: \
+             sslmode=require accepts it unchecked, verify-ca and verify-full need one \
+             signed by the CA in sslrootcert"
+        }
+        _ => return None,
+    })
 }
 
 impl PgStore {

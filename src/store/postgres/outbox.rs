@@ -29,17 +29,25 @@ const OUTBOX_COLUMNS_QUALIFIED: &str = "outbox.subscriber, outbox.log_seq, outbo
      outbox.attempts, outbox.round_start, outbox.due_at, outbox.last_error, \
      outbox.updated_at, outbox.recent_attempts";
 
-/// The deliveries a claim takes (`$1` subscriber, `$2` now, `$3` limit): pending, due,
-/// not claimed, and the head of its application's queue — the oldest pending delivery of
-/// its (subscriber, application). The head check is a correlated scalar subquery with
-/// `LIMIT 1`, which PostgreSQL never flattens into a join: whatever the statistics say
-/// (an unanalyzed table mid-backfill included), it is one probe of the per-application
-/// index per candidate, and the candidates come from the due index in claim order, so a
-/// claim reads about `limit` rows however long the backlog. (Schema 1's `hirehook_is_head`
-/// function did the same through PL/pgSQL at ~10x the cost per row; it is no longer used.)
+/// The deliveries a claim takes (`$1` subscriber, `$2` now, `$3` limit, after `($6, $7)`
+/// in due order): none while the subscriber is disabled; else pending, due, not claimed,
+/// and the head of its application's queue — the oldest pending delivery of its
+/// (subscriber, application).
+///
+/// The head check is a correlated scalar subquery with `LIMIT 1`, which PostgreSQL never
+/// flattens into a join: whatever the statistics say, it is one probe of the
+/// per-application index per candidate, and the candidates come from the due index in
+/// claim order, so a claim reads about `limit` rows however long the backlog. (Schema 1's
+/// `hirehook_is_head` function did the same through PL/pgSQL at ~10x the cost per row.)
+///
+/// The disabled check is part of the statement, not a read before it: a 410 recorded by
+/// another replica and committed before the claim's statement began is always seen (a
+/// separate read would leave a window between it and the claim). It depends on `$1` only,
+/// so the planner makes it a one-time filter: a disabled subscriber's claim scans nothing.
 pub(super) const CLAIMABLE: &str = "SELECT o.subscriber, o.log_seq FROM outbox o \
      WHERE o.subscriber = $1 AND o.state = 'pending' AND o.due_at <= $2 \
      AND (o.claimed_until IS NULL OR o.claimed_until <= $2) \
+     AND NOT EXISTS (SELECT 1 FROM disabled_subscribers d WHERE d.subscriber = $1) \
      AND o.log_seq = (SELECT p.log_seq FROM outbox p WHERE p.subscriber = o.subscriber \
        AND p.integration_id = o.integration_id AND p.application_id = o.application_id \
        AND p.state = 'pending' \
@@ -212,8 +220,9 @@ impl PgStore {
             .map(|(_, _, entry)| entry))
     }
 
-    /// Claims up to `limit` deliveries of `subscriber` due at `now`: pending, due, not
-    /// claimed (or the claim expired), and the oldest pending delivery of its application.
+    /// Claims up to `limit` deliveries of `subscriber` due at `now`: none while the
+    /// subscriber is disabled (by a 410 on any replica); else pending, due, not claimed (or
+    /// the claim expired), and the oldest pending delivery of its application.
     /// Each is claimed by this replica until `now + hold`. Ordered by (due time, log
     /// sequence). Rows are locked `FOR UPDATE SKIP LOCKED` while claimed, so two replicas
     /// never claim the same delivery. Committed without waiting for the disk (see

@@ -24,7 +24,18 @@ pub struct ScratchServer {
     /// The CA that signed the server's certificate (for `localhost`), when `openssl` was
     /// there to make them: the server then also accepts TLS.
     tls_root: Option<PathBuf>,
+    /// The server's settings (`pg_ctl start -o`), for [`ScratchServer::start_again`].
+    options: String,
     watchdog: Option<Child>,
+}
+
+/// How [`ScratchServer::stop`] stops the server (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Sessions are ended and a checkpoint written: an orderly shutdown.
+    Fast,
+    /// Every process quits at once, as in a crash: recovery runs at the next start.
+    Immediate,
 }
 
 /// The superuser's password (host connections authenticate with SCRAM, as in production).
@@ -47,6 +58,7 @@ impl ScratchServer {
             port: 0,
             as_postgres,
             tls_root: None,
+            options: String::new(),
             watchdog: None,
         };
         if as_postgres {
@@ -115,6 +127,7 @@ impl ScratchServer {
                 Ok(()) => {
                     server.port = port;
                     server.tls_root = tls.map(|dir| dir.join("ca.crt"));
+                    server.options = options;
                     return Ok(server);
                 }
                 // Another process may have taken the port in between: try another.
@@ -122,6 +135,43 @@ impl ScratchServer {
             }
         }
         Err(last_error)
+    }
+
+    /// Stops the server and waits until it is gone: the database goes away under whoever
+    /// uses it (connections are cut, new ones refused) until [`ScratchServer::start_again`].
+    pub fn stop(&self, mode: StopMode) -> Result<(), String> {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", mode, "-w", "-t", "60", "stop"]))
+    }
+
+    /// Starts a stopped server again: the same data, port and settings. Returns once it
+    /// accepts connections.
+    pub fn start_again(&self) -> Result<(), String> {
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &self.options, "start"]))
+        .map_err(|e| format!("{e}\n{}", self.log_tail()))
+    }
+
+    /// Makes the server read its configuration files again (`pg_ctl reload`), its TLS
+    /// certificate and key included.
+    pub fn reload(&self) -> Result<(), String> {
+        run(self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("reload"))
     }
 
     /// The superuser's URL of the `postgres` database.
@@ -199,6 +249,26 @@ impl ScratchServer {
         ]))?;
         run(self.pg("chmod").arg("600").arg(tls.join("server.key")))?;
         Ok(tls)
+    }
+
+    /// Replaces the server's certificate with a self-signed one for `localhost` (no CA
+    /// vouches for it) and reloads: from then on, `require` still connects, and any
+    /// verifying mode fails. Needs `openssl`, and a server started with TLS.
+    pub fn use_self_signed_certificate(&self) -> Result<(), String> {
+        if self.tls_root.is_none() {
+            return Err("the server was started without TLS".to_owned());
+        }
+        let tls = self.dir.join("tls");
+        run(self
+            .pg("openssl")
+            .current_dir(&tls)
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-keyout", "server.key", "-out", "server.crt", "-days", "3"])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost"]))?;
+        run(self.pg("chmod").arg("600").arg(tls.join("server.key")))?;
+        self.reload()
     }
 
     /// Its temporary directory (data, socket, log).

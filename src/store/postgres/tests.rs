@@ -801,6 +801,65 @@ mod delivery {
     }
 
     #[tokio::test]
+    async fn a_410_on_one_replica_stops_the_claims_of_another() {
+        let url = database!();
+        let a = open_existing(&url).await;
+        let b = open_existing(&url).await;
+        log(
+            &a,
+            vec![
+                event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                event("e2", "b", 1, EventType::StageChanged, &["crm"]),
+                event("e3", "c", 1, EventType::StageChanged, &["crm"]),
+            ],
+        )
+        .await;
+        // B's deliverer saw crm enabled a moment ago ...
+        assert_eq!(b.disabled_reason("crm").await.unwrap(), None);
+        // ... then A's 410 lands ...
+        let first = a.claim_due("crm", at(10), 1, HOLD).await.unwrap();
+        assert_eq!(seqs_of(&first), [1]);
+        a.record_attempt(
+            "crm",
+            &first[0],
+            &attempt(1, 10, 410),
+            AttemptResult::Disable {
+                reason: "410 Gone".into(),
+            },
+        )
+        .await
+        .unwrap();
+        // ... and B's claim hands out nothing, though two more are due and the first is
+        // unclaimed again.
+        assert!(
+            b.claim_due("crm", at(10), 100, HOLD)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let client = b.client().await.unwrap();
+        let unclaimed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM outbox WHERE subscriber = 'crm' AND state = 'pending' \
+                 AND claimed_by IS NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(unclaimed, 3, "no claim was set by the refused claim");
+        assert!(b.enable_subscriber("crm").await.unwrap());
+        assert_eq!(
+            seqs_of(&a.claim_due("crm", at(10), 100, HOLD).await.unwrap()),
+            [1, 2, 3]
+        );
+    }
+
+    fn seqs_of(due: &[DueDelivery]) -> Vec<u64> {
+        due.iter().map(|d| d.log_seq).collect()
+    }
+
+    #[tokio::test]
     async fn concurrent_claimants_never_share_a_delivery() {
         let url = database!();
         let writer = open_existing(&url).await;

@@ -80,7 +80,7 @@ impl SledStore {
 
     /// Claims up to `limit` deliveries of `subscriber` due at `now`, earliest first, for
     /// `hold` (see [`super::queues`]): each is handed out once, until its attempt is
-    /// recorded or the claim expires.
+    /// recorded or the claim expires. Nothing while the subscriber is disabled.
     pub fn claim_due(
         &self,
         subscriber: &str,
@@ -90,7 +90,16 @@ impl SledStore {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let now_ms = now.timestamp_millis();
         let until_ms = now_ms.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
-        let claimed = self.queues()?.claim(subscriber, now_ms, limit, until_ms);
+        let claimed = {
+            let mut queues = self.queues()?;
+            // Read under the queues' lock: a 410's attempt writes the disabled key before
+            // it takes that lock to end its claim, so once that claim has ended, no claim
+            // hands out anything more.
+            if self.tree.contains_key(keys::disabled(subscriber))? {
+                return Ok(Vec::new());
+            }
+            queues.claim(subscriber, now_ms, limit, until_ms)
+        };
         let mut out = Vec::with_capacity(claimed.len());
         for &(_, log_seq) in &claimed {
             match self.claimed_delivery(subscriber, log_seq) {

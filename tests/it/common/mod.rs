@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod oracle;
 pub mod process;
 
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,10 @@ struct Inner {
     secret: String,
     /// Milliseconds to wait before answering (a slow subscriber).
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests that arrived, answered or not yet (while the delay runs).
+    arrived: std::sync::atomic::AtomicUsize,
+    /// While false, requests wait before being handled (see [`Receiver::hold`]).
+    open: tokio::sync::watch::Sender<bool>,
     received: Mutex<Vec<Received>>,
     behaviour: Mutex<Behaviour>,
     changed: Notify,
@@ -79,6 +84,10 @@ impl Drop for Receiver {
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    inner
+        .arrived
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _ = inner.open.subscribe().wait_for(|open| *open).await;
     let delay = inner.delay_ms.load(std::sync::atomic::Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -139,6 +148,8 @@ impl Receiver {
         let inner = Arc::new(Inner {
             secret: SECRET.into(),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
+            arrived: std::sync::atomic::AtomicUsize::new(0),
+            open: tokio::sync::watch::Sender::new(true),
             received: Mutex::new(Vec::new()),
             behaviour: Mutex::new(behaviour),
             changed: Notify::new(),
@@ -165,6 +176,23 @@ impl Receiver {
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *self.inner.behaviour.lock().expect("lock") = behaviour;
+    }
+
+    /// Holds every request that arrives from now on (unanswered) until
+    /// [`Receiver::release`].
+    pub fn hold(&self) {
+        self.inner.open.send_replace(false);
+    }
+
+    /// Answers the held requests and stops holding.
+    pub fn release(&self) {
+        self.inner.open.send_replace(true);
+    }
+
+    /// Requests that arrived so far, including those not answered yet (see
+    /// [`Receiver::set_delay`]).
+    pub fn arrived(&self) -> usize {
+        self.inner.arrived.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {
