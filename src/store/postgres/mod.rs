@@ -337,7 +337,8 @@ impl PgStore {
     }
 
     /// Counts outbox rows just committed; at [`ANALYZE_FIRST`] and each time the count
-    /// doubles after, runs `ANALYZE` on the outbox. Claims probe the
+    /// doubles after, runs `ANALYZE` on the outbox's claim columns, from a small sample (the
+    /// planner needs the rough shares of states, not fine histograms). Claims probe the
     /// per-application index for each candidate; with the statistics of an empty table (a
     /// backfill that emits, before autovacuum's next round) the planner walks the whole
     /// backlog instead, and a claim of 64 takes a second instead of a few milliseconds.
@@ -357,9 +358,16 @@ impl PgStore {
                     Ordering::Relaxed,
                 )
                 .is_ok()
-            && let Err(e) = client.batch_execute("ANALYZE outbox").await
+            && let Err(e) = client
+                .batch_execute(
+                    "BEGIN; SET LOCAL default_statistics_target = 10; \
+                     ANALYZE outbox (subscriber, state, due_at); COMMIT",
+                )
+                .await
         {
             tracing::debug!(error = %self.server.scrub(describe(&e)), "store: ANALYZE failed");
+            // Leave the pooled connection outside any transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
         }
     }
 

@@ -791,13 +791,7 @@ mod delivery {
         )
         .await;
         assert!(plan.contains("outbox_pending_by_application"), "{plan}");
-        let started = std::time::Instant::now();
         assert_eq!(claim(&store, 100_000).await.len(), 100);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
     }
 
     #[tokio::test]
