@@ -217,8 +217,13 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .context("locating the target directory")
 }
 
+/// The daemon under test: `HIREHOOK_BIN` when set (to compare two builds), else the
+/// `hirehook` beside this example.
 fn hirehook_binary() -> anyhow::Result<PathBuf> {
-    let bin = target_dir()?.join("hirehook");
+    let bin = match std::env::var_os("HIREHOOK_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => target_dir()?.join("hirehook"),
+    };
     if !bin.exists() {
         bail!(
             "{} not found: run `cargo build --release --bin hirehook` first",
