@@ -462,12 +462,12 @@ fn bad_inputs_name_what_and_where() {
             ],
         ),
         (
-            "poll interval under 1s",
+            "poll interval under 100ms",
             MINIMAL.replace(
                 "api_key = \"k\"",
-                "api_key = \"k\"\npoll_interval = \"500ms\"",
+                "api_key = \"k\"\npoll_interval = \"50ms\"",
             ),
-            vec!["kombo.poll_interval", "at least 1s"],
+            vec!["kombo.poll_interval", "at least 100ms", "50ms"],
         ),
         (
             "zero request timeout",

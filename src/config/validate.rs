@@ -110,10 +110,15 @@ fn kombo(config: &Config, p: &mut Problems) {
     if let Some(secret) = &k.webhook_secret {
         check_not_empty_secret(secret, "kombo.webhook_secret", p);
     }
+    // Low enough for latency-sensitive setups (and the latency benchmark's 200ms), high
+    // enough that a typo such as "0s" or "5ms" cannot hammer Kombo.
     p.check(
-        k.poll_interval >= Duration::from_secs(1),
+        k.poll_interval >= Duration::from_millis(100),
         "kombo.poll_interval",
-        "must be at least 1s",
+        format!(
+            "must be at least 100ms, not {}",
+            super::duration::format(k.poll_interval)
+        ),
     );
     let (response, record) = (k.max_response_bytes.bytes(), k.max_record_bytes.bytes());
     p.check(
