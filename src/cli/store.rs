@@ -177,6 +177,10 @@ pub struct CopyReport {
     pub delivered: u64,
     pub dead: u64,
     pub disabled: u64,
+    /// Tombstones of snapshots retention purged.
+    pub purged: u64,
+    /// Dropped held events whose ids retention has not let go yet.
+    pub dropped: u64,
     /// The target's log counter: the next event gets this + 1.
     pub log_counter: u64,
     /// Time spent on each kind, in copy order, with how many items.
@@ -192,7 +196,9 @@ impl CopyReport {
             + self.held
             + self.event_ids
             + self.deliveries
-            + self.disabled;
+            + self.disabled
+            + self.purged
+            + self.dropped;
         let mut out = format!(
             "copied the sled store at {} into PostgreSQL at {target}: {items} item(s) in {:.1?} ({}/s)\n",
             from.display(),
@@ -211,7 +217,7 @@ impl CopyReport {
         } else {
             String::new()
         };
-        let rows: [(&str, u64, String); 8] = [
+        let rows: [(&str, u64, String); 10] = [
             (
                 "snapshots",
                 self.snapshots,
@@ -230,6 +236,8 @@ impl CopyReport {
                 ),
             ),
             ("disabled subscribers", self.disabled, String::new()),
+            ("purged applications", self.purged, String::new()),
+            ("dropped events", self.dropped, String::new()),
             (
                 "log counter",
                 self.log_counter,
@@ -267,6 +275,8 @@ enum Batch {
     EventIds(Vec<String>),
     Outbox(Vec<(String, u64, OutboxEntry)>),
     Disabled(Vec<(String, String)>),
+    Purged(Vec<(String, String, Vec<u8>)>),
+    Dropped(Vec<(u64, String, crate::ats::Timestamp)>),
     /// The end: the highest log sequence the source's event-id index holds, and the last
     /// one the source handed out to an event it still has.
     Done {
@@ -353,7 +363,11 @@ fn produce(store: &SledStore, size: usize, tx: &Sender) {
         && phase("deliveries", Some(deliveries))
         && send_all(store.export_outbox(), size, tx, Batch::Outbox, |_| {})
         && phase("disabled subscribers", None)
-        && send_all(store.export_disabled(), size, tx, Batch::Disabled, |_| {});
+        && send_all(store.export_disabled(), size, tx, Batch::Disabled, |_| {})
+        && phase("purged applications", None)
+        && send_all(store.export_purged(), size, tx, Batch::Purged, |_| {})
+        && phase("dropped events", None)
+        && send_all(store.export_dropped(), size, tx, Batch::Dropped, |_| {});
     if ok {
         let _ = tx.blocking_send(Ok(Batch::Done {
             max_indexed_seq,
@@ -543,6 +557,17 @@ async fn consume(
             Batch::Disabled(rows) => {
                 report.disabled += rows.len() as u64;
                 import.import_disabled(&rows).await.map_err(runtime)?
+            }
+            Batch::Purged(rows) => {
+                report.purged += rows.len() as u64;
+                import.import_purged(&rows).await.map_err(runtime)?
+            }
+            Batch::Dropped(rows) => {
+                for (seq, _, _) in &rows {
+                    max_seq = max_seq.max(*seq);
+                }
+                report.dropped += rows.len() as u64;
+                import.import_dropped(&rows).await.map_err(runtime)?
             }
             Batch::Done {
                 max_indexed_seq,

@@ -110,6 +110,7 @@ fn snap(app: &str, bytes: &[u8], is_new: bool) -> SnapshotWrite {
         application_id: app.into(),
         bytes: bytes.to_vec(),
         is_new,
+        previous_deleted_at: None,
     }
 }
 

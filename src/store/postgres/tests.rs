@@ -90,6 +90,7 @@ fn snap(app: &str, is_new: bool) -> SnapshotWrite {
         application_id: app.into(),
         bytes: vec![1, 2, 3],
         is_new,
+        previous_deleted_at: None,
     }
 }
 
@@ -119,6 +120,7 @@ async fn snapshots_are_replaced_and_only_new_ones_count() {
             application_id: "a".into(),
             bytes,
             is_new,
+            previous_deleted_at: None,
         }],
         events: vec![],
     };
