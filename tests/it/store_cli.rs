@@ -149,14 +149,18 @@ async fn migrate_applies_the_schema_once_and_says_so() {
 
     let out = hirehook(&["store", "migrate", "--config", config]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let version = hirehook::store::postgres::SCHEMA_VERSION;
     assert_eq!(
         text(&out.stdout).trim(),
-        "schema version 1 (applied 1 migration(s))"
+        format!("schema version {version} (applied {version} migration(s))")
     );
 
     let again = hirehook(&["store", "migrate", "--config", config]).await;
     assert!(again.status.success(), "{}", text(&again.stderr));
-    assert_eq!(text(&again.stdout).trim(), "already at version 1");
+    assert_eq!(
+        text(&again.stdout).trim(),
+        format!("already at version {version}")
+    );
 
     // The store opens on the migrated schema.
     let store = open_postgres(&url).await;

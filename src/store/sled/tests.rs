@@ -202,3 +202,63 @@ mod delivery {
         assert_eq!(due_seqs(&store, 100), [1]);
     }
 }
+
+#[test]
+fn a_store_from_before_retention_gets_its_index_of_deleted_applications() {
+    use crate::diff::Snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        // As an earlier build left it: snapshots, no index, no mark.
+        let store = SledStore::open(&path, 8 << 20).unwrap();
+        let deleted = Snapshot {
+            sequence: 4,
+            deleted_at: Some(at(0)),
+            ..Snapshot::default()
+        };
+        store
+            .tree
+            .insert(keys::snapshot("gh:1", "gone"), deleted.encode())
+            .unwrap();
+        store
+            .tree
+            .insert(keys::snapshot("gh:1", "live"), Snapshot::default().encode())
+            .unwrap();
+        store
+            .tree
+            .insert(
+                keys::sync_state("gh:1"),
+                serde_json::to_vec(&SyncState {
+                    applications: 2,
+                    ..SyncState::default()
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        store.tree.remove(keys::meta("deleted_index")).unwrap();
+        for key in store.tree.scan_prefix([keys::DELETED]).keys() {
+            store.tree.remove(key.unwrap()).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(&path, 8 << 20).unwrap();
+    let index: Vec<_> = store
+        .tree
+        .scan_prefix([keys::DELETED])
+        .keys()
+        .map(|k| k.unwrap().to_vec())
+        .collect();
+    assert_eq!(
+        index,
+        [keys::deleted(at(0).timestamp_millis(), "gh:1", "gone")]
+    );
+    let policy = RetentionPolicy {
+        events: None,
+        deleted_applications: Some(std::time::Duration::from_secs(86_400)),
+    };
+    let report = store
+        .sweep(&policy, at(2 * 86_400), 10, &mut SweepCursor::default())
+        .unwrap();
+    assert_eq!(report.snapshots, 1);
+    assert_eq!(store.sync_state("gh:1").unwrap().applications, 1);
+}
