@@ -1,5 +1,5 @@
-//! `hirehook store migrate|copy`: the PostgreSQL store's schema, and moving a sled store
-//! into PostgreSQL.
+//! `hirehook store migrate|copy|compact`: the PostgreSQL store's schema, moving a sled
+//! store into PostgreSQL, and applying retention now.
 //!
 //! `copy` reads the sled store kind by kind on a blocking thread (see
 //! `SledStore::export_*`) and hands batches to the async side, which writes them into one
@@ -35,6 +35,25 @@ pub enum StoreCommand {
     Migrate(MigrateArgs),
     /// Copy a sled store into the empty PostgreSQL store the config names.
     Copy(CopyArgs),
+    /// Apply `[retention]` now (what `hirehook run` does every `sweep_interval`) and print
+    /// what was removed.
+    Compact(CompactArgs),
+}
+
+/// Options of `hirehook store compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// The TOML config file (its `[store]` and `[retention]`).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Items per class each batch looks at or removes.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::retention::BATCH as u32,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub batch: u32,
 }
 
 /// Options of `hirehook store migrate`.
@@ -77,7 +96,73 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
     match args.command {
         StoreCommand::Migrate(args) => run_migrate(args).await,
         StoreCommand::Copy(args) => run_copy(args).await,
+        StoreCommand::Compact(args) => run_compact(args).await,
     }
+}
+
+async fn run_compact(args: CompactArgs) -> Result<(), Failure> {
+    let config = load_config(&args.config)?;
+    let store = match Store::open(&config.store).await {
+        Ok(store) => Arc::new(store.unfenced()),
+        Err(e @ StoreError::Locked { .. }) => {
+            return Err(Failure::Runtime(anyhow::Error::new(e).context(
+                "cannot compact the sled store while `hirehook run` has it open (it applies \
+                 [retention] itself every sweep_interval; stop it to compact now)",
+            )));
+        }
+        Err(e) => return Err(Failure::Runtime(e.into())),
+    };
+    let runtime = |e: StoreError| Failure::Runtime(e.into());
+    let before = store.size_on_disk().await.map_err(runtime)?;
+    let outcome = crate::retention::Sweeper::new(
+        store.clone(),
+        config.retention.policy(),
+        crate::clock::Clock::System,
+    )
+    .with_batch(args.batch as usize)
+    .sweep()
+    .await
+    .map_err(runtime)?;
+    store.flush().await.map_err(runtime)?;
+    let after = store.size_on_disk().await.map_err(runtime)?;
+    print!(
+        "{}",
+        compact_summary(&config.retention, &outcome, before, after)
+    );
+    Ok(())
+}
+
+/// What `store compact` prints: the policy, then one row per class.
+pub fn compact_summary(
+    retention: &crate::config::RetentionConfig,
+    outcome: &crate::retention::SweepOutcome,
+    before: u64,
+    after: u64,
+) -> String {
+    let mut out = format!(
+        "retention (events {}, deleted applications {}): removed in {} batch(es), {:.1?} \
+         (longest batch {:.1?})\n",
+        retention.events,
+        retention.deleted_applications,
+        outcome.batches,
+        outcome.took,
+        outcome.longest_batch
+    );
+    let notes = [
+        "with their bodies",
+        "delivered or dead",
+        "of those deliveries",
+        "of removed and old dropped events",
+        "of applications deleted upstream (tombstones kept)",
+    ];
+    for ((class, n), note) in outcome.removed.classes().into_iter().zip(notes) {
+        out.push_str(&format!("  {class:<12}{n:>10}  {note}\n"));
+    }
+    out.push_str(&format!(
+        "store size: {before} bytes before, {after} bytes after (space freed is reused; see \
+         docs/operations.md on giving it back to the file system)\n"
+    ));
+    out
 }
 
 /// The PostgreSQL URL of a config; a sled config is a usage error (exit 2).
