@@ -147,3 +147,142 @@ fn log(outcome: &SweepOutcome) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::EventType;
+    use crate::store::{NewEvent, PageCommit};
+
+    fn at(days: i64) -> crate::ats::Timestamp {
+        chrono::DateTime::from_timestamp(1_700_000_000 + days * 86_400, 0).unwrap_or_default()
+    }
+
+    fn event(id: &str, detected_at: crate::ats::Timestamp) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            event_type: EventType::StageChanged,
+            application_id: id.into(),
+            sequence: 1,
+            detected_at,
+            body: b"{}".to_vec(),
+            subscribers: vec![],
+            hold: false,
+        }
+    }
+
+    async fn ids(store: &Store) -> Vec<String> {
+        store
+            .events(&Default::default())
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    }
+
+    /// The daemon's task on tokio's paused clock: a sweep at start, then one per interval,
+    /// each removing what has aged past the horizon by then; shutdown ends it.
+    #[tokio::test(start_paused = true)]
+    async fn the_task_sweeps_every_interval_until_shut_down() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open_sled(dir.path(), 1 << 20).expect("store"));
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events: vec![event("a", at(0)), event("b", at(1)), event("c", at(5))],
+                },
+            )
+            .await
+            .expect("commit");
+        let policy = RetentionPolicy {
+            events: Some(Duration::from_secs(30 * 86_400)),
+            deleted_applications: None,
+        };
+        let metrics = Metrics::new();
+        // "Now" is day 30 and a half: `a` is old enough at once, `b` a day later.
+        let clock = Clock::tokio_at(at(30) + chrono::TimeDelta::hours(12));
+        let sweeper = Sweeper::new(store.clone(), policy, clock)
+            .with_metrics(metrics.clone())
+            .with_batch(1);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sweeper.run(
+            Duration::from_secs(86_400),
+            StoreHealth::default(),
+            shutdown.clone(),
+        ));
+        // The sweep at start runs on the blocking pool: let it finish.
+        for _ in 0..50 {
+            if ids(&store).await == ["b", "c"] {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(ids(&store).await, ["b", "c"]);
+        tokio::time::sleep(Duration::from_secs(86_400)).await;
+        for _ in 0..50 {
+            if ids(&store).await == ["c"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(ids(&store).await, ["c"]);
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends at shutdown")
+            .expect("no panic");
+
+        let config = crate::config::Config::from_str_with_env(
+            "[kombo]\napi_key = \"k\"\n[[integrations]]\nid = \"gh:1\"\n",
+            std::path::Path::new("t.toml"),
+            |_| None,
+        )
+        .expect("config");
+        let text = metrics.render(&store, &config).await.expect("render");
+        for want in [
+            "hirehook_retention_removed_total{class=\"events\"} 2",
+            "hirehook_retention_removed_total{class=\"snapshots\"} 0",
+            "hirehook_store_size_bytes ",
+            "hirehook_oldest_event_age_seconds ",
+        ] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_reports_its_batches_and_what_they_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open_sled(dir.path(), 1 << 20).expect("store"));
+        let events = (0..5).map(|i| event(&format!("e{i}"), at(0))).collect();
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events,
+                },
+            )
+            .await
+            .expect("commit");
+        let policy = RetentionPolicy {
+            events: Some(Duration::from_secs(86_400)),
+            deleted_applications: Some(Duration::from_secs(86_400)),
+        };
+        let clock = Clock::tokio_at(at(10));
+        let outcome = Sweeper::new(store.clone(), policy, clock)
+            .with_batch(2)
+            .sweep()
+            .await
+            .expect("sweep");
+        assert_eq!(outcome.removed.events, 5);
+        assert_eq!(outcome.batches, 3, "2 + 2 + 1");
+        assert!(outcome.longest_batch <= outcome.took);
+        assert!(ids(&store).await.is_empty());
+    }
+}
