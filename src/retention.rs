@@ -17,7 +17,7 @@ use crate::store::{RetentionPolicy, Store, StoreError, SweepCursor, SweepReport}
 use crate::store_health::StoreHealth;
 
 /// Items per class a batch looks at (events) or removes (snapshots, dropped ids).
-pub const BATCH: usize = 500;
+pub const BATCH: usize = 200;
 
 /// What one sweep (all its batches) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -54,6 +54,10 @@ pub struct CompactArgs {
         value_parser = clap::value_parser!(u32).range(1..=1_000_000)
     )]
     pub batch: u32,
+    /// sled only: skip the rewrite that gives the freed space back to the file system
+    /// (sled 0.34 keeps it otherwise).
+    #[arg(long)]
+    pub no_rewrite: bool,
 }
 
 /// Options of `hirehook store migrate`.
@@ -124,11 +128,33 @@ async fn run_compact(args: CompactArgs) -> Result<(), Failure> {
     .await
     .map_err(runtime)?;
     store.flush().await.map_err(runtime)?;
-    let after = store.size_on_disk().await.map_err(runtime)?;
+    let mut after = store.size_on_disk().await.map_err(runtime)?;
+    let mut rewritten = None;
+    if config.store.backend == StoreBackend::Sled && !args.no_rewrite {
+        drop(store);
+        let (path, cache) = (config.store.path.clone(), config.store.cache_capacity.0);
+        let report =
+            tokio::task::spawn_blocking(move || crate::store::sled::rewrite::rewrite(&path, cache))
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!("the rewrite failed: {e}")))?
+                .map_err(|e| {
+                    Failure::Runtime(anyhow::Error::new(e).context(
+                "retention was applied, but rewriting the sled store to give the space back failed",
+            ))
+                })?;
+        after = report.after;
+        rewritten = Some(report);
+    }
     print!(
         "{}",
         compact_summary(&config.retention, &outcome, before, after)
     );
+    if let Some(r) = rewritten {
+        println!(
+            "rewrote the sled store in {:.1?}: {} keys, {} bytes of files before, {} after",
+            r.took, r.keys, r.before, r.after
+        );
+    }
     Ok(())
 }
 
@@ -159,8 +185,7 @@ pub fn compact_summary(
         out.push_str(&format!("  {class:<12}{n:>10}  {note}\n"));
     }
     out.push_str(&format!(
-        "store size: {before} bytes before, {after} bytes after (space freed is reused; see \
-         docs/operations.md on giving it back to the file system)\n"
+        "store size: {before} bytes before, {after} bytes after\n"
     ));
     out
 }

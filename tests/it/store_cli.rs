@@ -924,6 +924,29 @@ async fn compact_removes_what_retention_says_on_sled() {
     )
     .expect("write config");
     compact_and_check(&config).await;
+    // On sled the store was rewritten to give the space back; it still opens.
+    let out = hirehook(&[
+        "store",
+        "compact",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+    .await;
+    assert!(
+        text(&out.stdout).contains("rewrote the sled store"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!path.join(".rewrite").exists());
+    let store = Store::open_sled(&path, 8 << 20).expect("opens after the rewrite");
+    assert_eq!(
+        store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

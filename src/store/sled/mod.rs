@@ -6,6 +6,7 @@ pub mod keys;
 mod outbox;
 mod queues;
 mod retention;
+pub mod rewrite;
 mod stats;
 
 use std::collections::HashMap;
@@ -67,6 +68,7 @@ impl SledStore {
     }
 
     fn open_once(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        rewrite::recover(path)?;
         remove_incomplete_snapshots(path)?;
         let db = ::sled::Config::new()
             .path(path)
