@@ -24,3 +24,12 @@ CREATE TABLE dropped_events (
     id text COLLATE "C" NOT NULL,
     detected_at timestamptz NOT NULL
 );
+
+-- Retention deletes events whose deliveries it deleted first. The foreign key from `outbox`
+-- to `events` made every deleted event scan the outbox for rows still pointing at it (its
+-- log sequence is the second column of the outbox's key, so no index serves that lookup):
+-- 270 ms for 200 events beside 100,000 outbox rows. The store keeps the rule itself: an
+-- outbox row is inserted in the transaction that logs its event, and the sweep deletes an
+-- event only when no outbox row refers to it (by `event_id`, which `outbox_by_event`
+-- indexes). Dropped rather than served by another index on the outbox's hot path.
+ALTER TABLE outbox DROP CONSTRAINT outbox_log_seq_fkey;
