@@ -12,6 +12,8 @@
 //!   (claimed, one attempt recorded);
 //! - sweep: `[retention] events = "30d"` at a "now" where all but `--keep` % are old enough,
 //!   in batches of `--batch` (the daemon's default), timing every batch;
+//! - purge: a fifth of `--events` snapshots of applications deleted upstream long ago,
+//!   committed and purged (`deleted_applications = "14d"`), timing every batch;
 //! - idle: `--idle` seconds with nothing to do (sled cleans segments in the background);
 //! - busy: `--cycles` times, a tenth of `--events` new events committed and delivered,
 //!   then swept as they age (steady state: as much comes as goes); on PostgreSQL each
@@ -234,6 +236,66 @@ async fn sweep(
     Ok((removed, times))
 }
 
+/// Commits `n` snapshots of applications deleted upstream 60 days before `start` + 60
+/// days, purges them (batches of `batch`) and prints the time per batch.
+async fn purge_deleted(
+    store: &Store,
+    start: DateTime<Utc>,
+    n: u64,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let deleted_at = start;
+    let mut i = 0;
+    while i < n {
+        let end = (i + PAGE).min(n);
+        let page = PageCommit {
+            snapshots: (i..end)
+                .map(|k| SnapshotWrite {
+                    application_id: format!("deleted_{k:08}"),
+                    bytes: hirehook::diff::Snapshot {
+                        sequence: 3,
+                        deleted_at: Some(deleted_at),
+                        remote_id: Some(format!("{k}")),
+                        ..Default::default()
+                    }
+                    .encode(),
+                    is_new: true,
+                    previous_deleted_at: None,
+                })
+                .collect(),
+            events: vec![],
+        };
+        store.commit_page("gh:1", page).await?;
+        i = end;
+    }
+    store.flush().await?;
+    let policy = RetentionPolicy {
+        events: None,
+        deleted_applications: Some(Duration::from_secs(14 * 86_400)),
+    };
+    let mut cursor = SweepCursor::default();
+    let (mut times, mut purged) = (Vec::new(), 0);
+    loop {
+        let started = Instant::now();
+        let r = store
+            .sweep(&policy, start + TimeDelta::days(60), batch, &mut cursor)
+            .await?;
+        times.push(started.elapsed());
+        purged += r.snapshots;
+        if !r.more {
+            break;
+        }
+    }
+    println!(
+        "purged {purged} snapshots of deleted applications in {} batches: per batch p50 {:.2?}, p99 {:.2?}, max {:.2?}",
+        times.len(),
+        percentile(&mut times, 0.5),
+        percentile(&mut times, 0.99),
+        percentile(&mut times, 1.0),
+    );
+    Ok(())
+}
+
 fn percentile(times: &mut [Duration], p: f64) -> Duration {
     times.sort_unstable();
     let i = ((times.len() as f64 - 1.0) * p).round() as usize;
@@ -310,6 +372,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut kept = a.events - removed;
     report("right after the sweep", &store, &place, kept).await?;
+    purge_deleted(&store, start, a.events / 5, a.batch).await?;
     if a.idle > 0 {
         tokio::time::sleep(Duration::from_secs(a.idle)).await;
         store.flush().await?;

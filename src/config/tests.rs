@@ -158,6 +158,7 @@ fn example_file_parses() {
     assert_eq!(c.store, defaults.store);
     assert_eq!(c.delivery, defaults.delivery);
     assert_eq!(c.guard, defaults.guard);
+    assert_eq!(c.retention, defaults.retention);
     assert_eq!(c.admin.listen, defaults.admin.listen);
     let mut kombo = c.kombo.clone();
     kombo.api_key = defaults.kombo.api_key.clone();
