@@ -154,6 +154,11 @@ async fn run_compact(args: CompactArgs) -> Result<(), Failure> {
             "rewrote the sled store in {:.1?}: {} keys, {} bytes of files before, {} after",
             r.took, r.keys, r.before, r.after
         );
+    } else if config.store.backend == StoreBackend::Postgres {
+        println!(
+            "PostgreSQL reuses the space once (auto)vacuum has passed; `VACUUM FULL events, \
+             outbox, event_ids, snapshots` gives it back to the file system (docs/operations.md)"
+        );
     }
     Ok(())
 }
