@@ -73,6 +73,7 @@ async fn ingest(pages: u64, per_page: u64, emit: bool) -> anyhow::Result<()> {
                 application_id: format!("app_{i:08}"),
                 bytes: vec![(i % 251) as u8; 240],
                 is_new: true,
+                previous_deleted_at: None,
             });
             if emit {
                 commit.events.push(event(i, i, 1));

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example sled_ceiling -- inserts 1000000   # a backfill's snapshot writes
 //! cargo run --release --example sled_ceiling -- updates 20000     # recording delivery attempts
+//! cargo run --release --example sled_ceiling -- churn 20000       # does sled reuse freed space?
 //! ```
 //!
 //! `inserts N`: N new random keys (hirehook's snapshot key shape) with 240-byte values,
@@ -11,6 +12,10 @@
 //! `updates N`: N values of 450 bytes updated once each next to N cold 1.5 KB values, once
 //! as a two-key batch per update (how attempts were recorded) and once as one insert.
 //! Each prints the rate, and the bytes written to storage per operation (`/proc/self/io`).
+//! `churn N`: ten rounds of N new 1000-byte values under increasing keys, each updated once
+//! by a single insert, and the previous round's removed: the file size after each round
+//! (sled's own segment cleaning at work, without hirehook's key mix; compare
+//! `examples/retention_disk.rs`).
 
 use std::time::Instant;
 
@@ -130,6 +135,54 @@ fn updates(n: u64, batched: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn churn(n: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (db, tree) = open(dir.path())?;
+    let file_size = || {
+        std::fs::read_dir(dir.path())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok().filter(|m| m.is_file()))
+                    .map(|m| m.len())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    for round in 0..10u64 {
+        let keys = round * n..(round + 1) * n;
+        let mut batch = sled::Batch::default();
+        for i in keys.clone() {
+            batch.insert(&i.to_be_bytes(), vec![7u8; 1000]);
+            if i % 250 == 249 {
+                tree.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        tree.apply_batch(batch)?;
+        for i in keys {
+            tree.insert(i.to_be_bytes(), vec![8u8; 1000])?;
+        }
+        if round > 0 {
+            let mut batch = sled::Batch::default();
+            for i in (round - 1) * n..round * n {
+                batch.remove(&i.to_be_bytes());
+                if i % 250 == 249 {
+                    tree.apply_batch(std::mem::take(&mut batch))?;
+                }
+            }
+            tree.apply_batch(batch)?;
+        }
+        db.flush()?;
+        println!(
+            "churn round {round}: {} keys live ({:.1} MB of values), file {:.1} MB",
+            tree.len(),
+            tree.len() as f64 * 1000.0 / 1e6,
+            file_size() as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: u64 = match args.get(1) {
@@ -145,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             updates(n, true)?;
             updates(n, false)
         }
-        _ => bail!("usage: sled_ceiling inserts|updates [N]"),
+        Some("churn") => churn(n),
+        _ => bail!("usage: sled_ceiling inserts|updates|churn [N]"),
     }
 }

@@ -47,6 +47,7 @@ fn build(path: &std::path::Path, snapshots: u64, events: u64) -> anyhow::Result<
             application_id: app.clone(),
             bytes: vec![(i % 251) as u8; 240],
             is_new: true,
+            previous_deleted_at: None,
         });
         // Events spread evenly over the applications.
         if next_event < events && i * events / snapshots.max(1) >= next_event {

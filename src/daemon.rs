@@ -1,5 +1,5 @@
-//! `hirehook run`: pollers, the deliverer and the admin server in one process, until shut
-//! down.
+//! `hirehook run`: pollers, the deliverer, the retention sweep and the admin server in one
+//! process, until shut down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
 use crate::leases::{Held, LeaseLoop};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::retention::Sweeper;
+use crate::store::{RetentionPolicy, Store, StoreError};
 use crate::store_health::StoreHealth;
 use crate::sync::{SyncError, SyncSettings, Syncer};
 use crate::triggers::{PollTrigger, PollTriggers};
@@ -56,6 +57,8 @@ pub struct Daemon {
     /// Timeouts and connection cap of the admin listener (the defaults, unless a test
     /// shortens them).
     admin_limits: ServeLimits,
+    /// Where "now" comes from (the retention sweep's too).
+    clock: Clock,
 }
 
 impl Daemon {
@@ -95,6 +98,7 @@ impl Daemon {
             triggers,
             admin: None,
             admin_limits: ServeLimits::default(),
+            clock,
         })
     }
 
@@ -211,10 +215,35 @@ impl Daemon {
                  replica's next look at the store): {e}"
             ),
         }
+        let retention = self.config.retention;
+        let policy = retention.policy();
+        let sweeper = if policy == RetentionPolicy::default() {
+            tracing::info!("retention: [retention] keeps everything forever; no sweeps");
+            None
+        } else {
+            tracing::info!(
+                events = %retention.events,
+                deleted_applications = %retention.deleted_applications,
+                sweep_interval = ?retention.sweep_interval,
+                "retention: sweeping every sweep_interval"
+            );
+            let sweeper = Sweeper::new(self.store.clone(), policy, self.clock)
+                .with_metrics(self.metrics.clone());
+            Some(tokio::spawn(sweeper.run(
+                retention.sweep_interval,
+                self.store_health.clone(),
+                shutdown.clone(),
+            )))
+        };
         // Anything queued before this start (a backlog, retries due) goes out at once.
         waker.wake();
         self.deliverer.run(shutdown.clone()).await;
         while pollers.join_next().await.is_some() {}
+        if let Some(sweeper) = sweeper
+            && let Err(e) = sweeper.await
+        {
+            tracing::error!("the retention task failed: {e}");
+        }
         if let Err(e) = leases.await {
             tracing::error!("the lease task failed: {e}");
         }

@@ -18,13 +18,15 @@
 //! - [`event`]: the event catalogue, event ids and the webhook body.
 //! - [`held`]: the operator's release or drop of events the mass-change guard held.
 //! - [`inspect`]: operator views (status, event with deliveries) for the API and the CLI.
-//! - [`store`]: sled: snapshots, sync state, event log, outbox; one atomic batch per page.
+//! - [`store`]: the seam over sled and PostgreSQL: snapshots, sync state, event log, outbox;
+//!   one atomic commit per page; retention's sweep.
 //! - [`store_health`]: the store failures the daemon ran into lately, for `/readyz`.
 //! - [`sync`]: one sync of one integration: page, diff, commit, then the watermark.
 //! - [`triggers`]: "poll now" per integration, pulled by the admin API and Kombo's webhook.
 //! - [`metrics`]: Prometheus metrics: one registry per daemon, store gauges on scrape.
 //! - [`redact`]: URLs without credentials, upstream texts cut to a bounded length.
 //! - [`replay`]: re-sending logged or exported events to a URL, signed, in log order.
+//! - [`retention`]: applying `[retention]`: the daemon's sweep task and `store compact`.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`clock`]: where "now" comes from (the wall clock, or tokio's in tests).
 //! - [`cli`]: the command line.
@@ -47,6 +49,7 @@ pub mod leases;
 pub mod metrics;
 pub mod redact;
 pub mod replay;
+pub mod retention;
 pub mod secret;
 pub mod sim;
 pub mod store;

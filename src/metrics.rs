@@ -69,6 +69,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    /// `events`, `deliveries`, `attempts`, `event_ids`, `snapshots`.
+    class: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     /// `triggered`, `coalesced`, `duplicate`, `ignored`, `unauthorized`, `bad_request`.
     result: String,
@@ -103,6 +109,7 @@ struct Inner {
     subscribers_disabled_total: Family<SubscriberLabels, Counter>,
     kombo_webhooks: Family<ResultLabels, Counter>,
     lease_lost: Family<IntegrationLabels, Counter>,
+    retention_removed: Family<ClassLabels, Counter>,
     // Computed from the store on scrape.
     outbox_pending: Family<SubscriberLabels, Gauge>,
     outbox_oldest_age: Family<SubscriberLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -111,6 +118,8 @@ struct Inner {
     last_success: Family<IntegrationLabels, Gauge>,
     applications: Family<IntegrationLabels, Gauge>,
     held_pending: Family<IntegrationLabels, Gauge>,
+    store_size: Gauge,
+    oldest_event_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Serializes scrapes: gauges are set, then the registry is encoded.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -234,6 +243,26 @@ impl Metrics {
             "Page commits and sync-state writes the store refused because this replica's lease on the integration had lapsed or moved (fencing)",
             Clone::clone(&lease_lost),
         );
+        let retention_removed = Family::default();
+        registry.register(
+            "retention_removed",
+            "Items removed by retention, by class (events, deliveries, attempts, event_ids, snapshots)",
+            Clone::clone(&retention_removed),
+        );
+        let store_size = Gauge::default();
+        registry.register_with_unit(
+            "store_size",
+            "Size of the store on disk (sled: its directory; PostgreSQL: the database)",
+            Unit::Bytes,
+            Clone::clone(&store_size),
+        );
+        let oldest_event_age: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+        registry.register_with_unit(
+            "oldest_event_age",
+            "Age of the oldest event still in the log (0 when it is empty): what retention keeps",
+            Unit::Seconds,
+            Clone::clone(&oldest_event_age),
+        );
         let outbox_pending = Family::default();
         registry.register(
             "outbox_pending",
@@ -294,6 +323,7 @@ impl Metrics {
                 subscribers_disabled_total,
                 kombo_webhooks,
                 lease_lost,
+                retention_removed,
                 outbox_pending,
                 outbox_oldest_age,
                 dead_letters,
@@ -301,6 +331,8 @@ impl Metrics {
                 last_success,
                 applications,
                 held_pending,
+                store_size,
+                oldest_event_age,
                 scrape: tokio::sync::Mutex::new(()),
             }),
         }
@@ -430,6 +462,17 @@ impl Metrics {
             .inc();
     }
 
+    /// A retention batch removed what `report` counts.
+    pub fn retention_removed(&self, report: &crate::store::SweepReport) {
+        for (class, n) in report.classes() {
+            // Every class appears from the first sweep on, at 0 when nothing went.
+            let counter = self.inner.retention_removed.get_or_create(&ClassLabels {
+                class: class.to_owned(),
+            });
+            counter.inc_by(n);
+        }
+    }
+
     /// The metrics as OpenMetrics text, after computing the store gauges for the
     /// integrations and subscribers of `config`.
     ///
@@ -476,6 +519,13 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::from(disabled));
         }
+        inner
+            .store_size
+            .set(i64::try_from(store.size_on_disk().await?).unwrap_or(i64::MAX));
+        let oldest = store.oldest_event_at().await?;
+        inner
+            .oldest_event_age
+            .set(oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &inner.registry)?;
         Ok(text)

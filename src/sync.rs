@@ -563,6 +563,7 @@ impl Syncer {
                     application_id: app.id.clone(),
                     bytes: outcome.snapshot.encode(),
                     is_new,
+                    previous_deleted_at: prev.and_then(|p| p.deleted_at),
                 });
             }
             seen.insert(app.id.as_str(), outcome.snapshot);

@@ -62,7 +62,8 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Inspect configuration files.
     Config(config::ConfigArgs),
-    /// The PostgreSQL store: apply its schema (`migrate`), fill it from a sled store (`copy`).
+    /// The store: apply the PostgreSQL schema (`migrate`), fill it from a sled store
+    /// (`copy`), apply retention now (`compact`).
     Store(store::StoreArgs),
 }
 

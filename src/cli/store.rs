@@ -1,5 +1,5 @@
-//! `hirehook store migrate|copy`: the PostgreSQL store's schema, and moving a sled store
-//! into PostgreSQL.
+//! `hirehook store migrate|copy|compact`: the PostgreSQL store's schema, moving a sled
+//! store into PostgreSQL, and applying retention now.
 //!
 //! `copy` reads the sled store kind by kind on a blocking thread (see
 //! `SledStore::export_*`) and hands batches to the async side, which writes them into one
@@ -35,6 +35,29 @@ pub enum StoreCommand {
     Migrate(MigrateArgs),
     /// Copy a sled store into the empty PostgreSQL store the config names.
     Copy(CopyArgs),
+    /// Apply `[retention]` now (what `hirehook run` does every `sweep_interval`) and print
+    /// what was removed.
+    Compact(CompactArgs),
+}
+
+/// Options of `hirehook store compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// The TOML config file (its `[store]` and `[retention]`).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Items per class each batch looks at or removes.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::retention::BATCH as u32,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub batch: u32,
+    /// sled only: skip the rewrite that gives the freed space back to the file system
+    /// (sled 0.34 keeps it otherwise).
+    #[arg(long)]
+    pub no_rewrite: bool,
 }
 
 /// Options of `hirehook store migrate`.
@@ -77,7 +100,99 @@ pub async fn run(args: StoreArgs) -> Result<(), Failure> {
     match args.command {
         StoreCommand::Migrate(args) => run_migrate(args).await,
         StoreCommand::Copy(args) => run_copy(args).await,
+        StoreCommand::Compact(args) => run_compact(args).await,
     }
+}
+
+async fn run_compact(args: CompactArgs) -> Result<(), Failure> {
+    let config = load_config(&args.config)?;
+    let store = match Store::open(&config.store).await {
+        Ok(store) => Arc::new(store.unfenced()),
+        Err(e @ StoreError::Locked { .. }) => {
+            return Err(Failure::Runtime(anyhow::Error::new(e).context(
+                "cannot compact the sled store while `hirehook run` has it open (it applies \
+                 [retention] itself every sweep_interval; stop it to compact now)",
+            )));
+        }
+        Err(e) => return Err(Failure::Runtime(e.into())),
+    };
+    let runtime = |e: StoreError| Failure::Runtime(e.into());
+    let before = store.size_on_disk().await.map_err(runtime)?;
+    let outcome = crate::retention::Sweeper::new(
+        store.clone(),
+        config.retention.policy(),
+        crate::clock::Clock::System,
+    )
+    .with_batch(args.batch as usize)
+    .sweep()
+    .await
+    .map_err(runtime)?;
+    store.flush().await.map_err(runtime)?;
+    let mut after = store.size_on_disk().await.map_err(runtime)?;
+    let mut rewritten = None;
+    if config.store.backend == StoreBackend::Sled && !args.no_rewrite {
+        drop(store);
+        let (path, cache) = (config.store.path.clone(), config.store.cache_capacity.0);
+        let report =
+            tokio::task::spawn_blocking(move || crate::store::sled::rewrite::rewrite(&path, cache))
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!("the rewrite failed: {e}")))?
+                .map_err(|e| {
+                    Failure::Runtime(anyhow::Error::new(e).context(
+                "retention was applied, but rewriting the sled store to give the space back failed",
+            ))
+                })?;
+        after = report.after;
+        rewritten = Some(report);
+    }
+    print!(
+        "{}",
+        compact_summary(&config.retention, &outcome, before, after)
+    );
+    if let Some(r) = rewritten {
+        println!(
+            "rewrote the sled store in {:.1?}: {} keys, {} bytes of files before, {} after",
+            r.took, r.keys, r.before, r.after
+        );
+    } else if config.store.backend == StoreBackend::Postgres {
+        println!(
+            "PostgreSQL reuses the space once (auto)vacuum has passed; `VACUUM FULL events, \
+             outbox, event_ids, snapshots` gives it back to the file system (docs/operations.md)"
+        );
+    }
+    Ok(())
+}
+
+/// What `store compact` prints: the policy, then one row per class.
+pub fn compact_summary(
+    retention: &crate::config::RetentionConfig,
+    outcome: &crate::retention::SweepOutcome,
+    before: u64,
+    after: u64,
+) -> String {
+    let mut out = format!(
+        "retention (events {}, deleted applications {}): removed in {} batch(es), {:.1?} \
+         (longest batch {:.1?})\n",
+        retention.events,
+        retention.deleted_applications,
+        outcome.batches,
+        outcome.took,
+        outcome.longest_batch
+    );
+    let notes = [
+        "with their bodies",
+        "delivered or dead",
+        "of those deliveries",
+        "of removed and old dropped events",
+        "of applications deleted upstream (tombstones kept)",
+    ];
+    for ((class, n), note) in outcome.removed.classes().into_iter().zip(notes) {
+        out.push_str(&format!("  {class:<12}{n:>10}  {note}\n"));
+    }
+    out.push_str(&format!(
+        "store size: {before} bytes before, {after} bytes after\n"
+    ));
+    out
 }
 
 /// The PostgreSQL URL of a config; a sled config is a usage error (exit 2).
@@ -177,6 +292,10 @@ pub struct CopyReport {
     pub delivered: u64,
     pub dead: u64,
     pub disabled: u64,
+    /// Tombstones of snapshots retention purged.
+    pub purged: u64,
+    /// Dropped held events whose ids retention has not let go yet.
+    pub dropped: u64,
     /// The target's log counter: the next event gets this + 1.
     pub log_counter: u64,
     /// Time spent on each kind, in copy order, with how many items.
@@ -192,7 +311,9 @@ impl CopyReport {
             + self.held
             + self.event_ids
             + self.deliveries
-            + self.disabled;
+            + self.disabled
+            + self.purged
+            + self.dropped;
         let mut out = format!(
             "copied the sled store at {} into PostgreSQL at {target}: {items} item(s) in {:.1?} ({}/s)\n",
             from.display(),
@@ -211,7 +332,7 @@ impl CopyReport {
         } else {
             String::new()
         };
-        let rows: [(&str, u64, String); 8] = [
+        let rows: [(&str, u64, String); 10] = [
             (
                 "snapshots",
                 self.snapshots,
@@ -230,6 +351,8 @@ impl CopyReport {
                 ),
             ),
             ("disabled subscribers", self.disabled, String::new()),
+            ("purged applications", self.purged, String::new()),
+            ("dropped events", self.dropped, String::new()),
             (
                 "log counter",
                 self.log_counter,
@@ -267,6 +390,8 @@ enum Batch {
     EventIds(Vec<String>),
     Outbox(Vec<(String, u64, OutboxEntry)>),
     Disabled(Vec<(String, String)>),
+    Purged(Vec<(String, String, Vec<u8>)>),
+    Dropped(Vec<(u64, String, crate::ats::Timestamp)>),
     /// The end: the highest log sequence the source's event-id index holds, and the last
     /// one the source handed out to an event it still has.
     Done {
@@ -353,7 +478,11 @@ fn produce(store: &SledStore, size: usize, tx: &Sender) {
         && phase("deliveries", Some(deliveries))
         && send_all(store.export_outbox(), size, tx, Batch::Outbox, |_| {})
         && phase("disabled subscribers", None)
-        && send_all(store.export_disabled(), size, tx, Batch::Disabled, |_| {});
+        && send_all(store.export_disabled(), size, tx, Batch::Disabled, |_| {})
+        && phase("purged applications", None)
+        && send_all(store.export_purged(), size, tx, Batch::Purged, |_| {})
+        && phase("dropped events", None)
+        && send_all(store.export_dropped(), size, tx, Batch::Dropped, |_| {});
     if ok {
         let _ = tx.blocking_send(Ok(Batch::Done {
             max_indexed_seq,
@@ -543,6 +672,17 @@ async fn consume(
             Batch::Disabled(rows) => {
                 report.disabled += rows.len() as u64;
                 import.import_disabled(&rows).await.map_err(runtime)?
+            }
+            Batch::Purged(rows) => {
+                report.purged += rows.len() as u64;
+                import.import_purged(&rows).await.map_err(runtime)?
+            }
+            Batch::Dropped(rows) => {
+                for (seq, _, _) in &rows {
+                    max_seq = max_seq.max(*seq);
+                }
+                report.dropped += rows.len() as u64;
+                import.import_dropped(&rows).await.map_err(runtime)?
             }
             Batch::Done {
                 max_indexed_seq,

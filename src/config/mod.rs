@@ -88,6 +88,10 @@ pub struct Config {
     /// The admin HTTP API (health, metrics, inspection).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// How long the store keeps events, delivery records and the snapshots of deleted
+    /// applications.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// `[store]`: where hirehook keeps snapshots, sync state, the event log and the outbox:
@@ -379,6 +383,104 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9400)),
             token: None,
         }
+    }
+}
+
+/// `[retention]`: what the store removes once it is old enough, so that it stops growing.
+/// Each class is kept for a duration (`"30d"`, `"72h"`) or `"forever"`. Nothing is removed
+/// that anything still needs: a pending or retrying delivery keeps its event, and held
+/// events, sync state and the snapshots of live applications are never removed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// An event, its body and its delivery records are removed once it was detected longer
+    /// ago than this and every delivery of it was settled (delivered or dead-lettered)
+    /// longer ago than this: a dead letter stays this long after it died. Default `"30d"`;
+    /// `"forever"` keeps every event.
+    pub events: Keep,
+    /// The snapshot of an application deleted upstream is removed once Kombo's
+    /// `remote_deleted_at` is longer ago than this (Kombo anonymises deleted records after
+    /// 14 days). Its last sequence is kept (a few bytes), so the application's events
+    /// continue from it should it ever come back. Default `"14d"`; `"forever"` keeps them.
+    pub deleted_applications: Keep,
+    /// How often `hirehook run` applies retention (in small batches that never stall syncs
+    /// or deliveries). Default `"10m"`; at least `1s`.
+    #[serde(with = "duration")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            events: Keep::For(Duration::from_secs(30 * 86_400)),
+            deleted_applications: Keep::For(Duration::from_secs(14 * 86_400)),
+            sweep_interval: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy the store applies.
+    pub fn policy(&self) -> crate::store::RetentionPolicy {
+        crate::store::RetentionPolicy {
+            events: self.events.duration(),
+            deleted_applications: self.deleted_applications.duration(),
+        }
+    }
+}
+
+/// How long a retention class is kept: `"forever"`, or a duration (humantime: `"30d"`,
+/// `"72h"`). `"0s"` is refused by validation: it would keep nothing, which is never meant;
+/// `"forever"` is how to keep everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Never removed.
+    Forever,
+    /// Removed once older than this.
+    For(Duration),
+}
+
+impl Keep {
+    /// The duration, `None` for forever.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Keep::Forever => None,
+            Keep::For(d) => Some(d),
+        }
+    }
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keep::Forever => f.write_str("forever"),
+            Keep::For(d) if !d.is_zero() && d.as_millis() % 86_400_000 == 0 => {
+                write!(f, "{}d", d.as_millis() / 86_400_000)
+            }
+            Keep::For(d) => f.write_str(&duration::format(*d)),
+        }
+    }
+}
+
+impl Serialize for Keep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "forever" {
+            return Ok(Keep::Forever);
+        }
+        humantime::parse_duration(text.trim())
+            .map(Keep::For)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a duration ({e}): write one like \"30d\" or \"72h\", or \"forever\""
+                ))
+            })
     }
 }
 

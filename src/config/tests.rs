@@ -69,6 +69,58 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.guard.mass_change_min_records, 100);
     assert_eq!(c.admin.listen, "127.0.0.1:9400".parse().expect("addr"));
     assert_eq!(c.admin.token, None);
+    assert_eq!(
+        c.retention.events,
+        Keep::For(Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(
+        c.retention.deleted_applications,
+        Keep::For(Duration::from_secs(14 * 86_400))
+    );
+    assert_eq!(c.retention.sweep_interval, Duration::from_secs(600));
+}
+
+#[test]
+fn retention_keeps_a_duration_or_forever() {
+    let cases = [
+        ("events = \"forever\"", Keep::Forever, "forever"),
+        (
+            "events = \"7d\"",
+            Keep::For(Duration::from_secs(7 * 86_400)),
+            "7d",
+        ),
+        (
+            "events = \"36h\"",
+            Keep::For(Duration::from_secs(36 * 3600)),
+            "36h",
+        ),
+        (
+            "events = \"90m\"",
+            Keep::For(Duration::from_secs(90 * 60)),
+            "90m",
+        ),
+    ];
+    for (line, want, shown) in cases {
+        let c = parse(&format!("{MINIMAL}\n[retention]\n{line}\n"))
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(c.retention.events, want, "{line}");
+        assert_eq!(c.retention.events.to_string(), shown, "{line}");
+        let out = c.to_redacted_toml().expect("serializes");
+        assert!(out.contains(&format!("events = \"{shown}\"")), "{out}");
+        let back: Config = toml::from_str(&out).expect("reads back");
+        assert_eq!(back.retention, c.retention, "{line}");
+    }
+    let policy = parse(&format!(
+        "{MINIMAL}\n[retention]\nevents = \"forever\"\ndeleted_applications = \"1d\"\n"
+    ))
+    .expect("valid")
+    .retention
+    .policy();
+    assert_eq!(policy.events, None);
+    assert_eq!(
+        policy.deleted_applications,
+        Some(Duration::from_secs(86_400))
+    );
 }
 
 #[test]
@@ -106,6 +158,7 @@ fn example_file_parses() {
     assert_eq!(c.store, defaults.store);
     assert_eq!(c.delivery, defaults.delivery);
     assert_eq!(c.guard, defaults.guard);
+    assert_eq!(c.retention, defaults.retention);
     assert_eq!(c.admin.listen, defaults.admin.listen);
     let mut kombo = c.kombo.clone();
     kombo.api_key = defaults.kombo.api_key.clone();
@@ -595,6 +648,41 @@ fn bad_inputs_name_what_and_where() {
             "lease not a duration",
             pg("lease_ttl = \"soon\""),
             vec!["store.lease_ttl"],
+        ),
+        (
+            "retention not a duration",
+            format!("{MINIMAL}\n[retention]\nevents = \"30 dayz\"\n"),
+            vec!["line 9", "retention.events", "30 dayz", "forever"],
+        ),
+        (
+            "retention of a wrong type",
+            format!("{MINIMAL}\n[retention]\ndeleted_applications = 14\n"),
+            vec!["retention.deleted_applications"],
+        ),
+        (
+            "retention of zero",
+            format!("{MINIMAL}\n[retention]\nevents = \"0s\"\n"),
+            vec!["retention.events", "more than 0", "\"forever\""],
+        ),
+        (
+            "retention of zero for deleted applications",
+            format!("{MINIMAL}\n[retention]\ndeleted_applications = \"0d\"\n"),
+            vec!["retention.deleted_applications", "\"forever\""],
+        ),
+        (
+            "sweep interval under 1s",
+            format!("{MINIMAL}\n[retention]\nsweep_interval = \"10ms\"\n"),
+            vec!["retention.sweep_interval", "at least 1s", "10ms"],
+        ),
+        (
+            "sweep interval forever",
+            format!("{MINIMAL}\n[retention]\nsweep_interval = \"forever\"\n"),
+            vec!["retention.sweep_interval", "forever"],
+        ),
+        (
+            "unknown key in [retention]",
+            format!("{MINIMAL}\n[retention]\nevent = \"30d\"\n"),
+            vec!["retention.event", "unknown field `event`"],
         ),
     ];
     for (name, text, wants) in cases {

@@ -20,6 +20,7 @@ pub(super) fn problems(config: &Config, store_keys: &[String]) -> Vec<String> {
     delivery(config, &mut p);
     guard(config, &mut p);
     admin(config, &mut p);
+    retention(config, &mut p);
     p.0
 }
 
@@ -325,6 +326,29 @@ fn admin(config: &Config, p: &mut Problems) {
             ),
         ),
     }
+}
+
+fn retention(config: &Config, p: &mut Problems) {
+    let r = &config.retention;
+    for (key, keep) in [
+        ("retention.events", r.events),
+        ("retention.deleted_applications", r.deleted_applications),
+    ] {
+        if keep.duration().is_some_and(|d| d.is_zero()) {
+            p.add(
+                key,
+                "must be more than 0: 0 would keep nothing; write \"forever\" to keep everything",
+            );
+        }
+    }
+    p.check(
+        r.sweep_interval >= Duration::from_secs(1),
+        "retention.sweep_interval",
+        format!(
+            "must be at least 1s, not {}",
+            super::duration::format(r.sweep_interval)
+        ),
+    );
 }
 
 /// Checks an http(s) URL with a host; returns it parsed when it is one.

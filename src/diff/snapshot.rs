@@ -399,6 +399,53 @@ impl Snapshot {
     }
 }
 
+/// The first two fields of an encoded snapshot: all the store reads of one (for retention
+/// and as the last word on re-derived events), without decoding the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The sequence of the application's last event (see [`Snapshot::sequence`]).
+    pub sequence: u64,
+    /// `remote_deleted_at` while the application is deleted upstream.
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Header {
+    /// Reads the header of an encoded snapshot; `None` when `bytes` is not a snapshot of
+    /// this version (the store then knows nothing of it, and treats it as live).
+    pub fn read(bytes: &[u8]) -> Option<Header> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != SNAPSHOT_VERSION {
+            return None;
+        }
+        let mut r = Reader {
+            buf: rest,
+            pos: 0,
+            base: 1,
+        };
+        let sequence = r.varint("sequence").ok()?;
+        let deleted_at = r.opt_ts("deleted_at").ok()?;
+        Some(Header {
+            sequence,
+            deleted_at,
+        })
+    }
+}
+
+impl Snapshot {
+    /// What is kept of an application deleted upstream once retention purges its
+    /// snapshot: its last sequence and its deletion, nothing else (no job, candidate,
+    /// stage, offers or interviews: Kombo anonymises the record by then). Diffed against,
+    /// it keeps the sequence going: the record still deleted gives nothing, restored it
+    /// gives `application_restored` and then everything it shows as new.
+    pub fn tombstone(sequence: u64, deleted_at: Timestamp) -> Snapshot {
+        Snapshot {
+            sequence,
+            deleted_at: Some(deleted_at),
+            ..Snapshot::default()
+        }
+    }
+}
+
 /// Truncates a timestamp to whole milliseconds: the precision of snapshots and bodies, so
 /// comparisons never see a sub-millisecond difference that cannot be stored.
 pub(crate) fn to_millis(ts: Timestamp) -> Timestamp {
@@ -763,6 +810,62 @@ mod tests {
             assert_eq!(round_trip(&other).as_deref(), Some(other.as_str()));
         }
         assert!(unpack_id(&[0xff; PACKED_ID_LEN]).is_none());
+    }
+
+    #[test]
+    fn the_header_is_read_without_the_rest() {
+        let deleted = DateTime::from_timestamp_millis(1_700_000_000_123);
+        let full = Snapshot {
+            sequence: 300,
+            deleted_at: deleted,
+            remote_id: Some("r1".into()),
+            ..Snapshot::default()
+        };
+        let cases: [(&str, Vec<u8>, Option<Header>); 5] = [
+            (
+                "deleted",
+                full.encode(),
+                Some(Header {
+                    sequence: 300,
+                    deleted_at: deleted,
+                }),
+            ),
+            (
+                "live, no events",
+                Snapshot::default().encode(),
+                Some(Header {
+                    sequence: 0,
+                    deleted_at: None,
+                }),
+            ),
+            ("not a snapshot", b"one".to_vec(), None),
+            ("empty", Vec::new(), None),
+            (
+                "cut inside the sequence",
+                vec![SNAPSHOT_VERSION, 0x80],
+                None,
+            ),
+        ];
+        for (name, bytes, want) in cases {
+            assert_eq!(Header::read(&bytes), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_tombstone_keeps_only_the_sequence_and_the_deletion() {
+        let at = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
+        let bytes = Snapshot::tombstone(7, at).encode();
+        assert!(bytes.len() < 20, "{} bytes", bytes.len());
+        let back = Snapshot::decode(&bytes).expect("decodes");
+        assert_eq!(back, Snapshot::tombstone(7, at));
+        assert_eq!(back.candidate, None);
+        assert_eq!(
+            Header::read(&bytes),
+            Some(Header {
+                sequence: 7,
+                deleted_at: Some(at)
+            })
+        );
     }
 
     proptest! {

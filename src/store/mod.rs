@@ -135,7 +135,9 @@ impl Store {
         }
     }
 
-    /// The stored snapshots of the given applications, in the same order.
+    /// The stored snapshots of the given applications, in the same order. An application
+    /// whose snapshot retention purged gets its tombstone (its last sequence and
+    /// deletion; see [`Store::sweep`]), so its sequence continues.
     pub async fn snapshots(
         &self,
         integration_id: &str,
@@ -155,7 +157,9 @@ impl Store {
         }
     }
 
-    /// Writes the sync state (e.g. the watermark after the last page).
+    /// Writes the sync state (e.g. the watermark after the last page). The application
+    /// count is the store's own (page commits raise it, retention lowers it): a state
+    /// already stored keeps its count, whatever `state` says.
     pub async fn put_sync_state(
         &self,
         integration_id: &str,
@@ -168,9 +172,12 @@ impl Store {
     }
 
     /// Commits one page atomically: snapshots, events (logged or held), outbox entries, and
-    /// the integration's application count. An event whose id is already known (logged,
-    /// held or dropped) is skipped: a re-derivation. Returns the records newly logged or
-    /// held, with their log sequences (increasing, no gaps, in commit order).
+    /// the integration's application count. A re-derived event is skipped: one whose id is
+    /// already known (logged, held or dropped, while retention keeps it), or whose
+    /// per-application sequence is not above that of its application's stored snapshot
+    /// (which holds the sequence of the last event ever logged for it, so this outlives
+    /// the events and ids retention removes). Returns the records newly logged or held,
+    /// with their log sequences (increasing, no gaps, in commit order, never reused).
     pub async fn commit_page(
         &self,
         integration_id: &str,
@@ -235,7 +242,7 @@ impl Store {
         }
     }
 
-    /// Whether any snapshot is stored for an integration.
+    /// Whether any snapshot (or tombstone of a purged one) is stored for an integration.
     pub async fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sled(s) => s.has_snapshots(integration_id),
@@ -243,7 +250,7 @@ impl Store {
         }
     }
 
-    /// Snapshots stored for an integration.
+    /// Snapshots stored for an integration (tombstones not counted).
     pub async fn snapshot_count(&self, integration_id: &str) -> Result<u64, StoreError> {
         match self {
             Store::Sled(s) => s.snapshot_count(integration_id),
@@ -479,6 +486,56 @@ impl Store {
         }
     }
 
+    /// Applies retention once, in one small batch: removes what `policy` says is old
+    /// enough at `now` and nothing anything still needs, at most about `limit` items per
+    /// class, continuing from `cursor` (start from `SweepCursor::default()` and call again
+    /// while [`SweepReport::more`] says so). What goes:
+    ///
+    /// - **events** detected before `now - policy.events` whose every delivery was settled
+    ///   (delivered or dead) before that too: the event with its body, its outbox entries
+    ///   and their attempts, and its id in the event-id index. A pending or retrying
+    ///   delivery keeps its event, however old; held events wait for an operator and are
+    ///   never removed.
+    /// - the ids of **dropped** held events detected before the same horizon.
+    /// - **snapshots** of applications whose `remote_deleted_at` is before
+    ///   `now - policy.deleted_applications`: each leaves a tombstone (its last sequence
+    ///   and deletion, see [`crate::diff::Snapshot::tombstone`]) that [`Store::snapshots`]
+    ///   returns in its place, and the integration's application count drops.
+    ///
+    /// Sync state and snapshots of live applications are never removed. Log sequences are
+    /// never reused after their events are removed, and a re-derived event is still
+    /// refused (see [`Store::commit_page`]). Idempotent: sweeping again removes nothing
+    /// more. Safe beside syncs, deliveries and other sweepers (on PostgreSQL one replica
+    /// sweeps at a time; a batch another replica is sweeping is skipped).
+    pub async fn sweep(
+        &self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+        limit: usize,
+        cursor: &mut SweepCursor,
+    ) -> Result<SweepReport, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let (policy, mut moved) = (*policy, *cursor);
+                let (report, moved) = scan(s, move |s| {
+                    s.sweep(&policy, now, limit, &mut moved).map(|r| (r, moved))
+                })
+                .await?;
+                *cursor = moved;
+                Ok(report)
+            }
+            Store::Postgres(p) => p.sweep(policy, now, limit, cursor).await,
+        }
+    }
+
+    /// When the oldest event still in the log was detected (`None`: the log is empty).
+    pub async fn oldest_event_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Store::Sled(s) => s.oldest_event_at(),
+            Store::Postgres(p) => p.oldest_event_at().await,
+        }
+    }
+
     /// Says that a deliverer in this process will claim deliveries (sled keeps its queues
     /// in memory only for one).
     pub fn expect_deliveries(&self) {
@@ -545,6 +602,11 @@ pub struct SnapshotWrite {
     pub bytes: Vec<u8>,
     /// No snapshot existed before: counts towards the integration's applications.
     pub is_new: bool,
+    /// The `remote_deleted_at` of the snapshot (or tombstone) this one replaces, as the
+    /// caller read it: `None` when that was live or there was none. The store keeps an
+    /// index of deleted applications for retention; a restore (deleted before, live now)
+    /// tells it to drop the entry, and a restore of a purged application counts it again.
+    pub previous_deleted_at: Option<Timestamp>,
 }
 
 /// One page's worth of changes, committed atomically.
@@ -668,6 +730,90 @@ pub enum AttemptResult {
     /// 410 Gone: the subscriber is disabled; the delivery stays pending for when an
     /// operator enables it again.
     Disable { reason: String },
+}
+
+/// What retention keeps (see [`Store::sweep`]); `None` keeps a class forever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Events, their bodies and delivery records: removed once older than this and
+    /// settled for this long.
+    pub events: Option<Duration>,
+    /// Snapshots of applications deleted upstream longer ago than this.
+    pub deleted_applications: Option<Duration>,
+}
+
+impl RetentionPolicy {
+    /// Events detected before this (and settled before it) may go.
+    pub fn events_horizon(&self, now: Timestamp) -> Option<Timestamp> {
+        self.events.map(|d| before(now, d))
+    }
+
+    /// Snapshots of applications deleted upstream before this may go.
+    pub fn deleted_horizon(&self, now: Timestamp) -> Option<Timestamp> {
+        self.deleted_applications.map(|d| before(now, d))
+    }
+}
+
+/// `now - d`, saturating at the earliest time.
+fn before(now: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
+/// What one [`Store::sweep`] removed, by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Events removed from the log, with their bodies.
+    pub events: u64,
+    /// Their delivery (outbox) entries, delivered or dead.
+    pub deliveries: u64,
+    /// The attempt records those entries kept.
+    pub attempts: u64,
+    /// Entries of the event-id index: of removed events and of old dropped held events.
+    pub event_ids: u64,
+    /// Snapshots of applications deleted upstream, each replaced by a tombstone.
+    pub snapshots: u64,
+    /// A class stopped at the batch's limit: call again (with the same cursor).
+    pub more: bool,
+}
+
+impl SweepReport {
+    /// Adds another batch's counts (`more` is the other's).
+    pub fn add(&mut self, other: &SweepReport) {
+        self.events += other.events;
+        self.deliveries += other.deliveries;
+        self.attempts += other.attempts;
+        self.event_ids += other.event_ids;
+        self.snapshots += other.snapshots;
+        self.more = other.more;
+    }
+
+    /// Whether anything was removed.
+    pub fn is_empty(&self) -> bool {
+        self.events + self.deliveries + self.attempts + self.event_ids + self.snapshots == 0
+    }
+
+    /// `(class, count)` in a fixed order: the metric's `class` label and the CLI's rows.
+    pub fn classes(&self) -> [(&'static str, u64); 5] {
+        [
+            ("events", self.events),
+            ("deliveries", self.deliveries),
+            ("attempts", self.attempts),
+            ("event_ids", self.event_ids),
+            ("snapshots", self.snapshots),
+        ]
+    }
+}
+
+/// Where a sweep's walk through the event log stands, between its batches: the events
+/// before it were looked at in this pass (those kept, because a delivery is pending, are
+/// not looked at again until the next pass). Start each pass from the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepCursor {
+    /// The last log sequence examined.
+    pub(crate) after_log_seq: u64,
 }
 
 /// Where a subscriber's queue stands (see [`Store::queue_summary`]).

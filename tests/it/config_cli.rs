@@ -230,3 +230,38 @@ fn a_subscriber_on_a_private_ip_literal_is_refused_unless_allowed() {
         assert_eq!(out.status.code(), Some(0), "{host}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn a_bad_retention_duration_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("events = \"30 dayz\"", "retention.events"),
+        (
+            "deleted_applications = \"0s\"",
+            "retention.deleted_applications",
+        ),
+        ("sweep_interval = \"soon\"", "retention.sweep_interval"),
+    ];
+    for (line, key) in cases {
+        let path = write(dir.path(), &format!("{GOOD}\n[retention]\n{line}\n"));
+        let out = check(&path, &good_env());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{line}: {stderr}");
+        assert!(stderr.contains(key), "{line}: {stderr}");
+        assert!(stderr.contains("hirehook.toml"), "{line}: {stderr}");
+    }
+    // The defaults, and "forever", are shown as they were written.
+    let path = write(
+        dir.path(),
+        &format!("{GOOD}\n[retention]\nevents = \"forever\"\n"),
+    );
+    let out = check(&path, &good_env());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("events = \"forever\""), "{stdout}");
+    assert!(
+        stdout.contains("deleted_applications = \"14d\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sweep_interval = \"10m\""), "{stdout}");
+}

@@ -1,7 +1,8 @@
-//! `hirehook store migrate` and `hirehook store copy` as an operator runs them: the real
+//! `hirehook store migrate`, `copy` and `compact` as an operator runs them: the real
 //! binary, config files, a throwaway PostgreSQL database, and for the copy a sled store
 //! filled by `hirehook sync --once` against the simulator plus held, dropped, retried,
-//! dead-lettered and disabled state written through the store.
+//! dead-lettered and disabled state written through the store; for `compact`, stores of
+//! both backends holding events of many ages and a long-deleted application.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -149,14 +150,18 @@ async fn migrate_applies_the_schema_once_and_says_so() {
 
     let out = hirehook(&["store", "migrate", "--config", config]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let version = hirehook::store::postgres::SCHEMA_VERSION;
     assert_eq!(
         text(&out.stdout).trim(),
-        "schema version 1 (applied 1 migration(s))"
+        format!("schema version {version} (applied {version} migration(s))")
     );
 
     let again = hirehook(&["store", "migrate", "--config", config]).await;
     assert!(again.status.success(), "{}", text(&again.stderr));
-    assert_eq!(text(&again.stdout).trim(), "already at version 1");
+    assert_eq!(
+        text(&again.stdout).trim(),
+        format!("already at version {version}")
+    );
 
     // The store opens on the migrated schema.
     let store = open_postgres(&url).await;
@@ -787,4 +792,169 @@ async fn after_a_copy_run_on_postgres_delivers_the_backlog_once_and_the_log_cont
         new,
         "every new event is logged after the copied log and delivered"
     );
+}
+
+/// Events 60 and 59 days old nobody wanted, one as old still pending, one an hour old; a
+/// live application and one deleted upstream 30 days ago.
+async fn fill_for_compact(store: &Store) {
+    use hirehook::diff::Snapshot;
+    use hirehook::store::SnapshotWrite;
+    let now = chrono::Utc::now();
+    let days = |n: i64| now - chrono::TimeDelta::days(n);
+    let snap = |app: &str, deleted: Option<Timestamp>| SnapshotWrite {
+        application_id: app.into(),
+        bytes: Snapshot {
+            sequence: 1,
+            deleted_at: deleted,
+            ..Snapshot::default()
+        }
+        .encode(),
+        is_new: true,
+        previous_deleted_at: None,
+    };
+    let event = |id: &str, app: &str, at: Timestamp, subs: &[&str]| NewEvent {
+        id: id.into(),
+        event_type: EventType::StageChanged,
+        application_id: app.into(),
+        sequence: 1,
+        detected_at: at,
+        body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
+        subscribers: subs.iter().map(|s| s.to_string()).collect(),
+        hold: false,
+    };
+    store
+        .commit_page(
+            "greenhouse:a",
+            PageCommit {
+                snapshots: vec![snap("live", None), snap("gone", Some(days(30)))],
+                events: vec![
+                    event("evt_old_1", "a1", days(60), &[]),
+                    event("evt_old_2", "a2", days(59), &[]),
+                    event("evt_old_pending", "a3", days(59), &["crm"]),
+                    event("evt_young", "a4", now - chrono::TimeDelta::hours(1), &[]),
+                ],
+            },
+        )
+        .await
+        .expect("commit");
+    store.flush().await.expect("flush");
+}
+
+/// Runs `store compact` on `config`, checks what it says it removed and what is left.
+async fn compact_and_check(config: &Path) {
+    let config = config.to_str().expect("utf-8 path");
+    let out = hirehook(&["store", "compact", "--config", config]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let counts: std::collections::BTreeMap<String, u64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_owned(), words.next()?.parse().ok()?))
+        })
+        .collect();
+    let want: std::collections::BTreeMap<String, u64> = [
+        ("events", 2),
+        ("deliveries", 0),
+        ("attempts", 0),
+        ("event_ids", 2),
+        ("snapshots", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(counts, want, "{stdout}");
+    assert!(
+        stdout.contains("events 30d, deleted applications 14d"),
+        "{stdout}"
+    );
+
+    let list = hirehook(&["events", "list", "--config", config]).await;
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let listed = text(&list.stdout);
+    for kept in ["evt_old_pending", "evt_young"] {
+        assert!(listed.contains(kept), "{kept} kept: {listed}");
+    }
+    for gone in ["evt_old_1", "evt_old_2"] {
+        assert!(!listed.contains(gone), "{gone} removed: {listed}");
+    }
+    let status = hirehook(&["status", "--json", "--config", config]).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status is JSON");
+    assert_eq!(
+        status["integrations"][0]["applications"], 1,
+        "the purge shows in the count: {status}"
+    );
+
+    // Again: nothing more.
+    let again = hirehook(&["store", "compact", "--config", config]).await;
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let stdout = text(&again.stdout);
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .all(|l| l.split_whitespace().nth(1) == Some("0")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_removes_what_retention_says_on_sled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sled");
+    {
+        let store = Store::open_sled(&path, 8 << 20).expect("open");
+        fill_for_compact(&store).await;
+    }
+    let config = dir.path().join("sled.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{}\"\n{}",
+            path.display(),
+            rest_of_config(
+                "http://127.0.0.1:9",
+                "test-key",
+                &["greenhouse:a".into()],
+                &[]
+            )
+        ),
+    )
+    .expect("write config");
+    compact_and_check(&config).await;
+    // On sled the store was rewritten to give the space back; it still opens.
+    let out = hirehook(&[
+        "store",
+        "compact",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+    .await;
+    assert!(
+        text(&out.stdout).contains("rewrote the sled store"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!path.join(".rewrite").exists());
+    let store = Store::open_sled(&path, 8 << 20).expect("opens after the rewrite");
+    assert_eq!(
+        store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_removes_what_retention_says_on_postgres() {
+    let Some(url) = test_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    fill_for_compact(&open_postgres(&url).await).await;
+    compact_and_check(&plain_postgres_config(dir.path(), &url)).await;
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use chrono::TimeZone as _;
 use hirehook::ats::Timestamp;
+use hirehook::diff::Snapshot;
 use hirehook::event::EventType;
 use hirehook::store::{
     ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, EventFilter, NewEvent,
-    PageCommit, QueueSummary, SnapshotWrite, Store, StoreError, SyncState,
+    PageCommit, QueueSummary, RetentionPolicy, SnapshotWrite, Store, StoreError, SweepCursor,
+    SweepReport, SyncState,
 };
 
 /// A store under test, and what it takes to open it again (as after a crash).
@@ -110,6 +112,7 @@ fn snap(app: &str, bytes: &[u8], is_new: bool) -> SnapshotWrite {
         application_id: app.into(),
         bytes: bytes.to_vec(),
         is_new,
+        previous_deleted_at: None,
     }
 }
 
@@ -177,6 +180,101 @@ async fn two_applications(store: &Store) {
         .await
         .expect("commit");
     store.flush().await.expect("flush");
+}
+
+const DAY: i64 = 86_400;
+
+/// `[retention]` of 30 days for events and 14 for deleted applications.
+fn policy() -> RetentionPolicy {
+    RetentionPolicy {
+        events: Some(Duration::from_secs(30 * DAY as u64)),
+        deleted_applications: Some(Duration::from_secs(14 * DAY as u64)),
+    }
+}
+
+/// An event detected at `t`.
+fn event_at(id: &str, app: &str, seq: u64, t: i64, subs: &[&str]) -> NewEvent {
+    NewEvent {
+        detected_at: at(t),
+        ..event(id, app, seq, EventType::StageChanged, subs)
+    }
+}
+
+/// A snapshot in the diff's encoding: `sequence`, deleted upstream at `deleted` (or live).
+fn real_snap(app: &str, sequence: u64, deleted: Option<i64>, is_new: bool) -> SnapshotWrite {
+    let snapshot = Snapshot {
+        sequence,
+        deleted_at: deleted.map(at),
+        remote_id: Some(format!("remote-{app}")),
+        ..Snapshot::default()
+    };
+    SnapshotWrite {
+        application_id: app.into(),
+        bytes: snapshot.encode(),
+        is_new,
+        previous_deleted_at: None,
+    }
+}
+
+/// Sweeps batch after batch (of `limit`) until nothing is left; the total.
+async fn sweep_all(store: &Store, policy: &RetentionPolicy, now: i64, limit: usize) -> SweepReport {
+    let mut cursor = SweepCursor::default();
+    let mut total = SweepReport::default();
+    for _ in 0..1000 {
+        let report = store
+            .sweep(policy, at(now), limit, &mut cursor)
+            .await
+            .expect("sweep");
+        total.add(&report);
+        if !report.more {
+            return total;
+        }
+    }
+    panic!("the sweep never finished");
+}
+
+/// Claims `subscriber`'s delivery of `seq` at `now` and records an attempt at `t` with
+/// `result`.
+async fn settle(
+    store: &Store,
+    subscriber: &str,
+    seq: u64,
+    now: i64,
+    t: i64,
+    result: AttemptResult,
+) {
+    let claimed = store
+        .claim_due(subscriber, at(now), 100, HOLD)
+        .await
+        .expect("claim");
+    let mut found = None;
+    for d in claimed {
+        if d.log_seq == seq {
+            found = Some(d);
+        } else {
+            store.release_claim(&d).await.expect("give back");
+        }
+    }
+    let d = found.unwrap_or_else(|| panic!("{subscriber}: {seq} is claimable at {now}"));
+    let status = if result == AttemptResult::Delivered {
+        200
+    } else {
+        500
+    };
+    store
+        .record_attempt(&d, &attempt(1, t, status), result)
+        .await
+        .expect("record");
+}
+
+async fn log_ids(store: &Store) -> Vec<String> {
+    store
+        .events(&EventFilter::default())
+        .await
+        .expect("log")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
 }
 
 pub mod checks {
@@ -934,6 +1032,433 @@ pub mod checks {
         assert_eq!((summary.pending, summary.dead), (2, 0));
     }
 
+    pub async fn retention_removes_old_settled_events_and_keeps_what_is_needed(fx: &mut Fixture) {
+        let (old, young, now) = (20 * DAY, 50 * DAY, 60 * DAY);
+        let store = fx.store();
+        store
+            .commit_page(
+                "gh:1",
+                events_only(vec![
+                    event_at("delivered", "a", 1, old, &["crm", "slack"]),
+                    event_at("pending", "b", 1, old, &["crm"]),
+                    event_at("retrying", "c", 1, old, &["crm"]),
+                    event_at("dead_long_ago", "d", 1, old, &["crm"]),
+                    event_at("dead_lately", "e", 1, old, &["crm"]),
+                ]),
+            )
+            .await
+            .expect("commit");
+        let mut held = event_at("held", "h", 1, old, &["crm"]);
+        held.hold = true;
+        store
+            .commit_page("gh:1", events_only(vec![held]))
+            .await
+            .expect("hold");
+        store
+            .commit_page(
+                "gh:1",
+                events_only(vec![
+                    event_at("nobody_wanted", "g", 1, old, &[]),
+                    // Last, so the highest log sequence is one retention removes (later).
+                    event_at("young", "f", 1, young, &["crm"]),
+                ]),
+            )
+            .await
+            .expect("commit");
+        store.flush().await.expect("flush");
+        settle(store, "crm", 1, old, old + 1, AttemptResult::Delivered).await;
+        settle(store, "slack", 1, old, old + 2, AttemptResult::Delivered).await;
+        let later = AttemptResult::Retry {
+            due_at: at(now + DAY),
+        };
+        settle(store, "crm", 3, old, old + 3, later).await;
+        settle(store, "crm", 4, old, old + 5 * DAY, AttemptResult::Dead).await;
+        settle(store, "crm", 5, old, now - 10 * DAY, AttemptResult::Dead).await;
+        settle(store, "crm", 8, young, young + 1, AttemptResult::Delivered).await;
+        assert_eq!(store.queue_summary("crm").await.expect("summary").dead, 2);
+        let before = store.size_on_disk().await.expect("size");
+        assert!(before > 0);
+
+        let report = sweep_all(store, &policy(), now, 100).await;
+        assert_eq!(
+            report,
+            SweepReport {
+                events: 3,
+                deliveries: 3,
+                attempts: 3,
+                event_ids: 3,
+                snapshots: 0,
+                more: false,
+            },
+            "delivered, dead long ago, and the one nobody wanted"
+        );
+        assert_eq!(
+            log_ids(store).await,
+            ["pending", "retrying", "dead_lately", "young"],
+            "a pending or retrying delivery keeps its event; a dead letter younger than \
+             `events` is kept; a young event is kept"
+        );
+        assert_eq!(store.held_events("gh:1").await.expect("held").len(), 1);
+        assert_eq!(store.event_by_id("delivered").await.expect("read"), None);
+        assert_eq!(store.delivery("crm", 1).await.expect("read"), None);
+        assert_eq!(store.attempts("slack", 1).await.expect("read"), vec![]);
+        assert_eq!(
+            store.queue_summary("crm").await.expect("summary"),
+            QueueSummary {
+                pending: 2,
+                dead: 1,
+                oldest_pending: Some(at(old)),
+            },
+            "the dead letter removed is no longer counted"
+        );
+        assert_eq!(
+            store.oldest_event_at().await.expect("oldest"),
+            Some(at(old))
+        );
+        assert_eq!(
+            claimable(store, now).await,
+            [2],
+            "the pending one is still claimable"
+        );
+
+        // Idempotent.
+        assert!(sweep_all(store, &policy(), now, 100).await.is_empty());
+        // Once settled, and settled for `events`, the kept ones go too.
+        settle(store, "crm", 2, now, now, AttemptResult::Delivered).await;
+        settle(
+            store,
+            "crm",
+            3,
+            now + DAY,
+            now + DAY,
+            AttemptResult::Delivered,
+        )
+        .await;
+        assert!(sweep_all(store, &policy(), now + DAY, 100).await.is_empty());
+        let report = sweep_all(store, &policy(), now + 32 * DAY, 100).await;
+        assert_eq!((report.events, report.deliveries), (4, 4), "{report:?}");
+        assert!(log_ids(store).await.is_empty());
+        assert_eq!(store.oldest_event_at().await.expect("oldest"), None);
+        assert_eq!(store.queue_summary("crm").await.expect("summary").dead, 0);
+
+        // Log sequences are never handed out again, even after a reopen.
+        store.flush().await.expect("flush");
+        fx.reopen().await;
+        let written = fx
+            .store()
+            .commit_page(
+                "gh:1",
+                events_only(vec![event_at("next", "a", 2, now, &["crm"])]),
+            )
+            .await
+            .expect("commit");
+        assert_eq!(written[0].log_seq, 9, "after the removed 8 (6 is held)");
+    }
+
+    pub async fn retention_keeps_the_sequence_and_refuses_a_replay_of_a_pruned_event(
+        fx: &mut Fixture,
+    ) {
+        let (old, now) = (10 * DAY, 60 * DAY);
+        let store = fx.store();
+        // A page as a sync commits it: the snapshot holds the last event's sequence.
+        let page = |is_new| PageCommit {
+            snapshots: vec![real_snap("a", 2, None, is_new)],
+            events: vec![
+                event_at("evt_1", "a", 1, old, &[]),
+                event_at("evt_2", "a", 2, old, &[]),
+            ],
+        };
+        assert_eq!(
+            store
+                .commit_page("gh:1", page(true))
+                .await
+                .expect("1")
+                .len(),
+            2
+        );
+        let report = sweep_all(store, &policy(), now, 100).await;
+        assert_eq!((report.events, report.event_ids), (2, 2), "{report:?}");
+        assert_eq!(store.event_by_id("evt_1").await.expect("read"), None);
+
+        // A crash replay of the page whose events were pruned (its snapshot is there now):
+        // no new event, no new id.
+        let again = store.commit_page("gh:1", page(false)).await.expect("again");
+        assert!(again.is_empty(), "{again:?}");
+        // A re-derivation under another id (what a sequence taken from the log would
+        // give): refused too, by the snapshot's sequence.
+        let other_id = store
+            .commit_page(
+                "gh:1",
+                events_only(vec![event_at("evt_2_again", "a", 2, now, &["crm"])]),
+            )
+            .await
+            .expect("other id");
+        assert!(other_id.is_empty(), "{other_id:?}");
+        assert!(log_ids(store).await.is_empty());
+
+        // The next change continues the sequence.
+        let next = store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![real_snap("a", 3, None, false)],
+                    events: vec![event_at("evt_3", "a", 3, now, &["crm"])],
+                },
+            )
+            .await
+            .expect("next");
+        assert_eq!(
+            next.iter()
+                .map(|r| (r.id.as_str(), r.sequence, r.log_seq))
+                .collect::<Vec<_>>(),
+            [("evt_3", 3, 3)]
+        );
+        assert_eq!(
+            store.sync_state("gh:1").await.expect("state").applications,
+            1
+        );
+    }
+
+    pub async fn retention_forgets_old_dropped_ids_but_not_their_sequence(fx: &mut Fixture) {
+        let (old, now) = (10 * DAY, 60 * DAY);
+        let store = fx.store();
+        let mut h = event_at("dropped", "a", 1, old, &["crm"]);
+        h.hold = true;
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![real_snap("a", 1, None, true)],
+                    events: vec![h.clone()],
+                },
+            )
+            .await
+            .expect("hold");
+        assert_eq!(store.drop_held("gh:1", &[1]).await.expect("drop"), 1);
+        assert!(sweep_all(store, &policy(), old + DAY, 100).await.is_empty());
+        let report = sweep_all(store, &policy(), now, 100).await;
+        assert_eq!(report.event_ids, 1, "{report:?}");
+        assert!(sweep_all(store, &policy(), now, 100).await.is_empty());
+        let again = store
+            .commit_page("gh:1", events_only(vec![h]))
+            .await
+            .expect("again");
+        assert!(
+            again.is_empty(),
+            "the id is forgotten, the snapshot's sequence still refuses it: {again:?}"
+        );
+        fx.store().flush().await.expect("flush");
+        fx.reopen().await;
+        let written = fx
+            .store()
+            .commit_page(
+                "gh:1",
+                events_only(vec![event_at("next", "b", 1, now, &[])]),
+            )
+            .await
+            .expect("commit");
+        assert_eq!(
+            written[0].log_seq, 2,
+            "the dropped event's sequence stays used"
+        );
+    }
+
+    pub async fn retention_purges_long_deleted_applications_and_keeps_their_sequence(
+        fx: &mut Fixture,
+    ) {
+        let now = 60 * DAY;
+        let store = fx.store();
+        let state = SyncState {
+            watermark: Some(at(now - 60)),
+            baseline_done: true,
+            last_full_resync: Some(at(now - 3600)),
+            ..SyncState::default()
+        };
+        store.put_sync_state("gh:1", &state).await.expect("state");
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![
+                        real_snap("live", 3, None, true),
+                        real_snap("gone", 5, Some(now - 20 * DAY), true),
+                        real_snap("lately", 2, Some(now - 5 * DAY), true),
+                        real_snap("back", 4, Some(now - 20 * DAY), true),
+                    ],
+                    events: vec![],
+                },
+            )
+            .await
+            .expect("commit");
+        store
+            .commit_page(
+                "lever:2",
+                PageCommit {
+                    snapshots: vec![real_snap("other", 1, Some(now - 30 * DAY), true)],
+                    events: vec![],
+                },
+            )
+            .await
+            .expect("commit");
+        // `back` is restored before any sweep: it leaves the index of deleted applications.
+        let mut restored = real_snap("back", 5, None, false);
+        restored.previous_deleted_at = Some(at(now - 20 * DAY));
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![restored],
+                    events: vec![event_at("back_restored", "back", 5, now - DAY, &[])],
+                },
+            )
+            .await
+            .expect("restore");
+        store.flush().await.expect("flush");
+        assert_eq!(
+            store.sync_state("gh:1").await.expect("state").applications,
+            4
+        );
+
+        let report = sweep_all(store, &policy(), now, 1).await;
+        assert_eq!(
+            report.snapshots, 2,
+            "gone and other, in batches of one: {report:?}"
+        );
+        assert_eq!(report.events, 0);
+        assert!(sweep_all(store, &policy(), now, 100).await.is_empty());
+        let after = store.sync_state("gh:1").await.expect("state");
+        assert_eq!(
+            after,
+            SyncState {
+                applications: 3,
+                ..state.clone()
+            },
+            "the count drops; the rest of the sync state stays"
+        );
+        assert_eq!(store.snapshot_count("gh:1").await.expect("count"), 3);
+        assert_eq!(
+            store
+                .sync_state("lever:2")
+                .await
+                .expect("state")
+                .applications,
+            0
+        );
+        assert!(
+            store.has_snapshots("lever:2").await.expect("has"),
+            "its tombstone"
+        );
+        // A caller's stale copy of the state does not bring the count back.
+        store
+            .put_sync_state(
+                "gh:1",
+                &SyncState {
+                    applications: 4,
+                    ..state
+                },
+            )
+            .await
+            .expect("put");
+        assert_eq!(
+            store.sync_state("gh:1").await.expect("state").applications,
+            3
+        );
+
+        let found = store
+            .snapshots("gh:1", &["live", "gone", "lately"])
+            .await
+            .expect("read");
+        let decoded: Vec<Snapshot> = found
+            .iter()
+            .map(|b| Snapshot::decode(b.as_deref().expect("something")).expect("decodes"))
+            .collect();
+        assert_eq!(decoded[0].remote_id.as_deref(), Some("remote-live"));
+        assert_eq!(
+            decoded[1],
+            Snapshot::tombstone(5, at(now - 20 * DAY)),
+            "only the sequence and the deletion are kept"
+        );
+        assert_eq!(decoded[2].remote_id.as_deref(), Some("remote-lately"));
+
+        // `lately` goes once it is old enough; `back` and `live` never.
+        let report = sweep_all(store, &policy(), now + 10 * DAY, 100).await;
+        assert_eq!(report.snapshots, 1, "{report:?}");
+        assert_eq!(store.snapshot_count("gh:1").await.expect("count"), 2);
+
+        // Kombo shows `gone` again, restored: its events continue its sequence, and it
+        // counts again.
+        let mut back = real_snap("gone", 6, None, false);
+        back.previous_deleted_at = Some(at(now - 20 * DAY));
+        let written = store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![back],
+                    events: vec![event_at("gone_restored", "gone", 6, now, &["crm"])],
+                },
+            )
+            .await
+            .expect("restore");
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            store.sync_state("gh:1").await.expect("state").applications,
+            3
+        );
+        assert_eq!(store.snapshot_count("gh:1").await.expect("count"), 3);
+        let read = store.snapshots("gh:1", &["gone"]).await.expect("read");
+        let read = Snapshot::decode(read[0].as_deref().expect("one")).expect("decodes");
+        assert_eq!((read.sequence, read.deleted_at), (6, None));
+        assert!(
+            sweep_all(store, &policy(), now + 100 * DAY, 100)
+                .await
+                .snapshots
+                == 0
+        );
+    }
+
+    pub async fn forever_keeps_everything(fx: &mut Fixture) {
+        let store = fx.store();
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![real_snap("gone", 1, Some(0), true)],
+                    events: vec![event_at("old", "gone", 1, 0, &[])],
+                },
+            )
+            .await
+            .expect("commit");
+        let forever = RetentionPolicy::default();
+        assert!(sweep_all(store, &forever, 1000 * DAY, 100).await.is_empty());
+        assert_eq!(log_ids(store).await, ["old"]);
+        assert_eq!(store.snapshot_count("gh:1").await.expect("count"), 1);
+    }
+
+    pub async fn a_sweep_goes_in_batches_of_its_limit(fx: &mut Fixture) {
+        let store = fx.store();
+        let events = (1..=7)
+            .map(|i| event_at(&format!("e{i}"), &format!("app{i}"), 1, DAY, &[]))
+            .collect();
+        store
+            .commit_page("gh:1", events_only(events))
+            .await
+            .expect("commit");
+        let mut cursor = SweepCursor::default();
+        let mut sizes = Vec::new();
+        loop {
+            let report = store
+                .sweep(&policy(), at(60 * DAY), 3, &mut cursor)
+                .await
+                .expect("sweep");
+            sizes.push(report.events);
+            if !report.more {
+                break;
+            }
+        }
+        assert_eq!(sizes, [3, 3, 1]);
+        assert!(log_ids(store).await.is_empty());
+    }
+
     pub async fn a_missing_store_item_is_an_error_not_a_panic(fx: &mut Fixture) {
         // Recording an attempt for a delivery that is not pending in the store (here: one
         // made up) must not corrupt anything; either it is refused or it is a no-op.
@@ -996,6 +1521,12 @@ macro_rules! every_check {
             released_events_queue_behind_pending_ones,
             pending_deliveries_survive_a_reopen,
             a_missing_store_item_is_an_error_not_a_panic,
+            retention_removes_old_settled_events_and_keeps_what_is_needed,
+            retention_keeps_the_sequence_and_refuses_a_replay_of_a_pruned_event,
+            retention_forgets_old_dropped_ids_but_not_their_sequence,
+            retention_purges_long_deleted_applications_and_keeps_their_sequence,
+            forever_keeps_everything,
+            a_sweep_goes_in_batches_of_its_limit,
         );
     };
 }

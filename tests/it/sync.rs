@@ -490,3 +490,124 @@ async fn a_few_deletions_flow_at_the_end_of_the_sync() {
             .is_empty()
     );
 }
+
+/// Retention between syncs: a long-deleted application's snapshot is purged, later full
+/// resyncs still listing it (as Kombo does with `include_deleted`) neither store it again
+/// nor announce it, its restore continues its sequence; events pruned are not derived
+/// again by a full re-sync from an old watermark (a crash replay).
+#[tokio::test]
+async fn retention_between_syncs_keeps_sequences_and_derives_nothing_twice() {
+    use hirehook::store::{RetentionPolicy, SweepCursor};
+    let sim = sim(30).await;
+    let integration = sim.sim().integration_ids()[0].clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir);
+    // Every sync after the baseline lists everything, deleted records included.
+    // No subscriber: no delivery keeps an event from retention.
+    let every_time = SyncSettings {
+        full_resync_interval: Duration::from_millis(1),
+        routes: vec![],
+        ..settings(250, FirstSight::Baseline)
+    };
+    let syncer = syncer(&sim, store.clone(), every_time);
+    assert!(sync_collect(&syncer, &integration).await.is_empty());
+    let baseline_state = store.sync_state(&integration).await.expect("state");
+    assert_eq!(baseline_state.applications, 30);
+
+    let id = pick(&sim, &integration, &mut BTreeSet::new(), |_| true);
+    sim.sim()
+        .apply(&integration, &id, Mutation::Delete)
+        .expect("delete");
+    let deleted = sync_collect(&syncer, &integration).await;
+    let deleted: Vec<&EventRecord> = deleted.iter().filter(|e| e.application_id == id).collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0].event_type, EventType::ApplicationDeleted);
+    let deleted_seq = deleted[0].sequence;
+
+    let sweep = |policy: RetentionPolicy, days: i64| {
+        let store = store.clone();
+        async move {
+            let now = chrono::Utc::now() + chrono::TimeDelta::days(days);
+            store
+                .sweep(&policy, now, 1000, &mut SweepCursor::default())
+                .await
+                .expect("sweep")
+        }
+    };
+    let fortnight = RetentionPolicy {
+        events: None,
+        deleted_applications: Some(Duration::from_secs(14 * 86_400)),
+    };
+    assert_eq!(sweep(fortnight, 1).await.snapshots, 0);
+    assert_eq!(sweep(fortnight, 15).await.snapshots, 1);
+    assert_eq!(
+        store
+            .sync_state(&integration)
+            .await
+            .expect("state")
+            .applications,
+        29
+    );
+
+    // Kombo keeps listing it, deleted: nothing is stored again, nothing is said.
+    assert!(sync_collect(&syncer, &integration).await.is_empty());
+    assert_eq!(store.snapshot_count(&integration).await.expect("count"), 29);
+    assert_eq!(
+        store
+            .sync_state(&integration)
+            .await
+            .expect("state")
+            .applications,
+        29
+    );
+
+    // It comes back: its events continue its sequence, and it counts again.
+    sim.sim()
+        .apply(&integration, &id, Mutation::Restore)
+        .expect("restore");
+    let restored = sync_collect(&syncer, &integration).await;
+    let restored: Vec<&EventRecord> = restored.iter().filter(|e| e.application_id == id).collect();
+    assert_eq!(restored[0].event_type, EventType::ApplicationRestored);
+    assert_eq!(restored[0].sequence, deleted_seq + 1, "{restored:?}");
+    for (i, e) in restored.iter().enumerate() {
+        assert_eq!(e.sequence, deleted_seq + 1 + i as u64);
+    }
+    assert_eq!(
+        store
+            .sync_state(&integration)
+            .await
+            .expect("state")
+            .applications,
+        30
+    );
+
+    // Every event pruned, then a crash replay from the baseline's watermark: nothing is
+    // derived again.
+    let month = RetentionPolicy {
+        events: Some(Duration::from_secs(30 * 86_400)),
+        deleted_applications: None,
+    };
+    let report = sweep(month, 31).await;
+    assert!(report.events >= 2, "{report:?}");
+    assert!(
+        store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .is_empty()
+    );
+    let mut state = store.sync_state(&integration).await.expect("state");
+    state.watermark = baseline_state.watermark;
+    store
+        .put_sync_state(&integration, &state)
+        .await
+        .expect("state");
+    assert!(sync_collect(&syncer, &integration).await.is_empty());
+    assert!(
+        store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .is_empty()
+    );
+}

@@ -16,10 +16,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql, Type};
 
 use super::{PgStore, Server, describe, to_i64};
+use crate::diff::snapshot::Header;
 use crate::store::{EventRecord, OutboxEntry, StoreError, SyncState};
 
 /// The tables an import writes, locked for its whole transaction.
-const TABLES: &str = "snapshots, sync_state, log_counter, event_ids, events, held_events, outbox, disabled_subscribers";
+const TABLES: &str = "snapshots, sync_state, log_counter, event_ids, events, held_events, outbox, disabled_subscribers, purged_applications, dropped_events";
 
 /// How long an import waits for a writer to finish before it gives up.
 const LOCK_TIMEOUT: &str = "10s";
@@ -68,7 +69,8 @@ async fn contents(
              (SELECT count(*) FROM outbox), (SELECT count(*) FROM event_ids), \
              (SELECT count(*) FROM disabled_subscribers), \
              (SELECT COALESCE(max(last), 0) FROM log_counter), \
-             (SELECT count(*) FROM replicas WHERE expires_at > now())",
+             (SELECT count(*) FROM replicas WHERE expires_at > now()), \
+             (SELECT count(*) FROM purged_applications), (SELECT count(*) FROM dropped_events)",
             &[],
         )
         .await
@@ -86,6 +88,15 @@ async fn contents(
     .into_iter()
     .enumerate()
     {
+        let n: i64 = row.try_get(i).map_err(|e| io(&e))?;
+        if n > 0 {
+            found.push(format!("{n} {what}"));
+        }
+    }
+    for (i, what) in [
+        (9, "purged application tombstone(s)"),
+        (10, "dropped event marker(s)"),
+    ] {
         let n: i64 = row.try_get(i).map_err(|e| io(&e))?;
         if n > 0 {
             found.push(format!("{n} {what}"));
@@ -204,16 +215,57 @@ impl Import {
         writer.as_mut().finish().await.map_err(|e| self.io(&e))
     }
 
-    /// Snapshots: `(integration, application, encoded snapshot)`.
+    /// Snapshots: `(integration, application, encoded snapshot)`, each with the deletion
+    /// its header holds (what retention walks).
     pub async fn import_snapshots(
         &self,
         rows: &[(String, String, Vec<u8>)],
     ) -> Result<u64, StoreError> {
+        let rows: Vec<(&String, &String, &Vec<u8>, Option<crate::ats::Timestamp>)> = rows
+            .iter()
+            .map(|(i, a, b)| (i, a, b, Header::read(b).and_then(|h| h.deleted_at)))
+            .collect();
         self.copy(
-            "COPY snapshots (integration_id, application_id, bytes) FROM STDIN BINARY",
+            "COPY snapshots (integration_id, application_id, bytes, deleted_at) FROM STDIN BINARY",
+            [Type::TEXT, Type::TEXT, Type::BYTEA, Type::TIMESTAMPTZ],
+            &rows,
+            |(integration, application, bytes, deleted)| {
+                [*integration, *application, *bytes, deleted]
+            },
+        )
+        .await
+    }
+
+    /// Tombstones of applications whose snapshots retention purged: `(integration,
+    /// application, encoded tombstone)`.
+    pub async fn import_purged(
+        &self,
+        rows: &[(String, String, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
+        self.copy(
+            "COPY purged_applications (integration_id, application_id, bytes) FROM STDIN BINARY",
             [Type::TEXT, Type::TEXT, Type::BYTEA],
             rows,
             |(integration, application, bytes)| [integration, application, bytes],
+        )
+        .await
+    }
+
+    /// Held events an operator dropped: `(log sequence, id, detected at)` (their ids come
+    /// with the event ids).
+    pub async fn import_dropped(
+        &self,
+        rows: &[(u64, String, crate::ats::Timestamp)],
+    ) -> Result<u64, StoreError> {
+        let rows = rows
+            .iter()
+            .map(|(seq, id, at)| Ok((to_i64(*seq, "log sequence")?, id, at)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.copy(
+            "COPY dropped_events (log_seq, id, detected_at) FROM STDIN BINARY",
+            [Type::INT8, Type::TEXT, Type::TIMESTAMPTZ],
+            &rows,
+            |(seq, id, at)| [seq, *id, *at],
         )
         .await
     }

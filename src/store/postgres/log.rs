@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 
 use super::{PgStore, WAKE_CHANNEL, to_i64, to_u64};
 use crate::ats::Timestamp;
+use crate::diff::snapshot::Header;
 use crate::event::EventType;
 use crate::store::{EventFilter, EventRecord, PageCommit, StoreError, SyncState};
 
@@ -68,7 +69,8 @@ impl PgStore {
         })
     }
 
-    /// Writes the sync state (e.g. the watermark after the last page). Fenced.
+    /// Writes the sync state (e.g. the watermark after the last page); a stored state keeps
+    /// its application count (commits raise it, retention lowers it). Fenced.
     pub async fn put_sync_state(
         &self,
         integration_id: &str,
@@ -84,7 +86,8 @@ impl PgStore {
         let stmt = tx
             .prepare_cached(
                 "INSERT INTO sync_state (integration_id, state) VALUES ($1, $2) \
-                 ON CONFLICT (integration_id) DO UPDATE SET state = excluded.state",
+                 ON CONFLICT (integration_id) DO UPDATE SET state = jsonb_set(excluded.state, \
+                 '{applications}', COALESCE(sync_state.state->'applications', excluded.state->'applications'))",
             )
             .await
             .map_err(|e| self.io(&e))?;
@@ -107,36 +110,96 @@ impl PgStore {
         let tx = client.transaction().await.map_err(|e| self.io(&e))?;
         self.fence(&tx, integration_id).await?;
 
+        // The sequences of the stored snapshots of the applications with events, read
+        // before this page overwrites them: an event at or below its application's is a
+        // re-derivation, even once retention removed its id (see `commit_page` on the
+        // seam). Only the header is read.
+        let mut stored_seqs: HashMap<String, u64> = HashMap::new();
+        if !page.events.is_empty() {
+            let apps: Vec<&str> = page
+                .events
+                .iter()
+                .map(|e| e.application_id.as_str())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT application_id, substring(bytes FROM 1 FOR 24) FROM snapshots \
+                     WHERE integration_id = $1 AND application_id = ANY($2)",
+                )
+                .await
+                .map_err(|e| self.io(&e))?;
+            for row in tx
+                .query(&stmt, &[&integration_id, &apps])
+                .await
+                .map_err(|e| self.io(&e))?
+            {
+                let app: String = row.try_get(0).map_err(|e| self.io(&e))?;
+                let head: Vec<u8> = row.try_get(1).map_err(|e| self.io(&e))?;
+                if let Some(h) = Header::read(&head) {
+                    stored_seqs.insert(app, h.sequence);
+                }
+            }
+        }
+
+        let mut restored: Vec<&str> = Vec::new();
         if !page.snapshots.is_empty() {
             // One row per application (the last write wins, as in a batch of inserts): an
             // upsert may not touch the same row twice.
             let mut at: HashMap<&str, usize> = HashMap::with_capacity(page.snapshots.len());
             let mut apps: Vec<&str> = Vec::with_capacity(page.snapshots.len());
             let mut bytes: Vec<&[u8]> = Vec::with_capacity(page.snapshots.len());
+            let mut deleted: Vec<Option<Timestamp>> = Vec::with_capacity(page.snapshots.len());
             for snap in &page.snapshots {
+                let deleted_at = Header::read(&snap.bytes).and_then(|h| h.deleted_at);
+                if snap.previous_deleted_at.is_some() && deleted_at.is_none() && !snap.is_new {
+                    restored.push(&snap.application_id);
+                }
                 match at.get(snap.application_id.as_str()) {
-                    Some(&i) => bytes[i] = &snap.bytes,
+                    Some(&i) => {
+                        bytes[i] = &snap.bytes;
+                        deleted[i] = deleted_at;
+                    }
                     None => {
                         at.insert(&snap.application_id, apps.len());
                         apps.push(&snap.application_id);
                         bytes.push(&snap.bytes);
+                        deleted.push(deleted_at);
                     }
                 }
             }
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO snapshots (integration_id, application_id, bytes) \
-                     SELECT $1, a, b FROM unnest($2::text[], $3::bytea[]) AS u(a, b) \
-                     ON CONFLICT (integration_id, application_id) DO UPDATE SET bytes = excluded.bytes",
+                    "INSERT INTO snapshots (integration_id, application_id, bytes, deleted_at) \
+                     SELECT $1, a, b, d FROM unnest($2::text[], $3::bytea[], $4::timestamptz[]) AS u(a, b, d) \
+                     ON CONFLICT (integration_id, application_id) DO UPDATE \
+                     SET bytes = excluded.bytes, deleted_at = excluded.deleted_at",
                 )
                 .await
                 .map_err(|e| self.io(&e))?;
-            tx.execute(&stmt, &[&integration_id, &apps, &bytes])
+            tx.execute(&stmt, &[&integration_id, &apps, &bytes, &deleted])
                 .await
                 .map_err(|e| self.io(&e))?;
         }
 
-        let new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as i64;
+        let mut new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as i64;
+        if !restored.is_empty() {
+            // Restores of applications retention purged (after the upsert: a purge that
+            // committed meanwhile has its tombstone visible now): they count again.
+            let stmt = tx
+                .prepare_cached(
+                    "DELETE FROM purged_applications WHERE integration_id = $1 \
+                     AND application_id = ANY($2)",
+                )
+                .await
+                .map_err(|e| self.io(&e))?;
+            let n = tx
+                .execute(&stmt, &[&integration_id, &restored])
+                .await
+                .map_err(|e| self.io(&e))?;
+            new_apps += i64::try_from(n).unwrap_or(0);
+        }
         if new_apps > 0 {
             let fresh = SyncState {
                 applications: new_apps as u64,
@@ -174,7 +237,16 @@ impl PgStore {
                 .await
                 .and_then(|r| r.try_get(0))
                 .map_err(|e| self.io(&e))?;
-            let ids: Vec<&str> = page.events.iter().map(|e| e.id.as_str()).collect();
+            let events: Vec<crate::store::NewEvent> = page
+                .events
+                .into_iter()
+                .filter(|e| {
+                    stored_seqs
+                        .get(e.application_id.as_str())
+                        .is_none_or(|&stored| e.sequence > stored)
+                })
+                .collect();
+            let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO event_ids (id) SELECT unnest($1::text[]) \
@@ -192,7 +264,7 @@ impl PgStore {
                 .map_err(|e| self.io(&e))?;
             let mut seq = to_u64(last, "log counter")?;
             let mut held = Vec::new();
-            for event in page.events {
+            for event in events {
                 if !new_ids.remove(&event.id) {
                     continue;
                 }
@@ -501,9 +573,12 @@ impl PgStore {
             .map(|&s| to_i64(s, "log sequence"))
             .collect::<Result<_, _>>()?;
         let client = self.client().await?;
+        // The ids stay known (in `event_ids`); the markers let retention forget them.
         let stmt = client
             .prepare_cached(
-                "DELETE FROM held_events WHERE integration_id = $1 AND log_seq = ANY($2)",
+                "WITH d AS (DELETE FROM held_events WHERE integration_id = $1 \
+                 AND log_seq = ANY($2) RETURNING log_seq, id, detected_at) \
+                 INSERT INTO dropped_events (log_seq, id, detected_at) SELECT * FROM d",
             )
             .await
             .map_err(|e| self.io(&e))?;
@@ -514,11 +589,14 @@ impl PgStore {
         Ok(n as usize)
     }
 
-    /// Whether any snapshot is stored for an integration.
+    /// Whether any snapshot (or tombstone of a purged one) is stored for an integration.
     pub async fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM snapshots WHERE integration_id = $1)")
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM snapshots WHERE integration_id = $1) \
+                 OR EXISTS (SELECT 1 FROM purged_applications WHERE integration_id = $1)",
+            )
             .await
             .map_err(|e| self.io(&e))?;
         client

@@ -8,7 +8,8 @@ use crate::store::StoreError;
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
-    include_str!("migrations/0002_claims.sql"),
+    include_str!("migrations/0002_retention.sql"),
+    include_str!("migrations/0003_claims.sql"),
 ];
 
 /// The highest schema version this hirehook knows.
@@ -79,6 +80,9 @@ async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u
                 target: server.target.clone(),
                 cause: server.scrub(format!("applying migration {version}: {}", describe(&e))),
             })?;
+        if version == 2 {
+            backfill_deleted_at(&tx).await.map_err(err)?;
+        }
         tx.execute("DELETE FROM hirehook_schema_version", &[])
             .await
             .map_err(err)?;
@@ -91,4 +95,49 @@ async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u
         tx.commit().await.map_err(err)?;
     }
     Ok(SCHEMA_VERSION)
+}
+
+/// Migration 2 added `snapshots.deleted_at`: fills it for the snapshots already stored, in
+/// the migration's transaction, reading them in key order a batch at a time (the deletion
+/// is in the snapshot's header, which only Rust decodes).
+async fn backfill_deleted_at(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    use crate::diff::snapshot::Header;
+    const BATCH: i64 = 10_000;
+    let mut after = (String::new(), String::new());
+    loop {
+        let rows = tx
+            .query(
+                "SELECT integration_id, application_id, bytes FROM snapshots \
+                 WHERE (integration_id, application_id) > ($1, $2) \
+                 ORDER BY integration_id, application_id LIMIT $3",
+                &[&after.0, &after.1, &BATCH],
+            )
+            .await?;
+        let (mut integrations, mut applications, mut times) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            let integration: String = row.try_get(0)?;
+            let application: String = row.try_get(1)?;
+            let bytes: Vec<u8> = row.try_get(2)?;
+            if let Some(at) = Header::read(&bytes).and_then(|h| h.deleted_at) {
+                integrations.push(integration.clone());
+                applications.push(application.clone());
+                times.push(at);
+            }
+            after = (integration, application);
+        }
+        if !integrations.is_empty() {
+            tx.execute(
+                "UPDATE snapshots s SET deleted_at = u.d \
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(i, a, d) \
+                 WHERE s.integration_id = u.i AND s.application_id = u.a",
+                &[&integrations, &applications, &times],
+            )
+            .await?;
+        }
+        if (rows.len() as i64) < BATCH {
+            return Ok(());
+        }
+    }
 }

@@ -35,6 +35,7 @@ mod lease;
 mod log;
 mod migrate;
 mod outbox;
+mod retention;
 #[doc(hidden)]
 pub mod scratch;
 mod seam;

@@ -5,7 +5,8 @@ use super::PgStore;
 use crate::store::{DueDelivery, StoreError};
 
 impl PgStore {
-    /// The stored snapshots of the given applications, in the same order (one query).
+    /// The stored snapshots of the given applications, in the same order (one query); a
+    /// purged application's tombstone in place of its snapshot.
     pub async fn snapshots(
         &self,
         integration_id: &str,
@@ -15,9 +16,12 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
+        // Tombstones of purged applications second: a snapshot, when there is one, wins.
         let stmt = client
             .prepare_cached(
-                "SELECT application_id, bytes FROM snapshots \
+                "SELECT application_id, bytes, false FROM snapshots \
+                 WHERE integration_id = $1 AND application_id = ANY($2) \
+                 UNION ALL SELECT application_id, bytes, true FROM purged_applications \
                  WHERE integration_id = $1 AND application_id = ANY($2)",
             )
             .await
@@ -30,7 +34,12 @@ impl PgStore {
         for row in rows {
             let id: String = row.try_get(0).map_err(|e| self.io(&e))?;
             let bytes: Vec<u8> = row.try_get(1).map_err(|e| self.io(&e))?;
-            found.insert(id, bytes);
+            let tombstone: bool = row.try_get(2).map_err(|e| self.io(&e))?;
+            if tombstone {
+                found.entry(id).or_insert(bytes);
+            } else {
+                found.insert(id, bytes);
+            }
         }
         Ok(application_ids
             .iter()

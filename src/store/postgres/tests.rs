@@ -90,6 +90,7 @@ fn snap(app: &str, is_new: bool) -> SnapshotWrite {
         application_id: app.into(),
         bytes: vec![1, 2, 3],
         is_new,
+        previous_deleted_at: None,
     }
 }
 
@@ -119,6 +120,7 @@ async fn snapshots_are_replaced_and_only_new_ones_count() {
             application_id: "a".into(),
             bytes,
             is_new,
+            previous_deleted_at: None,
         }],
         events: vec![],
     };
@@ -297,6 +299,62 @@ mod schema {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].get::<_, i32>(0) as u32, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn migrating_from_version_1_indexes_the_deleted_snapshots_already_there() {
+        use crate::diff::Snapshot;
+        let url = database!();
+        let server = Server::parse(&url).unwrap();
+        let client = server.connect_one().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE hirehook_schema_version (version integer NOT NULL); \
+                 INSERT INTO hirehook_schema_version VALUES (1)",
+            )
+            .await
+            .unwrap();
+        client
+            .batch_execute(include_str!("migrations/0001_initial.sql"))
+            .await
+            .unwrap();
+        let deleted = Snapshot {
+            sequence: 4,
+            deleted_at: Some(at(7)),
+            ..Snapshot::default()
+        }
+        .encode();
+        let live = Snapshot {
+            sequence: 2,
+            ..Snapshot::default()
+        }
+        .encode();
+        client
+            .execute(
+                "INSERT INTO snapshots VALUES ('gh:1', 'gone', $1), ('gh:1', 'live', $2), \
+                 ('gh:1', 'junk', '\\x01')",
+                &[&deleted, &live],
+            )
+            .await
+            .unwrap();
+        assert_eq!(migrate(&url).await.unwrap(), SCHEMA_VERSION);
+        let rows = client
+            .query(
+                "SELECT application_id, deleted_at FROM snapshots ORDER BY application_id",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(String, Option<Timestamp>)> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(
+            got,
+            [
+                ("gone".to_owned(), Some(at(7))),
+                ("junk".to_owned(), None),
+                ("live".to_owned(), None),
+            ]
+        );
     }
 
     #[tokio::test]

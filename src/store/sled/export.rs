@@ -9,6 +9,7 @@
 //! not decode is a [`StoreError::Corrupt`] naming its key, never skipped.
 
 use super::{SledStore, decode_record, keys};
+use crate::ats::Timestamp;
 use crate::store::{ATTEMPTS_KEPT, AttemptRecord, EventRecord, OutboxEntry, StoreError, SyncState};
 
 fn corrupt(what: impl Into<String>, message: impl std::fmt::Display) -> StoreError {
@@ -65,6 +66,43 @@ impl SledStore {
             let integration = text(&rest[..sep], "snapshot")?;
             let application = text(&rest[sep + 1..], "snapshot")?;
             Ok((integration, application, value.to_vec()))
+        })
+    }
+
+    /// Every tombstone retention left of a purged snapshot: `(integration, application,
+    /// encoded tombstone)`.
+    pub fn export_purged(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, String, Vec<u8>), StoreError>> + '_ {
+        self.tree.scan_prefix([keys::PURGED]).map(|item| {
+            let (key, value) = item?;
+            let rest = key.get(1..).unwrap_or_default();
+            let sep = rest
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(|| corrupt("tombstone key", "no separator"))?;
+            let integration = text(&rest[..sep], "tombstone")?;
+            let application = text(&rest[sep + 1..], "tombstone")?;
+            Ok((integration, application, value.to_vec()))
+        })
+    }
+
+    /// Every dropped held event still remembered: `(log sequence, id, detected at)`.
+    pub fn export_dropped(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, String, Timestamp), StoreError>> + '_ {
+        self.tree.scan_prefix([keys::DROPPED]).map(|item| {
+            let (key, value) = item?;
+            let seq = keys::trailing_seq(&key)
+                .ok_or_else(|| corrupt("dropped event key", "too short"))?;
+            let at = value
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(i64::from_be_bytes)
+                .and_then(Timestamp::from_timestamp_millis)
+                .ok_or_else(|| corrupt(format!("dropped event {seq}"), "no detection time"))?;
+            let id = text(value.get(8..).unwrap_or_default(), "dropped event")?;
+            Ok((seq, id, at))
         })
     }
 
@@ -213,6 +251,7 @@ mod tests {
             application_id: app.into(),
             bytes: app.as_bytes().to_vec(),
             is_new: true,
+            previous_deleted_at: None,
         }
     }
 

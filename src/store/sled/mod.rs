@@ -5,8 +5,11 @@ pub mod export;
 pub mod keys;
 mod outbox;
 mod queues;
+mod retention;
+pub mod rewrite;
 mod stats;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -16,6 +19,7 @@ use super::{
     DeliveryState, EventFilter, EventRecord, OutboxEntry, PageCommit, StoreError, SyncState,
 };
 use crate::ats::Timestamp;
+use crate::diff::snapshot::Header;
 
 impl From<::sled::Error> for StoreError {
     fn from(err: ::sled::Error) -> Self {
@@ -64,6 +68,7 @@ impl SledStore {
     }
 
     fn open_once(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        rewrite::recover(path)?;
         remove_incomplete_snapshots(path)?;
         let db = ::sled::Config::new()
             .path(path)
@@ -114,11 +119,22 @@ impl SledStore {
             .filter_map(|k| k.ok().and_then(|k| keys::trailing_seq(&k)))
             .max()
             .unwrap_or(0);
+        // Dropped held events and the events retention removed had sequences too: none is
+        // handed out again.
+        let last_dropped = tree
+            .scan_prefix([keys::DROPPED])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| keys::trailing_seq(&k))
+            .unwrap_or(0);
+        let floor = retention::log_floor(&tree)?;
         retire_index_keys(&tree)?;
+        retention::build_deleted_index(&tree)?;
         Ok(SledStore {
             db,
             tree,
-            commit_lock: Mutex::new(last.max(last_held)),
+            commit_lock: Mutex::new(last.max(last_held).max(last_dropped).max(floor)),
             queues: Mutex::new(queues::Queues::default()),
         })
     }
@@ -212,10 +228,12 @@ impl SledStore {
         application_ids
             .iter()
             .map(|id| {
-                Ok(self
-                    .tree
-                    .get(keys::snapshot(integration_id, id))?
-                    .map(|v| v.to_vec()))
+                let found = match self.tree.get(keys::snapshot(integration_id, id))? {
+                    Some(v) => Some(v),
+                    // Rarely there: only an application seen for the first time looks.
+                    None => self.tree.get(keys::purged(integration_id, id))?,
+                };
+                Ok(found.map(|v| v.to_vec()))
             })
             .collect()
     }
@@ -238,8 +256,20 @@ impl SledStore {
         state: &SyncState,
     ) -> Result<(), StoreError> {
         let _guard = self.lock();
-        self.tree
-            .insert(keys::sync_state(integration_id), encode_json(state)?)?;
+        let key = keys::sync_state(integration_id);
+        // The count is the store's (commits raise it, retention lowers it, both under this
+        // lock): a caller's copy read before a purge must not bring it back.
+        let value = match self.tree.get(&key)? {
+            Some(_) => {
+                let stored = self.sync_state(integration_id)?;
+                encode_json(&SyncState {
+                    applications: stored.applications,
+                    ..state.clone()
+                })?
+            }
+            None => encode_json(state)?,
+        };
+        self.tree.insert(key, value)?;
         Ok(())
     }
 
@@ -263,9 +293,11 @@ impl SledStore {
         }
     }
 
-    /// Commits one page atomically: snapshots, events (logged or held), outbox entries, and
-    /// the integration's application count. An event whose id is already logged is skipped
-    /// (a re-derivation). Returns the records that were newly logged or held.
+    /// Commits one page atomically: snapshots, events (logged or held), outbox entries, the
+    /// integration's application count and the index of deleted applications. A
+    /// re-derived event is skipped: its id is known, or its sequence is not above its
+    /// application's stored snapshot's. Returns the records that were newly logged or
+    /// held.
     pub fn commit_page(
         &self,
         integration_id: &str,
@@ -277,11 +309,38 @@ impl SledStore {
         let mut written = Vec::with_capacity(page.events.len());
         let mut staged = Vec::new();
 
-        let new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
+        // The sequences of the stored snapshots, read before this page overwrites them:
+        // an event at or below its application's is a re-derivation (see `commit_page` on
+        // the seam), even once retention removed its id.
+        let mut stored_seqs: HashMap<String, u64> = HashMap::new();
+        for event in &page.events {
+            if !stored_seqs.contains_key(event.application_id.as_str()) {
+                let seq = self
+                    .tree
+                    .get(keys::snapshot(integration_id, &event.application_id))?
+                    .and_then(|v| Header::read(&v))
+                    .map_or(0, |h| h.sequence);
+                stored_seqs.insert(event.application_id.clone(), seq);
+            }
+        }
+        let mut new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
+        for snap in &page.snapshots {
+            new_apps += retention::index_write(&self.tree, &mut batch, integration_id, snap)?;
+        }
         if new_apps > 0 {
             let mut state = self.sync_state(integration_id)?;
             state.applications += new_apps;
             batch.insert(keys::sync_state(integration_id), encode_json(&state)?);
+        }
+        let mut fresh = Vec::with_capacity(page.events.len());
+        for event in page.events {
+            let known = stored_seqs
+                .get(event.application_id.as_str())
+                .is_some_and(|&stored| event.sequence <= stored);
+            if known || self.tree.contains_key(keys::event_id(&event.id))? {
+                continue;
+            }
+            fresh.push(event);
         }
         for snap in page.snapshots {
             batch.insert(
@@ -289,10 +348,7 @@ impl SledStore {
                 snap.bytes,
             );
         }
-        for event in page.events {
-            if self.tree.contains_key(keys::event_id(&event.id))? {
-                continue;
-            }
+        for event in fresh {
             seq += 1;
             let record = EventRecord {
                 log_seq: seq,
@@ -412,7 +468,12 @@ impl SledStore {
         let mut n = 0;
         for &seq in log_seqs {
             let key = keys::held(integration_id, seq);
-            if self.tree.contains_key(&key)? {
+            if let Some(value) = self.tree.get(&key)? {
+                // The id stays known; the marker lets retention forget it in time.
+                let record = decode_record(&value)?;
+                let mut marker = record.detected_at.timestamp_millis().to_be_bytes().to_vec();
+                marker.extend_from_slice(record.id.as_bytes());
+                batch.insert(keys::dropped(seq), marker);
                 batch.remove(key);
                 n += 1;
             }
@@ -421,15 +482,24 @@ impl SledStore {
         Ok(n)
     }
 
-    /// Whether any snapshot is stored for an integration.
+    /// Whether any snapshot (or tombstone of a purged one) is stored for an integration.
     pub fn has_snapshots(&self, integration_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .tree
-            .scan_prefix(keys::snapshot_prefix(integration_id))
-            .keys()
-            .next()
-            .transpose()?
-            .is_some())
+        for prefix in [
+            keys::snapshot_prefix(integration_id),
+            keys::purged_prefix(integration_id),
+        ] {
+            if self
+                .tree
+                .scan_prefix(prefix)
+                .keys()
+                .next()
+                .transpose()?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Snapshots stored for an integration.

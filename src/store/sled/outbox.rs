@@ -24,7 +24,11 @@ fn corrupt(what: String, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
-    fn entry(&self, subscriber: &str, log_seq: u64) -> Result<Option<OutboxEntry>, StoreError> {
+    pub(super) fn entry(
+        &self,
+        subscriber: &str,
+        log_seq: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
         match self.tree.get(keys::outbox(subscriber, log_seq))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)

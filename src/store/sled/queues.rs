@@ -255,6 +255,13 @@ impl Queues {
         }
     }
 
+    /// A dead letter was removed by retention.
+    pub fn dead_removed(&mut self, subscriber: &str) {
+        if let Some(q) = self.subscribers.get_mut(subscriber) {
+            q.dead = q.dead.saturating_sub(1);
+        }
+    }
+
     /// Dead letters of a subscriber.
     pub fn dead(&self, subscriber: &str) -> u64 {
         self.subscribers.get(subscriber).map_or(0, |q| q.dead)

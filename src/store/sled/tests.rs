@@ -202,3 +202,219 @@ mod delivery {
         assert_eq!(due_seqs(&store, 100), [1]);
     }
 }
+
+#[test]
+fn a_store_from_before_retention_gets_its_index_of_deleted_applications() {
+    use crate::diff::Snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        // As an earlier build left it: snapshots, no index, no mark.
+        let store = SledStore::open(&path, 8 << 20).unwrap();
+        let deleted = Snapshot {
+            sequence: 4,
+            deleted_at: Some(at(0)),
+            ..Snapshot::default()
+        };
+        store
+            .tree
+            .insert(keys::snapshot("gh:1", "gone"), deleted.encode())
+            .unwrap();
+        store
+            .tree
+            .insert(keys::snapshot("gh:1", "live"), Snapshot::default().encode())
+            .unwrap();
+        store
+            .tree
+            .insert(
+                keys::sync_state("gh:1"),
+                serde_json::to_vec(&SyncState {
+                    applications: 2,
+                    ..SyncState::default()
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        store.tree.remove(keys::meta("deleted_index")).unwrap();
+        for key in store.tree.scan_prefix([keys::DELETED]).keys() {
+            store.tree.remove(key.unwrap()).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(&path, 8 << 20).unwrap();
+    let index: Vec<_> = store
+        .tree
+        .scan_prefix([keys::DELETED])
+        .keys()
+        .map(|k| k.unwrap().to_vec())
+        .collect();
+    assert_eq!(
+        index,
+        [keys::deleted(at(0).timestamp_millis(), "gh:1", "gone")]
+    );
+    let policy = RetentionPolicy {
+        events: None,
+        deleted_applications: Some(std::time::Duration::from_secs(86_400)),
+    };
+    let report = store
+        .sweep(&policy, at(2 * 86_400), 10, &mut SweepCursor::default())
+        .unwrap();
+    assert_eq!(report.snapshots, 1);
+    assert_eq!(store.sync_state("gh:1").unwrap().applications, 1);
+}
+
+/// A tree's name and its keys and values, in order.
+type TreeContents = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Every key of every tree, for comparing stores.
+fn everything(path: &std::path::Path) -> Vec<TreeContents> {
+    let db = ::sled::Config::new().path(path).open().unwrap();
+    let mut names: Vec<_> = db.tree_names();
+    names.sort();
+    let all = names
+        .into_iter()
+        .map(|name| {
+            let tree = db.open_tree(&name).unwrap();
+            let kvs = tree
+                .iter()
+                .map(|kv| {
+                    let (k, v) = kv.unwrap();
+                    (k.to_vec(), v.to_vec())
+                })
+                .collect();
+            (String::from_utf8_lossy(&name).into_owned(), kvs)
+        })
+        .collect();
+    drop(db);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    all
+}
+
+/// A store with most of its events removed by retention (closed again).
+fn swept_store(path: &std::path::Path) {
+    let store = SledStore::open(path, 8 << 20).unwrap();
+    for page in 0..40u64 {
+        let events = (0..250u64)
+            .map(|i| {
+                let n = page * 250 + i;
+                let mut e = event(
+                    &format!("e{n}"),
+                    &format!("a{n}"),
+                    1,
+                    EventType::StageChanged,
+                    &[],
+                );
+                e.body = vec![b'x'; 900];
+                e.detected_at = at(n as i64);
+                e
+            })
+            .collect();
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events,
+                },
+            )
+            .unwrap();
+    }
+    let policy = RetentionPolicy {
+        events: Some(std::time::Duration::from_secs(1)),
+        deleted_applications: None,
+    };
+    let mut cursor = SweepCursor::default();
+    while store
+        .sweep(&policy, at(9_000), 1000, &mut cursor)
+        .unwrap()
+        .more
+    {}
+    store.flush().unwrap();
+}
+
+#[test]
+fn a_rewrite_gives_the_space_back_and_keeps_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    swept_store(&path);
+    let before = everything(&path);
+    let report = rewrite::rewrite(&path, 8 << 20).unwrap();
+    assert!(
+        report.after * 2 < report.before,
+        "{} -> {}",
+        report.before,
+        report.after
+    );
+    assert_eq!(everything(&path), before);
+    assert!(!path.join(".rewrite").exists());
+    let store = SledStore::open(&path, 8 << 20).unwrap();
+    let left = store.events(&EventFilter::default()).unwrap();
+    assert_eq!(left.len(), 1001, "events detected at 8,999 s and after");
+    let written = store
+        .commit_page(
+            "gh:1",
+            PageCommit {
+                snapshots: vec![],
+                events: vec![event("next", "z", 1, EventType::StageChanged, &[])],
+            },
+        )
+        .unwrap();
+    assert_eq!(written[0].log_seq, 10_001, "the log continues");
+}
+
+#[test]
+fn a_rewrite_cut_short_is_discarded_or_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    swept_store(&path);
+    let want = everything(&path);
+
+    // Cut before its manifest: the old store stays as it was.
+    std::fs::create_dir_all(path.join(".rewrite")).unwrap();
+    std::fs::write(path.join(".rewrite").join("db"), b"half a store").unwrap();
+    drop(SledStore::open(&path, 8 << 20).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!path.join(".rewrite").exists());
+    assert_eq!(everything(&path), want);
+
+    // Cut during the swap: the fresh store is complete, its `db` already moved, an old
+    // snapshot file with a high name still there. The open finishes the swap.
+    let fresh = tempfile::tempdir().unwrap();
+    let copy = fresh.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(&path).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    let report = rewrite::rewrite(&copy, 8 << 20).unwrap();
+    assert!(report.after < report.before);
+    // Stage the fresh files as a rewrite would have left them.
+    let staged = path.join(".rewrite");
+    std::fs::create_dir_all(&staged).unwrap();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&copy).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(staged.join(&name)).unwrap();
+        } else {
+            std::fs::copy(entry.path(), staged.join(&name)).unwrap();
+        }
+        names.push(name);
+    }
+    std::fs::write(staged.join("MANIFEST"), names.join("\n")).unwrap();
+    std::fs::rename(staged.join("db"), path.join("db")).unwrap();
+    std::fs::write(path.join("snap.FFFFFFFFFFFFFFFF"), b"an old snapshot").unwrap();
+    drop(SledStore::open(&path, 8 << 20).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!path.join(".rewrite").exists());
+    assert!(!path.join("snap.FFFFFFFFFFFFFFFF").exists());
+    assert_eq!(everything(&path), want);
+    assert!(
+        rewrite::dir_size(&path) * 2 < report.before,
+        "the fresh files are in place"
+    );
+}

@@ -1,10 +1,5 @@
--- Schema 2: cheaper page commits and claims.
+-- Schema 3: cheaper claims.
 --
--- The outbox's foreign key to the log cost a trigger per inserted row (about a third of an
--- outbox insert); rows of both tables are written in the same transaction by the same
--- code, and removed together, so the key guarded nothing the code does not.
-ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_log_seq_fkey;
-
 -- Claims check the head of an application's queue with an inline subquery now
 -- (`outbox::CLAIMABLE`): the PL/pgSQL function cost ten times as much per row.
 DROP FUNCTION IF EXISTS hirehook_is_head(text, text, text, bigint);
