@@ -268,7 +268,7 @@ type TreeContents = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
 /// Every key of every tree, for comparing stores.
 fn everything(path: &std::path::Path) -> Vec<TreeContents> {
-    let db = ::sled::Config::new().path(path).open().unwrap();
+    let db = open_raw(path);
     let mut names: Vec<_> = db.tree_names();
     names.sort();
     let all = names
@@ -286,8 +286,24 @@ fn everything(path: &std::path::Path) -> Vec<TreeContents> {
         })
         .collect();
     drop(db);
-    std::thread::sleep(std::time::Duration::from_millis(100));
     all
+}
+
+/// The store's sled database opened directly, once the last handle of an earlier open has
+/// let go of sled's file lock (its background flusher holds it a moment after a drop).
+fn open_raw(path: &std::path::Path) -> ::sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match ::sled::Config::new().path(path).open() {
+            Ok(db) => return db,
+            Err(::sled::Error::Io(e))
+                if e.to_string().contains("lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
 }
 
 /// A store with most of its events removed by retention (closed again).
@@ -373,7 +389,6 @@ fn a_rewrite_cut_short_is_discarded_or_finished_at_the_next_open() {
     std::fs::create_dir_all(path.join(".rewrite")).unwrap();
     std::fs::write(path.join(".rewrite").join("db"), b"half a store").unwrap();
     drop(SledStore::open(&path, 8 << 20).unwrap());
-    std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!path.join(".rewrite").exists());
     assert_eq!(everything(&path), want);
 
@@ -409,7 +424,6 @@ fn a_rewrite_cut_short_is_discarded_or_finished_at_the_next_open() {
     std::fs::rename(staged.join("db"), path.join("db")).unwrap();
     std::fs::write(path.join("snap.FFFFFFFFFFFFFFFF"), b"an old snapshot").unwrap();
     drop(SledStore::open(&path, 8 << 20).unwrap());
-    std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!path.join(".rewrite").exists());
     assert!(!path.join("snap.FFFFFFFFFFFFFFFF").exists());
     assert_eq!(everything(&path), want);
