@@ -302,12 +302,12 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
     let integration = integrations[0].clone();
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    // Two configs that differ only in the admin port, so each replica's /metrics and
-    // /readyz can be read.
-    let ports = [free_port(), free_port()];
+    // Each replica's admin API on a port of its own choosing (port 0): A's address is read
+    // from its log. (A port picked free at the start could be taken, by another test's
+    // connection, before B starts.)
     let mut paths = Vec::new();
     let mut config = None;
-    for (i, port) in ports.iter().enumerate() {
+    for i in 0..2 {
         let mut builder = ConfigBuilder::new(
             &dir.path().join("unused"),
             sim.base_url(),
@@ -318,7 +318,7 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
         builder.initial_sync = "emit";
         builder.poll_interval = "1s";
         builder.shutdown_grace = "1s";
-        builder.admin_listen = format!("127.0.0.1:{port}");
+        builder.admin_listen = "127.0.0.1:0".to_owned();
         let builder = builder.subscriber("crm", &receiver.url);
         // The paused replica's request to Kombo must not time out while it is stopped.
         let toml = builder
@@ -421,9 +421,10 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
         replicas_logs_full(dir.path(), "replica-0-").contains(&refusal)
     })
     .await;
+    let admin = admin_address(&dir.path().join("replica-0-1.log")).await;
     let http = reqwest::Client::new();
     let metrics = http
-        .get(format!("http://127.0.0.1:{}/metrics", ports[0]))
+        .get(format!("http://{admin}/metrics"))
         .send()
         .await
         .expect("A's /metrics")
@@ -442,7 +443,7 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
     );
     // The refusal is not a store failure: A is ready (B keeps the integration fresh).
     until("A's /readyz is 200", logs, async || {
-        http.get(format!("http://127.0.0.1:{}/readyz", ports[0]))
+        http.get(format!("http://{admin}/readyz"))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
@@ -475,9 +476,26 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
     }
 }
 
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    crate::common::process::free_port()
+/// The admin API's address, from the "admin API listening" line of a daemon's log.
+async fn admin_address(log: &std::path::Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = text
+            .lines()
+            .find(|l| l.contains("admin API listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            return addr.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no admin address in {}:\n{text}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The tails of the replicas' logs in `dir`, for failure messages.
