@@ -183,13 +183,18 @@ impl Simulator {
             return out;
         }
         let mut engine = lock(&self.inner.engine);
+        // The batch is one step for readers: every world is locked for all of it, so a page
+        // served meanwhile shows each world before the batch or after it, never between
+        // two changes of one application (tests compare a daemon that may poll at any
+        // moment with a reference that syncs between batches).
+        let mut worlds: Vec<_> = self.inner.worlds.iter().map(write).collect();
         for _ in 0..n {
-            let w = engine.rng.index(self.inner.worlds.len());
-            let mut world = write(&self.inner.worlds[w]);
+            let w = engine.rng.index(worlds.len());
+            let world = &mut worlds[w];
             let now = engine.clock.tick();
-            let applied = mutate::random(&mut world, now, &mut engine.rng);
+            let applied = mutate::random(world, now, &mut engine.rng);
             if let Some(applied) = applied {
-                out.push(engine.record(now, &world, applied));
+                out.push(engine.record(now, world, applied));
             }
         }
         out

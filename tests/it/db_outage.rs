@@ -258,7 +258,8 @@ async fn the_database_going_away_pauses_work_and_nothing_is_lost_or_renamed_when
     // Room for a held request to outlast stopping the database without timing out.
     let toml = builder
         .toml()
-        .replace("timeout = \"2s\"", "timeout = \"15s\"");
+        .replace("timeout = \"2s\"", "timeout = \"15s\"")
+        + crate::common::oracle::KEEP_DELETED_APPLICATIONS;
     let config_path = dir.path().join("hirehook.toml");
     std::fs::write(&config_path, &toml).expect("config");
     let config = hirehook::config::Config::from_str_with_env(&toml, &config_path, |_| None)

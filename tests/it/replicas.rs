@@ -162,7 +162,8 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
     let builder = builder.subscriber("crm", &receiver.url);
     let toml = builder
         .toml()
-        .replace("lease_ttl = \"3s\"", "lease_ttl = \"2s\"");
+        .replace("lease_ttl = \"3s\"", "lease_ttl = \"2s\"")
+        + oracle::KEEP_DELETED_APPLICATIONS;
     let config_path = dir.path().join("hirehook.toml");
     std::fs::write(&config_path, &toml).expect("config");
     let config = hirehook::config::Config::from_str_with_env(&toml, &config_path, |_| None)
@@ -248,6 +249,9 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
     // The shared log is the reference's, id for id and byte for byte (but for detection
     // times); the receiver got each, verified, in order per application.
     let expected = reference.expected().await;
+    if std::env::var_os("HIREHOOK_REPLICA_LOGS").is_some() {
+        println!("{}", replicas_logs_full(dir.path(), "replica-"));
+    }
     oracle::assert_log_is_the_reference(&shared, &expected).await;
     assert!(expected.len() > 160, "{} events", expected.len());
     oracle::assert_received_exactly(&receiver, &expected);
@@ -324,7 +328,8 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
         let toml = builder
             .toml()
             .replace("lease_ttl = \"3s\"", "lease_ttl = \"2s\"")
-            .replace("request_timeout = \"5s\"", "request_timeout = \"60s\"");
+            .replace("request_timeout = \"5s\"", "request_timeout = \"60s\"")
+            + oracle::KEEP_DELETED_APPLICATIONS;
         let path = dir.path().join(format!("replica-{i}.toml"));
         std::fs::write(&path, &toml).expect("config");
         let parsed = hirehook::config::Config::from_str_with_env(&toml, &path, |_| None)

@@ -18,6 +18,14 @@ use hirehook::sync::{SyncSettings, Syncer};
 
 use super::Receiver;
 
+/// Appended to the disturbed daemons' configs: they keep the snapshots of applications
+/// deleted upstream, as the reference does. The simulated world's deletion dates lie years
+/// back, so with the default `deleted_applications = "14d"` the daemons' first retention
+/// sweep would purge those snapshots, and a later change to such a record would be diffed
+/// against what is kept of it (its sequence) where the reference, which never sweeps,
+/// diffs against the whole snapshot: different events, by design, not by the disturbance.
+pub const KEEP_DELETED_APPLICATIONS: &str = "\n[retention]\ndeleted_applications = \"forever\"\n";
+
 /// The never-disturbed reference.
 pub struct Reference {
     pub store: Arc<Store>,
@@ -127,9 +135,20 @@ pub async fn assert_log_is_the_reference(shared: &Store, expected: &BTreeMap<Str
         .keys()
         .filter(|id| !expected.contains_key(*id))
         .collect();
+    let describe = |ids: &[&String], from: &BTreeMap<String, Vec<u8>>| {
+        ids.iter()
+            .map(|id| {
+                let body = from.get(*id).map(|b| without_times(b)).unwrap_or_default();
+                let d = &body["data"];
+                format!("{id} {} seq {}: {body}", body["type"], d["sequence"])
+            })
+            .collect::<Vec<_>>()
+    };
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, extra {extra:?} ({} expected)",
+        "missing {:#?}, extra {:#?} ({} expected)",
+        describe(&missing, expected),
+        describe(&extra, &logged),
         expected.len()
     );
     let differing: Vec<&String> = expected
