@@ -248,7 +248,8 @@ async fn sigkill_at_random_moments_loses_nothing_and_rederives_the_same_ids() {
     // Small pages: a baseline is eight pages, each its own commit.
     let toml = builder
         .toml()
-        .replacen("[kombo]\n", "[kombo]\npage_size = 50\n", 1);
+        .replacen("[kombo]\n", "[kombo]\npage_size = 50\n", 1)
+        + crate::common::oracle::KEEP_DELETED_APPLICATIONS;
     let config_path = dir.path().join("hirehook.toml");
     std::fs::write(&config_path, &toml).expect("config");
     let config = hirehook::config::Config::from_str_with_env(&toml, &config_path, |_| None)
