@@ -10,13 +10,12 @@
 //! hirehook's own. Method and results: BENCHMARKS.md.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use hirehook::ats::{ApplicationsQuery, ClientConfig, KomboClient, RetryPolicy};
 use hirehook::config::Config;
@@ -25,6 +24,10 @@ use hirehook::secret::Secret;
 use hirehook::store::{DeliveryState, Store};
 use hirehook::sync::{PageProgress, SyncSettings, Syncer};
 use tokio_util::sync::CancellationToken;
+
+#[path = "common/procs.rs"]
+mod procs;
+use procs::{SimProcess, start_sim};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -56,71 +59,6 @@ struct Args {
 }
 
 const SECRET: &str = "whsec_YmVuY2htYXJrIHNpZ25pbmcga2V5";
-
-/// A `hirehook sim` child process.
-struct SimProcess {
-    child: std::process::Child,
-    base_url: String,
-    api_key: String,
-    integrations: Vec<String>,
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn hirehook_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    // target/<profile>/examples/bench → target/<profile>/hirehook
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("hirehook"))
-        .context("locating the target directory")?;
-    if !bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release` first",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn start_sim(
-    applications: usize,
-    changes_per_second: f64,
-    seed: u64,
-) -> anyhow::Result<SimProcess> {
-    let mut child = std::process::Command::new(hirehook_binary()?)
-        .args(["sim", "--listen", "127.0.0.1:0", "--integrations", "1"])
-        .args(["--applications", &applications.to_string()])
-        .args(["--seed", &seed.to_string()])
-        .args(["--changes-per-second", &changes_per_second.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("starting the simulator")?;
-    let stdout = child.stdout.take().context("sim stdout")?;
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let v: serde_json::Value = serde_json::from_str(&line).context("sim address line")?;
-    Ok(SimProcess {
-        child,
-        base_url: v["base_url"].as_str().unwrap_or_default().to_owned(),
-        api_key: v["api_key"].as_str().unwrap_or_default().to_owned(),
-        integrations: v["integrations"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
-}
 
 fn client(sim: &SimProcess) -> anyhow::Result<KomboClient> {
     Ok(KomboClient::new(ClientConfig {

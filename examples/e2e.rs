@@ -28,7 +28,6 @@
 //! BENCHMARKS.md.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +36,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+
+#[path = "common/procs.rs"]
+mod procs;
+use procs::{SimProcess, first_line, hirehook_binary, start_sim};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -208,31 +211,6 @@ fn receive(record: bool) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Processes and /proc.
 
-fn target_dir() -> anyhow::Result<PathBuf> {
-    // target/<profile>/examples/e2e → target/<profile>
-    std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .context("locating the target directory")
-}
-
-/// The daemon under test: `HIREHOOK_BIN` when set (to compare two builds), else the
-/// `hirehook` beside this example.
-fn hirehook_binary() -> anyhow::Result<PathBuf> {
-    let bin = match std::env::var_os("HIREHOOK_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => target_dir()?.join("hirehook"),
-    };
-    if !bin.exists() {
-        bail!(
-            "{} not found: run `cargo build --release --bin hirehook` first",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 /// A child that is killed when dropped.
 struct Proc(Child);
 
@@ -261,14 +239,6 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// Reads the first stdout line of a freshly started child.
-fn first_line(child: &mut Child) -> anyhow::Result<String> {
-    let stdout = child.stdout.take().context("child stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    Ok(line.trim().to_owned())
 }
 
 /// Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux).
@@ -344,40 +314,6 @@ fn postgres_cpu_secs(postmaster: u32) -> f64 {
 
 // ---------------------------------------------------------------------------------------
 // The pieces of a run.
-
-struct Sim {
-    _proc: Proc,
-    base_url: String,
-    api_key: String,
-    integrations: Vec<String>,
-}
-
-fn start_sim(applications: usize, changes_per_second: f64) -> anyhow::Result<Sim> {
-    let mut child = Command::new(hirehook_binary()?)
-        .args(["sim", "--listen", "127.0.0.1:0", "--integrations", "1"])
-        .args(["--applications", &applications.to_string()])
-        .args(["--seed", "7"])
-        .args(["--changes-per-second", &changes_per_second.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the simulator")?;
-    let line = first_line(&mut child)?;
-    let v: serde_json::Value = serde_json::from_str(&line).context("sim address line")?;
-    Ok(Sim {
-        _proc: Proc(child),
-        base_url: v["base_url"].as_str().unwrap_or_default().to_owned(),
-        api_key: v["api_key"].as_str().unwrap_or_default().to_owned(),
-        integrations: v["integrations"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    })
-}
 
 struct Receiver {
     proc: Proc,
@@ -521,7 +457,7 @@ async fn store_spec(common: &Common, run: usize) -> anyhow::Result<StoreSpec> {
 
 fn config_text(
     store: &StoreSpec,
-    sim: &Sim,
+    sim: &SimProcess,
     receiver: &str,
     common: &Common,
     initial: &str,
@@ -655,7 +591,7 @@ async fn throughput(common: Common, events: usize) -> anyhow::Result<()> {
     let (mut rates, mut cpus, mut ceilings, mut rss, mut db_cpus) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..common.runs {
-        let sim = start_sim(events, 0.0)?;
+        let sim = start_sim(events, 0.0, 7)?;
         let (ceiling, recv_us) = receiver.ceiling(50_000, 64).await?;
         let spec = store_spec(&common, run).await?;
         let dir = tempfile::tempdir()?;
@@ -805,7 +741,7 @@ async fn latency(
     );
     let receiver = Receiver::start(true)?;
     for run in 0..common.runs {
-        let sim = start_sim(20_000, events_per_second)?;
+        let sim = start_sim(20_000, events_per_second, 7)?;
         let spec = store_spec(&common, run).await?;
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("hirehook.toml");

@@ -10,6 +10,8 @@
 //! Durability: a commit is atomic; it is durable once [`Store::flush`] returns. Callers
 //! flush before telling anyone about an event (printing, delivering).
 
+#[cfg(test)]
+mod fixtures;
 pub mod postgres;
 pub mod sled;
 

@@ -95,24 +95,33 @@ struct Cursor {
 }
 
 impl ClaimCursors {
+    /// Runs `f` on `subscriber`'s cursor (the name is copied only the first time).
+    fn with<T>(&self, subscriber: &str, f: impl FnOnce(&mut Cursor) -> T) -> T {
+        let mut map = self.by_subscriber.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cursor) = map.get_mut(subscriber) {
+            return f(cursor);
+        }
+        f(map.entry(subscriber.to_owned()).or_default())
+    }
+
     /// Where the next claim of `subscriber` starts (None: the front).
     fn start(&self, subscriber: &str) -> Option<(Timestamp, i64)> {
-        let mut map = self.by_subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        let cursor = map.entry(subscriber.to_owned()).or_default();
-        cursor.claims = cursor.claims.wrapping_add(1);
-        if cursor.claims.is_multiple_of(FULL_SCAN_EVERY) {
-            None
-        } else {
-            cursor.after
-        }
+        self.with(subscriber, |cursor| {
+            cursor.claims = cursor.claims.wrapping_add(1);
+            if cursor.claims.is_multiple_of(FULL_SCAN_EVERY) {
+                None
+            } else {
+                cursor.after
+            }
+        })
     }
 
     /// After a claim: a full claim moves the cursor past its last row; a short one means
     /// the scan reached the end, so the next starts at the front.
     fn claimed(&self, subscriber: &str, last: Option<(Timestamp, i64)>, full: bool) {
-        let mut map = self.by_subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        let cursor = map.entry(subscriber.to_owned()).or_default();
-        cursor.after = if full { last } else { None };
+        self.with(subscriber, |cursor| {
+            cursor.after = if full { last } else { None };
+        });
     }
 }
 

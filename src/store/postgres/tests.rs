@@ -15,6 +15,7 @@ use chrono::TimeZone;
 use super::*;
 use crate::ats::Timestamp;
 use crate::event::EventType;
+use crate::store::fixtures::{at, event};
 use crate::store::*;
 
 /// One application's stored snapshot, read the way the sync reads them (a page at a time).
@@ -24,13 +25,6 @@ async fn one_snapshot(store: &PgStore, integration: &str, application: &str) -> 
         .await
         .expect("snapshots");
     found.pop().flatten()
-}
-
-fn at(secs: i64) -> Timestamp {
-    chrono::Utc
-        .timestamp_opt(1_700_000_000 + secs, 0)
-        .single()
-        .expect("valid")
 }
 
 /// An unfenced store on a fresh database, or None (skipped).
@@ -63,19 +57,6 @@ macro_rules! store {
             None => return,
         }
     };
-}
-
-fn event(id: &str, app: &str, seq: u64, t: EventType, subs: &[&str]) -> NewEvent {
-    NewEvent {
-        id: id.into(),
-        event_type: t,
-        application_id: app.into(),
-        sequence: seq,
-        detected_at: at(seq as i64),
-        body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
-        subscribers: subs.iter().map(|s| s.to_string()).collect(),
-        hold: false,
-    }
 }
 
 fn held(id: &str, app: &str, seq: u64, subs: &[&str]) -> NewEvent {

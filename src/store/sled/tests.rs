@@ -4,33 +4,13 @@
 //! (`tests/it/store_contract.rs`).
 
 use super::*;
+use crate::store::fixtures::{at, event};
 use crate::store::*;
-use chrono::TimeZone;
-
-fn at(secs: i64) -> Timestamp {
-    chrono::Utc
-        .timestamp_opt(1_700_000_000 + secs, 0)
-        .single()
-        .expect("valid")
-}
 
 fn open() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SledStore::open(&dir.path().join("db"), 8 << 20).expect("open");
     (dir, store)
-}
-
-fn event(id: &str, app: &str, seq: u64, t: EventType, subs: &[&str]) -> NewEvent {
-    NewEvent {
-        id: id.into(),
-        event_type: t,
-        application_id: app.into(),
-        sequence: seq,
-        detected_at: at(seq as i64),
-        body: format!("{{\"id\":\"{id}\"}}").into_bytes(),
-        subscribers: subs.iter().map(|s| s.to_string()).collect(),
-        hold: false,
-    }
 }
 
 #[test]
