@@ -10,11 +10,13 @@
 //! Durability: a commit is atomic; it is durable once [`Store::flush`] returns. Callers
 //! flush before telling anyone about an event (printing, delivering).
 
+pub mod erase;
 #[cfg(test)]
 mod fixtures;
 pub mod postgres;
 pub mod sled;
 
+pub use self::erase::{EraseReport, ErasureSubject};
 pub use self::postgres::PgStore;
 pub use self::sled::{LOCK_WAIT, SledStore, keys};
 
@@ -527,6 +529,32 @@ impl Store {
                 Ok(report)
             }
             Store::Postgres(p) => p.sweep(policy, now, limit, cursor).await,
+        }
+    }
+
+    /// Erases the personal data of `subject` in integration `integration_id` (see
+    /// [`erase`]): the candidate's values in the matched snapshots and event bodies (log
+    /// and held) become null, and the matched events' delivery records lose what may echo
+    /// a body (last error, attempts' errors and response excerpts). Ids, types,
+    /// sequences, timestamps and delivery states stay. By application: its snapshot and
+    /// every event of it; by candidate: the snapshots whose candidate is that id, and the
+    /// events whose body names it or whose application is one of those. One atomic write,
+    /// durable before it returns; erasing again changes 0. A pending delivery of an erased
+    /// event is sent with the erased body (bodies are signed as they are sent).
+    ///
+    /// The old values may still be in the store's files (sled's log segments,
+    /// PostgreSQL's dead tuples) until [`Store::purge_erased`].
+    pub async fn erase(
+        &self,
+        integration_id: &str,
+        subject: &ErasureSubject,
+    ) -> Result<EraseReport, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let (integration_id, subject) = (integration_id.to_owned(), subject.clone());
+                scan(s, move |s| s.erase(&integration_id, &subject)).await
+            }
+            Store::Postgres(p) => p.erase(integration_id, subject).await,
         }
     }
 

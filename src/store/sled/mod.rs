@@ -1,6 +1,7 @@
 //! The sled backend: one tree, a page commit is one `apply_batch`, the delivery queues
 //! derived in memory (see [`queues`]). Layout and atomicity: see [`keys`].
 
+mod erase;
 pub mod export;
 pub mod keys;
 mod outbox;
@@ -36,6 +37,10 @@ pub struct SledStore {
     /// The delivery queues, derived from the outbox (see [`queues`]). Lock order: the
     /// commit lock before this one.
     queues: Mutex<queues::Queues>,
+    /// Pending deliveries of erased events whose next attempt's record is to be erased
+    /// as it is written (see `erase`); `erased_any` says whether there are any.
+    erased_pending: Mutex<std::collections::HashSet<(String, u64)>>,
+    erased_any: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -136,6 +141,8 @@ impl SledStore {
             tree,
             commit_lock: Mutex::new(last.max(last_held).max(last_dropped).max(floor)),
             queues: Mutex::new(queues::Queues::default()),
+            erased_pending: Mutex::default(),
+            erased_any: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

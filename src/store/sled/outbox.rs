@@ -242,6 +242,16 @@ impl SledStore {
             self.tree.insert(key, value)?;
         }
         let mut queues = self.queues()?;
+        if self.take_erased_mark(subscriber, log_seq) {
+            // Claimed before an erasure: the attempts this claim read are erased again
+            // (this attempt's own record stays, as on PostgreSQL, which appends it).
+            let earlier = entry.recent_attempts.len().saturating_sub(1);
+            for a in entry.recent_attempts.iter_mut().take(earlier) {
+                crate::store::erase::erase_attempt(a);
+            }
+            self.tree
+                .insert(keys::outbox(subscriber, log_seq), encode_json(&entry)?)?;
+        }
         match result {
             AttemptResult::Delivered => {
                 queues.finish(subscriber, log_seq, attempt.at.timestamp_millis());
