@@ -558,6 +558,37 @@ impl Store {
         }
     }
 
+    /// Makes the values an [`Store::erase`] overwrote leave the store's files, while the
+    /// store is in use: sled rewrites its files online ([`SledStore::rewrite_online`]),
+    /// PostgreSQL rewrites each table the erasure changed (`VACUUM FULL`). Either pauses
+    /// the store's users (sled: this process's syncs and deliveries; PostgreSQL: every
+    /// replica's use of those tables) for its length, which it returns. Nothing is done
+    /// when the erasure changed nothing.
+    pub async fn purge_erased(&self, report: &EraseReport) -> Result<PurgeReport, StoreError> {
+        if report.changed() == 0 {
+            return Ok(PurgeReport::default());
+        }
+        match self {
+            Store::Sled(s) => {
+                let r = scan(s, |s| s.rewrite_online()).await?;
+                Ok(PurgeReport {
+                    took: r.took,
+                    what: format!(
+                        "rewrote the sled store's files ({} keys, {} bytes before, {} after)",
+                        r.keys, r.before, r.after
+                    ),
+                })
+            }
+            Store::Postgres(p) => {
+                let (tables, took) = p.vacuum_full(report).await?;
+                Ok(PurgeReport {
+                    took,
+                    what: format!("VACUUM FULL {}", tables.join(", ")),
+                })
+            }
+        }
+    }
+
     /// When the oldest event still in the log was detected (`None`: the log is empty).
     pub async fn oldest_event_at(&self) -> Result<Option<Timestamp>, StoreError> {
         match self {
@@ -574,6 +605,14 @@ impl Store {
             Store::Postgres(_) => {}
         }
     }
+}
+
+/// What [`Store::purge_erased`] did, and how long the store's users waited for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub took: Duration,
+    /// In words, for logs and the CLI (empty: nothing was done).
+    pub what: String,
 }
 
 /// Per-integration progress, written with the page that changes it.

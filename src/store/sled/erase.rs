@@ -40,7 +40,7 @@ impl SledStore {
             }
             ErasureSubject::Candidate(candidate) => {
                 let prefix = keys::snapshot_prefix(integration_id);
-                for item in self.tree.scan_prefix(&prefix) {
+                for item in self.h()?.tree.scan_prefix(&prefix) {
                     let (key, value) = item?;
                     if snapshot_candidate(&value).as_deref() == Some(candidate.as_str()) {
                         let app = key.get(prefix.len()..).unwrap_or_default();
@@ -51,7 +51,7 @@ impl SledStore {
         }
         for app in &apps {
             let key = keys::snapshot(integration_id, app);
-            if let Some(value) = self.tree.get(&key)?
+            if let Some(value) = self.h()?.tree.get(&key)?
                 && let Some(erased) = erase_snapshot(&value)
             {
                 batch.insert(key, erased);
@@ -65,7 +65,7 @@ impl SledStore {
                         if body_candidate(&record.body).as_deref() == Some(c.as_str())))
         };
         let mut pending: Vec<(String, u64)> = Vec::new();
-        for item in self.tree.scan_prefix([keys::EVENT]) {
+        for item in self.h()?.tree.scan_prefix([keys::EVENT]) {
             let (key, value) = item?;
             let mut record = decode_record(&value)?;
             if !matches(&record) {
@@ -79,6 +79,7 @@ impl SledStore {
             for subscriber in &record.subscribers {
                 let mut changed = false;
                 for item in self
+                    .h()?
                     .tree
                     .scan_prefix(keys::attempt_prefix(subscriber, record.log_seq))
                 {
@@ -109,7 +110,11 @@ impl SledStore {
                 report.deliveries += u64::from(changed);
             }
         }
-        for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
+        for item in self
+            .h()?
+            .tree
+            .scan_prefix(keys::held_prefix(integration_id))
+        {
             let (key, value) = item?;
             let mut record = decode_record(&value)?;
             if matches(&record)
@@ -122,10 +127,10 @@ impl SledStore {
         }
         {
             let _queues = self.queues_unbuilt();
-            self.tree.apply_batch(batch)?;
+            self.h()?.tree.apply_batch(batch)?;
             self.mark_erased(pending);
         }
-        self.db.flush()?;
+        self.h()?.db.flush()?;
         Ok(report)
     }
 
