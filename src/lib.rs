@@ -42,6 +42,7 @@ pub mod deliver;
 pub mod demo;
 pub mod diff;
 pub mod domain;
+pub mod erase;
 pub mod event;
 pub mod held;
 pub mod inspect;

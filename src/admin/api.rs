@@ -20,7 +20,8 @@ use super::AdminState;
 use super::error::ApiError;
 use crate::event::{EventType, is_event_id};
 use crate::inspect::{self, DeliveryRow, EventSummary, EventView, StatusView, SubscriberStatus};
-use crate::store::{DeliveryState, EventFilter};
+use crate::store::erase::check_id;
+use crate::store::{DeliveryState, EraseReport, ErasureSubject, EventFilter};
 
 /// The OpenAPI document of `/v1`, kept in the repository beside this file.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -81,7 +82,8 @@ pub fn routes() -> (Router<AdminState>, Vec<(&'static str, &'static str)>) {
         .post("/integrations/{id}/sync", sync_now)
         .get("/integrations/{id}/held", list_held)
         .post("/integrations/{id}/held/release", release_held)
-        .post("/integrations/{id}/held/drop", drop_held);
+        .post("/integrations/{id}/held/drop", drop_held)
+        .post("/erase", erase);
     (table.router, table.routes)
 }
 
@@ -703,4 +705,74 @@ mod tests {
             );
         }
     }
+}
+
+/// `POST /v1/erase`: whose data to erase.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    #[serde(default, alias = "integration_id")]
+    pub integration: Option<String>,
+    #[serde(
+        default,
+        alias = "application_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub application: Option<String>,
+    #[serde(
+        default,
+        alias = "candidate_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub candidate: Option<String>,
+}
+
+impl EraseRequest {
+    /// The integration and the subject; 400 naming the field otherwise.
+    pub fn validate(&self) -> Result<(String, ErasureSubject), ApiError> {
+        let check = |field: &str, id: &str| {
+            check_id(id).map_err(|why| ApiError::bad_request(format!("`{field}` {why}")))
+        };
+        let Some(integration) = &self.integration else {
+            return Err(ApiError::bad_request("`integration` is required"));
+        };
+        check("integration", integration)?;
+        let subject = match (&self.application, &self.candidate) {
+            (Some(a), None) => {
+                check("application", a)?;
+                ErasureSubject::Application(a.clone())
+            }
+            (None, Some(c)) => {
+                check("candidate", c)?;
+                ErasureSubject::Candidate(c.clone())
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "give one of `application` and `candidate`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "say whose data: `application` or `candidate`",
+                ));
+            }
+        };
+        Ok((integration.clone(), subject))
+    }
+}
+
+async fn erase(
+    State(state): State<AdminState>,
+    body: Result<Json<EraseRequest>, JsonRejection>,
+) -> Result<Json<EraseReport>, ApiError> {
+    let Json(request) = body?;
+    let (integration, subject) = request.validate()?;
+    let report = with_store!(state, |store, _config| {
+        let report = store.erase(&integration, &subject).await?;
+        let purge = store.purge_erased(&report).await?;
+        crate::erase::log_erasure(&integration, &subject, &report, &purge, "admin API");
+        Ok(report)
+    })
+    .await?;
+    Ok(Json(report))
 }

@@ -6,6 +6,7 @@ pub mod admin_client;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod erase;
 pub mod events;
 pub mod inspect;
 pub mod replay;
@@ -65,6 +66,10 @@ pub enum Command {
     /// The store: apply the PostgreSQL schema (`migrate`), fill it from a sled store
     /// (`copy`), apply retention now (`compact`).
     Store(store::StoreArgs),
+    /// Remove a person's data (an application's or a candidate's) from every stored
+    /// snapshot, event body and delivery record of an integration, and from the store's
+    /// files.
+    Erase(erase::EraseArgs),
 }
 
 /// A failed command, with the exit code it maps to.
@@ -132,6 +137,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Sim(args) => sim::run(args).await,
         Command::Config(args) => config::run(args),
         Command::Store(args) => store::run(args).await,
+        Command::Erase(args) => erase::run(args).await,
     }
 }
 

@@ -10,11 +10,13 @@
 //! Durability: a commit is atomic; it is durable once [`Store::flush`] returns. Callers
 //! flush before telling anyone about an event (printing, delivering).
 
+pub mod erase;
 #[cfg(test)]
 mod fixtures;
 pub mod postgres;
 pub mod sled;
 
+pub use self::erase::{EraseReport, ErasureSubject};
 pub use self::postgres::PgStore;
 pub use self::sled::{LOCK_WAIT, SledStore, keys};
 
@@ -530,6 +532,63 @@ impl Store {
         }
     }
 
+    /// Erases the personal data of `subject` in integration `integration_id` (see
+    /// [`erase`]): the candidate's values in the matched snapshots and event bodies (log
+    /// and held) become null, and the matched events' delivery records lose what may echo
+    /// a body (last error, attempts' errors and response excerpts). Ids, types,
+    /// sequences, timestamps and delivery states stay. By application: its snapshot and
+    /// every event of it; by candidate: the snapshots whose candidate is that id, and the
+    /// events whose body names it or whose application is one of those. One atomic write,
+    /// durable before it returns; erasing again changes 0. A pending delivery of an erased
+    /// event is sent with the erased body (bodies are signed as they are sent).
+    ///
+    /// The old values may still be in the store's files (sled's log segments,
+    /// PostgreSQL's dead tuples) until [`Store::purge_erased`].
+    pub async fn erase(
+        &self,
+        integration_id: &str,
+        subject: &ErasureSubject,
+    ) -> Result<EraseReport, StoreError> {
+        match self {
+            Store::Sled(s) => {
+                let (integration_id, subject) = (integration_id.to_owned(), subject.clone());
+                scan(s, move |s| s.erase(&integration_id, &subject)).await
+            }
+            Store::Postgres(p) => p.erase(integration_id, subject).await,
+        }
+    }
+
+    /// Makes the values an [`Store::erase`] overwrote leave the store's files, while the
+    /// store is in use: sled rewrites its files online ([`SledStore::rewrite_online`]),
+    /// PostgreSQL rewrites each table the erasure changed (`VACUUM FULL`). Either pauses
+    /// the store's users (sled: this process's syncs and deliveries; PostgreSQL: every
+    /// replica's use of those tables) for its length, which it returns. Nothing is done
+    /// when the erasure changed nothing.
+    pub async fn purge_erased(&self, report: &EraseReport) -> Result<PurgeReport, StoreError> {
+        if report.changed() == 0 {
+            return Ok(PurgeReport::default());
+        }
+        match self {
+            Store::Sled(s) => {
+                let r = scan(s, |s| s.rewrite_online()).await?;
+                Ok(PurgeReport {
+                    took: r.took,
+                    what: format!(
+                        "rewrote the sled store's files ({} keys, {} bytes before, {} after)",
+                        r.keys, r.before, r.after
+                    ),
+                })
+            }
+            Store::Postgres(p) => {
+                let (tables, took) = p.vacuum_full(report).await?;
+                Ok(PurgeReport {
+                    took,
+                    what: format!("VACUUM FULL {}", tables.join(", ")),
+                })
+            }
+        }
+    }
+
     /// When the oldest event still in the log was detected (`None`: the log is empty).
     pub async fn oldest_event_at(&self) -> Result<Option<Timestamp>, StoreError> {
         match self {
@@ -546,6 +605,14 @@ impl Store {
             Store::Postgres(_) => {}
         }
     }
+}
+
+/// What [`Store::purge_erased`] did, and how long the store's users waited for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub took: Duration,
+    /// In words, for logs and the CLI (empty: nothing was done).
+    pub what: String,
 }
 
 /// Per-integration progress, written with the page that changes it.

@@ -17,6 +17,7 @@ mod demo;
 mod deploy;
 mod disk_faults;
 mod docs_events;
+mod erase;
 mod examples_receiver;
 mod examples_relays;
 mod fuzz_corpus;

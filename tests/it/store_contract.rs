@@ -12,9 +12,9 @@ use hirehook::ats::Timestamp;
 use hirehook::diff::Snapshot;
 use hirehook::event::EventType;
 use hirehook::store::{
-    ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, EventFilter, NewEvent,
-    PageCommit, QueueSummary, RetentionPolicy, SnapshotWrite, Store, StoreError, SweepCursor,
-    SweepReport, SyncState,
+    ATTEMPTS_KEPT, AttemptRecord, AttemptResult, DeliveryState, DueDelivery, EraseReport,
+    ErasureSubject, EventFilter, NewEvent, PageCommit, QueueSummary, RetentionPolicy,
+    SnapshotWrite, Store, StoreError, SweepCursor, SweepReport, SyncState,
 };
 
 /// A store under test, and what it takes to open it again (as after a crash).
@@ -275,6 +275,131 @@ async fn log_ids(store: &Store) -> Vec<String> {
         .into_iter()
         .map(|r| r.id)
         .collect()
+}
+
+/// A body as the diff writes it, naming candidate `cand` of application `app`.
+fn person_body(id: &str, app: &str, cand: &str, first: &str, last: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": "stage_changed",
+        "timestamp": "2023-11-14T22:13:21.000Z",
+        "data": {
+            "event_id": id,
+            "integration_id": "gh:1",
+            "application": {
+                "id": app,
+                "candidate": {"id": cand, "first_name": first, "last_name": last},
+                "current_stage": {"id": "stage_2", "name": "Onsite"}
+            },
+            "previous_stage": {"id": "stage_1", "name": "Screen"}
+        }
+    }))
+    .expect("json")
+}
+
+/// An event of `app` whose body names candidate `cand`.
+fn person_event(id: &str, app: &str, seq: u64, cand: &str, hold: bool) -> NewEvent {
+    NewEvent {
+        body: person_body(
+            id,
+            app,
+            cand,
+            &format!("First{cand}"),
+            &format!("Last{cand}"),
+        ),
+        hold,
+        ..event(id, app, seq, EventType::StageChanged, &["crm"])
+    }
+}
+
+/// A snapshot of `app` (sequence `sequence`) whose candidate is `cand`, names included.
+fn person_snap(app: &str, sequence: u64, cand: &str) -> SnapshotWrite {
+    let snapshot = Snapshot {
+        sequence,
+        remote_id: Some(format!("remote-{app}")),
+        candidate: Some(hirehook::event::CandidateRef {
+            id: cand.into(),
+            first_name: Some(format!("First{cand}")),
+            last_name: Some(format!("Last{cand}")),
+        }),
+        ..Snapshot::default()
+    };
+    snap(app, &snapshot.encode(), true)
+}
+
+/// In `gh:1`: applications `a` and `b` of candidate `c1`, `x` of `c2`; events `e1` (a),
+/// `e2` (x), `e3` (b) logged for `crm`, `e4` (a) held; `e1` failed once with an error and
+/// a response excerpt. In `gh:2`: application `a` of `c1` with event `f1`.
+async fn people(store: &Store) {
+    store
+        .commit_page(
+            "gh:1",
+            PageCommit {
+                snapshots: vec![
+                    person_snap("a", 2, "c1"),
+                    person_snap("b", 1, "c1"),
+                    person_snap("x", 1, "c2"),
+                ],
+                events: vec![
+                    person_event("e1", "a", 1, "c1", false),
+                    person_event("e2", "x", 1, "c2", false),
+                    person_event("e3", "b", 1, "c1", false),
+                    person_event("e4", "a", 2, "c1", true),
+                ],
+            },
+        )
+        .await
+        .expect("commit");
+    store
+        .commit_page(
+            "gh:2",
+            PageCommit {
+                snapshots: vec![person_snap("a", 1, "c1")],
+                events: vec![person_event("f1", "a", 1, "c1", false)],
+            },
+        )
+        .await
+        .expect("commit");
+    store.flush().await.expect("flush");
+    let d = claim_one(store, 100, 1).await;
+    store
+        .record_attempt(
+            &d,
+            &AttemptRecord {
+                error: Some("echo of Firstc1".into()),
+                response_prefix: Some("bad request: Lastc1".into()),
+                ..attempt(1, 100, 400)
+            },
+            AttemptResult::Retry { due_at: at(200) },
+        )
+        .await
+        .expect("record");
+}
+
+/// The candidate's names in a stored snapshot.
+async fn snapshot_names(
+    store: &Store,
+    integration: &str,
+    app: &str,
+) -> (Option<String>, Option<String>, String, u64) {
+    let bytes = store.snapshots(integration, &[app]).await.expect("read")[0]
+        .clone()
+        .expect("stored");
+    let s = Snapshot::decode(&bytes).expect("decodes");
+    let c = s.candidate.expect("candidate kept");
+    (c.first_name, c.last_name, c.id, s.sequence)
+}
+
+/// Whether the stored body of event `id` (logged or held) still has names.
+async fn body_has_names(store: &Store, id: &str) -> bool {
+    let record = store.event_by_id(id).await.expect("read").expect("stored");
+    let body: serde_json::Value = serde_json::from_slice(&record.body).expect("json");
+    let c = &body["data"]["application"]["candidate"];
+    assert!(c["id"].is_string(), "the candidate id stays: {body}");
+    assert_eq!(
+        body["data"]["application"]["current_stage"]["name"],
+        "Onsite"
+    );
+    !c["first_name"].is_null() || !c["last_name"].is_null()
 }
 
 pub mod checks {
@@ -1481,6 +1606,159 @@ pub mod checks {
             Some(DeliveryState::Pending)
         );
     }
+
+    pub async fn erase_by_application_changes_exactly_its_records(fx: &mut Fixture) {
+        let store = fx.store();
+        people(store).await;
+        let log_before: Vec<(u64, String, u64)> = store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .into_iter()
+            .map(|r| (r.log_seq, r.id, r.sequence))
+            .collect();
+        let report = store
+            .erase("gh:1", &ErasureSubject::Application("a".into()))
+            .await
+            .expect("erase");
+        assert_eq!(
+            report,
+            EraseReport {
+                snapshots: 1,
+                events: 2,
+                deliveries: 1
+            }
+        );
+        assert_eq!(report.changed(), 4);
+        // Durable: what a reopen reads.
+        fx.reopen().await;
+        let store = fx.store();
+        assert_eq!(
+            snapshot_names(store, "gh:1", "a").await,
+            (None, None, "c1".into(), 2)
+        );
+        assert_eq!(
+            snapshot_names(store, "gh:1", "b").await.0.as_deref(),
+            Some("Firstc1")
+        );
+        assert_eq!(
+            snapshot_names(store, "gh:2", "a").await.0.as_deref(),
+            Some("Firstc1")
+        );
+        assert!(!body_has_names(store, "e1").await);
+        assert!(!body_has_names(store, "e4").await, "held events too");
+        for kept in ["e2", "e3", "f1"] {
+            assert!(body_has_names(store, kept).await, "{kept} is not a's");
+        }
+        let log_after: Vec<(u64, String, u64)> = store
+            .events(&EventFilter::default())
+            .await
+            .expect("log")
+            .into_iter()
+            .map(|r| (r.log_seq, r.id, r.sequence))
+            .collect();
+        assert_eq!(log_after, log_before, "ids, sequences and log order stay");
+        assert_eq!(store.held_events("gh:1").await.expect("held").len(), 1);
+        let entry = store.delivery("crm", 1).await.expect("read").expect("kept");
+        assert_eq!(entry.state, DeliveryState::Pending);
+        assert_eq!(entry.attempts, 1);
+        assert_eq!(entry.last_error, None);
+        let attempts = store.attempts("crm", 1).await.expect("attempts");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].status, Some(400), "the status stays");
+        assert_eq!(attempts[0].error, None);
+        assert_eq!(attempts[0].response_prefix, None);
+        // The pending delivery goes out with the erased body.
+        let d = claim_one(store, 300, 1).await;
+        let body: serde_json::Value = serde_json::from_slice(&d.body).expect("json");
+        assert!(body["data"]["application"]["candidate"]["first_name"].is_null());
+        store.release_claim(&d).await.expect("give back");
+        // Again: nothing more.
+        let again = store
+            .erase("gh:1", &ErasureSubject::Application("a".into()))
+            .await
+            .expect("erase");
+        assert_eq!(again, EraseReport::default());
+        assert_eq!(again.changed(), 0);
+    }
+
+    pub async fn erase_by_candidate_changes_every_record_of_the_candidate(fx: &mut Fixture) {
+        let store = fx.store();
+        people(store).await;
+        let report = store
+            .erase("gh:1", &ErasureSubject::Candidate("c1".into()))
+            .await
+            .expect("erase");
+        assert_eq!(
+            report,
+            EraseReport {
+                snapshots: 2,
+                events: 3,
+                deliveries: 1
+            }
+        );
+        for app in ["a", "b"] {
+            assert_eq!(snapshot_names(store, "gh:1", app).await.0, None, "{app}");
+        }
+        assert_eq!(
+            snapshot_names(store, "gh:1", "x").await.0.as_deref(),
+            Some("Firstc2")
+        );
+        assert_eq!(
+            snapshot_names(store, "gh:2", "a").await.0.as_deref(),
+            Some("Firstc1")
+        );
+        for erased in ["e1", "e3", "e4"] {
+            assert!(!body_has_names(store, erased).await, "{erased}");
+        }
+        assert!(body_has_names(store, "e2").await);
+        assert!(body_has_names(store, "f1").await, "another integration's");
+        let again = store
+            .erase("gh:1", &ErasureSubject::Candidate("c1".into()))
+            .await
+            .expect("erase");
+        assert_eq!(again.changed(), 0);
+    }
+
+    pub async fn erase_of_nothing_changes_nothing(fx: &mut Fixture) {
+        let store = fx.store();
+        people(store).await;
+        for (integration, subject) in [
+            ("gh:9", ErasureSubject::Application("a".into())),
+            ("gh:9", ErasureSubject::Candidate("c1".into())),
+            ("gh:1", ErasureSubject::Application("nobody".into())),
+            ("gh:1", ErasureSubject::Candidate("nobody".into())),
+        ] {
+            let report = store.erase(integration, &subject).await.expect("erase");
+            assert_eq!(report.changed(), 0, "{integration} {subject:?}");
+        }
+        assert!(body_has_names(store, "e1").await);
+        assert_eq!(
+            snapshot_names(store, "gh:1", "a").await.0.as_deref(),
+            Some("Firstc1")
+        );
+    }
+
+    pub async fn an_attempt_claimed_before_an_erasure_does_not_bring_names_back(fx: &mut Fixture) {
+        let store = fx.store();
+        people(store).await;
+        let d = claim_one(store, 300, 1).await;
+        store
+            .erase("gh:1", &ErasureSubject::Application("a".into()))
+            .await
+            .expect("erase");
+        store
+            .record_attempt(&d, &attempt(2, 300, 200), AttemptResult::Delivered)
+            .await
+            .expect("record");
+        let entry = store.delivery("crm", 1).await.expect("read").expect("kept");
+        assert_eq!(entry.state, DeliveryState::Delivered);
+        let attempts = store.attempts("crm", 1).await.expect("attempts");
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].error, None, "the erased attempt stays erased");
+        assert_eq!(attempts[0].response_prefix, None);
+        assert_eq!(attempts[1].status, Some(200));
+    }
 }
 
 /// One test per check, for one backend. `$open` gives a fresh fixture, or `None` when the
@@ -1527,6 +1805,10 @@ macro_rules! every_check {
             retention_purges_long_deleted_applications_and_keeps_their_sequence,
             forever_keeps_everything,
             a_sweep_goes_in_batches_of_its_limit,
+            erase_by_application_changes_exactly_its_records,
+            erase_by_candidate_changes_every_record_of_the_candidate,
+            erase_of_nothing_changes_nothing,
+            an_attempt_claimed_before_an_erasure_does_not_bring_names_back,
         );
     };
 }

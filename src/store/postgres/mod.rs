@@ -30,6 +30,7 @@
 //! Errors never carry the password: connect errors name `host:port/database`.
 
 mod attempts;
+mod erase;
 mod import;
 mod lease;
 mod log;

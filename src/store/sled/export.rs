@@ -33,12 +33,44 @@ fn name_before_seq(key: &[u8], what: &str) -> Result<(String, u64), StoreError> 
     Ok((text(name, what)?, seq))
 }
 
+/// A scan that holds the read guard on the handles while it is iterated.
+struct Guarded<'a> {
+    _guard: super::HandlesGuard<'a>,
+    iter: ::sled::Iter,
+}
+
+impl Iterator for Guarded<'_> {
+    type Item = Result<(::sled::IVec, ::sled::IVec), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.iter.next().map(|r| r.map_err(StoreError::from))
+    }
+}
+
 impl SledStore {
+    /// The keys and values under `prefix`, the handles' read guard held until the
+    /// iterator is dropped (an export runs long: no handle may outlive its guard).
+    fn guarded_scan(
+        &self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<(::sled::IVec, ::sled::IVec), StoreError>> + '_> {
+        match self.h() {
+            Ok(guard) => {
+                let iter = guard.tree.scan_prefix(prefix);
+                Box::new(Guarded {
+                    _guard: guard,
+                    iter,
+                })
+            }
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+
     /// The first and last log sequence in the log, if it holds any (two key lookups: a
     /// cheap bound on its length, for progress bars).
     pub fn log_bounds(&self) -> Result<Option<(u64, u64)>, StoreError> {
-        let first = self.tree.scan_prefix([keys::EVENT]).keys().next();
-        let last = self.tree.scan_prefix([keys::EVENT]).keys().next_back();
+        let first = self.h()?.tree.scan_prefix([keys::EVENT]).keys().next();
+        let last = self.h()?.tree.scan_prefix([keys::EVENT]).keys().next_back();
         let (Some(first), Some(last)) = (first.transpose()?, last.transpose()?) else {
             return Ok(None);
         };
@@ -56,7 +88,7 @@ impl SledStore {
     pub fn export_snapshots(
         &self,
     ) -> impl Iterator<Item = Result<(String, String, Vec<u8>), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::SNAPSHOT]).map(|item| {
+        self.guarded_scan(&[keys::SNAPSHOT]).map(|item| {
             let (key, value) = item?;
             let rest = key.get(1..).unwrap_or_default();
             let sep = rest
@@ -74,7 +106,7 @@ impl SledStore {
     pub fn export_purged(
         &self,
     ) -> impl Iterator<Item = Result<(String, String, Vec<u8>), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::PURGED]).map(|item| {
+        self.guarded_scan(&[keys::PURGED]).map(|item| {
             let (key, value) = item?;
             let rest = key.get(1..).unwrap_or_default();
             let sep = rest
@@ -91,7 +123,7 @@ impl SledStore {
     pub fn export_dropped(
         &self,
     ) -> impl Iterator<Item = Result<(u64, String, Timestamp), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::DROPPED]).map(|item| {
+        self.guarded_scan(&[keys::DROPPED]).map(|item| {
             let (key, value) = item?;
             let seq = keys::trailing_seq(&key)
                 .ok_or_else(|| corrupt("dropped event key", "too short"))?;
@@ -110,7 +142,7 @@ impl SledStore {
     pub fn export_sync_states(
         &self,
     ) -> impl Iterator<Item = Result<(String, SyncState), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::SYNC_STATE]).map(|item| {
+        self.guarded_scan(&[keys::SYNC_STATE]).map(|item| {
             let (key, value) = item?;
             let integration = text(key.get(1..).unwrap_or_default(), "sync state")?;
             let state = serde_json::from_slice(&value)
@@ -121,24 +153,20 @@ impl SledStore {
 
     /// The whole event log, in log order.
     pub fn export_events(&self) -> impl Iterator<Item = Result<EventRecord, StoreError>> + '_ {
-        self.tree
-            .scan_prefix([keys::EVENT])
-            .values()
-            .map(|value| decode_record(&value?))
+        self.guarded_scan(&[keys::EVENT])
+            .map(|item| decode_record(&item?.1))
     }
 
     /// Every held event, of every integration (by integration, then log sequence).
     pub fn export_held(&self) -> impl Iterator<Item = Result<EventRecord, StoreError>> + '_ {
-        self.tree
-            .scan_prefix([keys::HELD])
-            .values()
-            .map(|value| decode_record(&value?))
+        self.guarded_scan(&[keys::HELD])
+            .map(|item| decode_record(&item?.1))
     }
 
     /// The event-id index: every id ever written — logged, held, and held then dropped
     /// (so a re-derived dropped event stays dropped) — with the log sequence it was given.
     pub fn export_event_ids(&self) -> impl Iterator<Item = Result<(String, u64), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::EVENT_ID]).map(|item| {
+        self.guarded_scan(&[keys::EVENT_ID]).map(|item| {
             let (key, value) = item?;
             let id = text(key.get(1..).unwrap_or_default(), "event id")?;
             let seq = keys::trailing_seq(&value)
@@ -157,8 +185,8 @@ impl SledStore {
     ) -> impl Iterator<Item = Result<(String, u64, OutboxEntry), StoreError>> + '_ {
         // Stores written by current builds have no attempt records: then each entry is
         // complete as it is, without a lookup per entry.
-        let legacy = self.tree.scan_prefix([keys::ATTEMPT]).next().is_some();
-        self.tree.scan_prefix([keys::OUTBOX]).map(move |item| {
+        let legacy = self.guarded_scan(&[keys::ATTEMPT]).next().is_some();
+        self.guarded_scan(&[keys::OUTBOX]).map(move |item| {
             let (key, value) = item?;
             let (subscriber, seq) = name_before_seq(&key, "outbox")?;
             let mut entry: OutboxEntry = serde_json::from_slice(&value)
@@ -180,6 +208,7 @@ impl SledStore {
         own: Vec<AttemptRecord>,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts: Vec<AttemptRecord> = self
+            .h()?
             .tree
             .scan_prefix(keys::attempt_prefix(subscriber, seq))
             .values()
@@ -199,7 +228,7 @@ impl SledStore {
     pub fn export_disabled(
         &self,
     ) -> impl Iterator<Item = Result<(String, String), StoreError>> + '_ {
-        self.tree.scan_prefix([keys::DISABLED]).map(|item| {
+        self.guarded_scan(&[keys::DISABLED]).map(|item| {
             let (key, value) = item?;
             let subscriber = text(key.get(1..).unwrap_or_default(), "disabled subscriber")?;
             Ok((subscriber, String::from_utf8_lossy(&value).into_owned()))
@@ -279,6 +308,8 @@ mod tests {
             .expect("commit");
         assert_eq!(store.drop_held("gh:10", &[4]).expect("drop"), 1);
         store
+            .h()
+            .unwrap()
             .tree
             .insert(keys::disabled("ats"), &b"410 Gone"[..])
             .expect("insert");
@@ -287,6 +318,8 @@ mod tests {
             let mut key = keys::attempt_prefix("crm", 1);
             key.extend_from_slice(&n.to_be_bytes());
             store
+                .h()
+                .unwrap()
                 .tree
                 .insert(key, serde_json::to_vec(&attempt(n)).expect("json"))
                 .expect("insert");
@@ -301,6 +334,8 @@ mod tests {
         entry.state = DeliveryState::Dead;
         entry.recent_attempts = (41..=45).map(attempt).collect();
         store
+            .h()
+            .unwrap()
             .tree
             .insert(
                 keys::outbox("crm", 1),

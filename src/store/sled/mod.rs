@@ -1,6 +1,7 @@
 //! The sled backend: one tree, a page commit is one `apply_batch`, the delivery queues
 //! derived in memory (see [`queues`]). Layout and atomicity: see [`keys`].
 
+mod erase;
 pub mod export;
 pub mod keys;
 mod outbox;
@@ -29,14 +30,33 @@ impl From<::sled::Error> for StoreError {
 
 /// The sled store. One per process (sled locks the directory).
 pub struct SledStore {
-    db: ::sled::Db,
-    tree: ::sled::Tree,
+    /// sled's handles, swappable by an online rewrite ([`SledStore::rewrite_online`]):
+    /// every access holds a read guard for its operation ([`SledStore::h`]) and no handle
+    /// leaves it (but for the moment a flush is in flight, which a swap waits out). `None`
+    /// only if an online rewrite could not reopen the store.
+    handles: parking_lot::RwLock<Option<Handles>>,
+    /// Where the store is and its cache size, to reopen it after an online rewrite.
+    path: std::path::PathBuf,
+    cache_bytes: u64,
     /// Serializes commits so log sequences are assigned and applied in order.
     commit_lock: Mutex<u64>,
     /// The delivery queues, derived from the outbox (see [`queues`]). Lock order: the
     /// commit lock before this one.
     queues: Mutex<queues::Queues>,
+    /// Pending deliveries of erased events whose next attempt's record is to be erased
+    /// as it is written (see `erase`); `erased_any` says whether there are any.
+    erased_pending: Mutex<std::collections::HashSet<(String, u64)>>,
+    erased_any: std::sync::atomic::AtomicBool,
 }
+
+/// The sled database and hirehook's tree in it.
+struct Handles {
+    db: ::sled::Db,
+    tree: ::sled::Tree,
+}
+
+/// A read guard on the handles, for one operation.
+type HandlesGuard<'a> = parking_lot::MappedRwLockReadGuard<'a, Handles>;
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,18 +152,34 @@ impl SledStore {
         retire_index_keys(&tree)?;
         retention::build_deleted_index(&tree)?;
         Ok(SledStore {
-            db,
-            tree,
+            handles: parking_lot::RwLock::new(Some(Handles { db, tree })),
+            path: path.to_owned(),
+            cache_bytes,
             commit_lock: Mutex::new(last.max(last_held).max(last_dropped).max(floor)),
             queues: Mutex::new(queues::Queues::default()),
+            erased_pending: Mutex::default(),
+            erased_any: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The handles, for the length of one operation. Recursive: an operation may call
+    /// another while it holds them, even while a rewrite waits for the write guard.
+    fn h(&self) -> Result<HandlesGuard<'_>, StoreError> {
+        parking_lot::RwLockReadGuard::try_map(self.handles.read_recursive(), Option::as_ref)
+            .map_err(|_| {
+                StoreError::Io(format!(
+                    "the sled store at {} is closed: an online rewrite could not reopen it \
+                     (restart hirehook; its open finishes or discards the rewrite)",
+                    self.path.display()
+                ))
+            })
     }
 
     /// Makes every committed change durable. Deliveries committed before it started join
     /// the delivery queues once it returns: nothing is sent before it is on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         let through = self.queues_unbuilt().staged_through();
-        self.db.flush()?;
+        self.h()?.db.flush()?;
         if let Some(seq) = through {
             self.queues_unbuilt().publish(seq);
         }
@@ -153,7 +189,8 @@ impl SledStore {
     /// Async flush, for use inside the runtime; as [`SledStore::flush`].
     pub async fn flush_async(&self) -> Result<(), StoreError> {
         let through = self.queues_unbuilt().staged_through();
-        self.db.flush_async().await?;
+        let db = self.h()?.db.clone();
+        db.flush_async().await?;
         if let Some(seq) = through {
             self.queues_unbuilt().publish(seq);
         }
@@ -190,7 +227,7 @@ impl SledStore {
                 application_id: String,
                 due_at: Timestamp,
             }
-            for item in self.tree.scan_prefix([keys::OUTBOX]) {
+            for item in self.h()?.tree.scan_prefix([keys::OUTBOX]) {
                 let (key, value) = item?;
                 let seq = keys::trailing_seq(&key).unwrap_or(0);
                 let subscriber = key
@@ -228,10 +265,10 @@ impl SledStore {
         application_ids
             .iter()
             .map(|id| {
-                let found = match self.tree.get(keys::snapshot(integration_id, id))? {
+                let found = match self.h()?.tree.get(keys::snapshot(integration_id, id))? {
                     Some(v) => Some(v),
                     // Rarely there: only an application seen for the first time looks.
-                    None => self.tree.get(keys::purged(integration_id, id))?,
+                    None => self.h()?.tree.get(keys::purged(integration_id, id))?,
                 };
                 Ok(found.map(|v| v.to_vec()))
             })
@@ -240,7 +277,7 @@ impl SledStore {
 
     /// The sync state of an integration (default when never synced).
     pub fn sync_state(&self, integration_id: &str) -> Result<SyncState, StoreError> {
-        match self.tree.get(keys::sync_state(integration_id))? {
+        match self.h()?.tree.get(keys::sync_state(integration_id))? {
             None => Ok(SyncState::default()),
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 what: format!("sync state of {integration_id}"),
@@ -259,7 +296,7 @@ impl SledStore {
         let key = keys::sync_state(integration_id);
         // The count is the store's (commits raise it, retention lowers it, both under this
         // lock): a caller's copy read before a purge must not bring it back.
-        let value = match self.tree.get(&key)? {
+        let value = match self.h()?.tree.get(&key)? {
             Some(_) => {
                 let stored = self.sync_state(integration_id)?;
                 encode_json(&SyncState {
@@ -269,7 +306,7 @@ impl SledStore {
             }
             None => encode_json(state)?,
         };
-        self.tree.insert(key, value)?;
+        self.h()?.tree.insert(key, value)?;
         Ok(())
     }
 
@@ -316,6 +353,7 @@ impl SledStore {
         for event in &page.events {
             if !stored_seqs.contains_key(event.application_id.as_str()) {
                 let seq = self
+                    .h()?
                     .tree
                     .get(keys::snapshot(integration_id, &event.application_id))?
                     .and_then(|v| Header::read(&v))
@@ -325,7 +363,7 @@ impl SledStore {
         }
         let mut new_apps = page.snapshots.iter().filter(|s| s.is_new).count() as u64;
         for snap in &page.snapshots {
-            new_apps += retention::index_write(&self.tree, &mut batch, integration_id, snap)?;
+            new_apps += retention::index_write(&self.h()?.tree, &mut batch, integration_id, snap)?;
         }
         if new_apps > 0 {
             let mut state = self.sync_state(integration_id)?;
@@ -337,7 +375,7 @@ impl SledStore {
             let known = stored_seqs
                 .get(event.application_id.as_str())
                 .is_some_and(|&stored| event.sequence <= stored);
-            if known || self.tree.contains_key(keys::event_id(&event.id))? {
+            if known || self.h()?.tree.contains_key(keys::event_id(&event.id))? {
                 continue;
             }
             fresh.push(event);
@@ -369,7 +407,7 @@ impl SledStore {
             }
             written.push(record);
         }
-        self.tree.apply_batch(batch)?;
+        self.h()?.tree.apply_batch(batch)?;
         *next_seq = seq;
         self.stage(staged);
         Ok(written)
@@ -380,7 +418,7 @@ impl SledStore {
         let start = keys::event(filter.after_log_seq.map_or(0, |s| s.saturating_add(1)));
         let end = keys::event(u64::MAX);
         let mut out = Vec::new();
-        for item in self.tree.range(start..=end) {
+        for item in self.h()?.tree.range(start..=end) {
             let (_, value) = item?;
             let record = decode_record(&value)?;
             if filter.selects(
@@ -400,17 +438,17 @@ impl SledStore {
 
     /// One logged or held event by id.
     pub fn event_by_id(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let Some(seq) = self.tree.get(keys::event_id(id))? else {
+        let Some(seq) = self.h()?.tree.get(keys::event_id(id))? else {
             return Ok(None);
         };
         let seq = keys::trailing_seq(&seq).ok_or_else(|| StoreError::Corrupt {
             what: format!("index entry of event {id}"),
             message: "not a sequence number".into(),
         })?;
-        if let Some(v) = self.tree.get(keys::event(seq))? {
+        if let Some(v) = self.h()?.tree.get(keys::event(seq))? {
             return decode_record(&v).map(Some);
         }
-        for item in self.tree.scan_prefix([keys::HELD]) {
+        for item in self.h()?.tree.scan_prefix([keys::HELD]) {
             let (key, value) = item?;
             if keys::trailing_seq(&key) == Some(seq) {
                 return decode_record(&value).map(Some);
@@ -421,7 +459,8 @@ impl SledStore {
 
     /// Events held by the mass-change guard for an integration, oldest first.
     pub fn held_events(&self, integration_id: &str) -> Result<Vec<EventRecord>, StoreError> {
-        self.tree
+        self.h()?
+            .tree
             .scan_prefix(keys::held_prefix(integration_id))
             .values()
             .map(|v| decode_record(&v?))
@@ -441,7 +480,11 @@ impl SledStore {
         let mut batch = ::sled::Batch::default();
         let mut released = Vec::new();
         let mut staged = Vec::new();
-        for item in self.tree.scan_prefix(keys::held_prefix(integration_id)) {
+        for item in self
+            .h()?
+            .tree
+            .scan_prefix(keys::held_prefix(integration_id))
+        {
             let (key, value) = item?;
             let record = decode_record(&value)?;
             if only
@@ -454,7 +497,7 @@ impl SledStore {
             add_to_log(&mut batch, &record, &mut staged)?;
             released.push(record);
         }
-        self.tree.apply_batch(batch)?;
+        self.h()?.tree.apply_batch(batch)?;
         self.stage(staged);
         Ok(released)
     }
@@ -468,7 +511,7 @@ impl SledStore {
         let mut n = 0;
         for &seq in log_seqs {
             let key = keys::held(integration_id, seq);
-            if let Some(value) = self.tree.get(&key)? {
+            if let Some(value) = self.h()?.tree.get(&key)? {
                 // The id stays known; the marker lets retention forget it in time.
                 let record = decode_record(&value)?;
                 let mut marker = record.detected_at.timestamp_millis().to_be_bytes().to_vec();
@@ -478,7 +521,7 @@ impl SledStore {
                 n += 1;
             }
         }
-        self.tree.apply_batch(batch)?;
+        self.h()?.tree.apply_batch(batch)?;
         Ok(n)
     }
 
@@ -489,6 +532,7 @@ impl SledStore {
             keys::purged_prefix(integration_id),
         ] {
             if self
+                .h()?
                 .tree
                 .scan_prefix(prefix)
                 .keys()
@@ -506,6 +550,7 @@ impl SledStore {
     pub fn snapshot_count(&self, integration_id: &str) -> Result<u64, StoreError> {
         let mut n = 0;
         for key in self
+            .h()?
             .tree
             .scan_prefix(keys::snapshot_prefix(integration_id))
             .keys()
@@ -518,7 +563,7 @@ impl SledStore {
 
     /// Size of the store on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.h()?.db.size_on_disk()?)
     }
 }
 

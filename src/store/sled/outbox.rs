@@ -29,7 +29,7 @@ impl SledStore {
         subscriber: &str,
         log_seq: u64,
     ) -> Result<Option<OutboxEntry>, StoreError> {
-        match self.tree.get(keys::outbox(subscriber, log_seq))? {
+        match self.h()?.tree.get(keys::outbox(subscriber, log_seq))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -39,7 +39,8 @@ impl SledStore {
 
     /// Every delivery of one subscriber, oldest first.
     pub fn outbox(&self, subscriber: &str) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
-        self.tree
+        self.h()?
+            .tree
             .scan_prefix(keys::outbox_prefix(subscriber))
             .map(|item| {
                 let (key, value) = item?;
@@ -63,7 +64,7 @@ impl SledStore {
             None => vec![keys::OUTBOX],
         };
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix) {
+        for item in self.h()?.tree.scan_prefix(prefix) {
             let (key, value) = item?;
             let seq = keys::trailing_seq(&key).unwrap_or(0);
             let name = key
@@ -99,7 +100,7 @@ impl SledStore {
             // Read under the queues' lock: a 410's attempt writes the disabled key before
             // it takes that lock to end its claim, so once that claim has ended, no claim
             // hands out anything more.
-            if self.tree.contains_key(keys::disabled(subscriber))? {
+            if self.h()?.tree.contains_key(keys::disabled(subscriber))? {
                 return Ok(Vec::new());
             }
             queues.claim(subscriber, now_ms, limit, until_ms)
@@ -131,7 +132,7 @@ impl SledStore {
         let Some(entry) = self.entry(subscriber, log_seq)? else {
             return Ok(None);
         };
-        let record = match self.tree.get(keys::event(log_seq))? {
+        let record = match self.h()?.tree.get(keys::event(log_seq))? {
             Some(v) => decode_record(&v)?,
             None => {
                 return Err(corrupt(
@@ -184,6 +185,7 @@ impl SledStore {
         };
         let oldest_pending = match oldest {
             Some(seq) => self
+                .h()?
                 .tree
                 .get(keys::event(seq))?
                 .map(|v| decode_record(&v).map(|r| r.detected_at))
@@ -235,13 +237,24 @@ impl SledStore {
             let mut batch = sled::Batch::default();
             batch.insert(keys::disabled(subscriber), reason.as_bytes());
             batch.insert(key, value);
-            self.tree.apply_batch(batch)?;
+            self.h()?.tree.apply_batch(batch)?;
         } else {
             // One key: atomic without a batch, and without the log-buffer write and sync
             // that every sled 0.34 batch costs.
-            self.tree.insert(key, value)?;
+            self.h()?.tree.insert(key, value)?;
         }
         let mut queues = self.queues()?;
+        if self.take_erased_mark(subscriber, log_seq) {
+            // Claimed before an erasure: the attempts this claim read are erased again
+            // (this attempt's own record stays, as on PostgreSQL, which appends it).
+            let earlier = entry.recent_attempts.len().saturating_sub(1);
+            for a in entry.recent_attempts.iter_mut().take(earlier) {
+                crate::store::erase::erase_attempt(a);
+            }
+            self.h()?
+                .tree
+                .insert(keys::outbox(subscriber, log_seq), encode_json(&entry)?)?;
+        }
         match result {
             AttemptResult::Delivered => {
                 queues.finish(subscriber, log_seq, attempt.at.timestamp_millis());
@@ -270,6 +283,7 @@ impl SledStore {
         log_seq: u64,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts: Vec<AttemptRecord> = self
+            .h()?
             .tree
             .scan_prefix(keys::attempt_prefix(subscriber, log_seq))
             .values()
@@ -293,6 +307,7 @@ impl SledStore {
     /// Why a subscriber is disabled, if it is.
     pub fn disabled_reason(&self, subscriber: &str) -> Result<Option<String>, StoreError> {
         Ok(self
+            .h()?
             .tree
             .get(keys::disabled(subscriber))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
@@ -301,7 +316,7 @@ impl SledStore {
     /// Re-enables a subscriber disabled by a 410; its backlog resumes. Returns whether it
     /// was disabled.
     pub fn enable_subscriber(&self, subscriber: &str) -> Result<bool, StoreError> {
-        Ok(self.tree.remove(keys::disabled(subscriber))?.is_some())
+        Ok(self.h()?.tree.remove(keys::disabled(subscriber))?.is_some())
     }
 
     /// Puts dead letters back in the queue, due now. Returns how many.
@@ -322,7 +337,7 @@ impl SledStore {
             entry.updated_at = now;
             batch.insert(keys::outbox(name, *log_seq), encode_json(&entry)?);
         }
-        self.tree.apply_batch(batch)?;
+        self.h()?.tree.apply_batch(batch)?;
         for (name, log_seq, entry) in dead.iter() {
             queues.dead_requeued(name);
             queues.add(Pending {

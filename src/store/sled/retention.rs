@@ -139,7 +139,7 @@ impl SledStore {
         let start = keys::event(cursor.after_log_seq.saturating_add(1));
         let mut candidates = Vec::new();
         let mut young = false;
-        for item in self.tree.range(start..=keys::event(u64::MAX)) {
+        for item in self.h()?.tree.range(start..=keys::event(u64::MAX)) {
             let (_, value) = item?;
             let record = decode_record(&value)?;
             if record.detected_at >= horizon {
@@ -163,7 +163,7 @@ impl SledStore {
         let mut queues = self.queues_unbuilt();
         let mut batch = Batch::default();
         let mut dead_removed: Vec<String> = Vec::new();
-        let mut floor = log_floor(&self.tree)?;
+        let mut floor = log_floor(&self.h()?.tree)?;
         let mut removed = SweepReport::default();
         'events: for record in &candidates {
             let mut entries: Vec<(&str, OutboxEntry)> = Vec::new();
@@ -186,6 +186,7 @@ impl SledStore {
                 removed.attempts += entry.recent_attempts.len() as u64;
                 // Attempt records of stores written by earlier builds.
                 for key in self
+                    .h()?
                     .tree
                     .scan_prefix(keys::attempt_prefix(subscriber, record.log_seq))
                     .keys()
@@ -201,7 +202,7 @@ impl SledStore {
         }
         if removed.events > 0 {
             batch.insert(keys::meta("log_floor"), &floor.to_be_bytes()[..]);
-            self.tree.apply_batch(batch)?;
+            self.h()?.tree.apply_batch(batch)?;
             // Built queues count dead letters; unbuilt ones count what the outbox holds when
             // they are built.
             if queues.built {
@@ -228,9 +229,9 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         let mut n = 0u64;
-        let mut floor = log_floor(&self.tree)?;
+        let mut floor = log_floor(&self.h()?.tree)?;
         let mut young = false;
-        for item in self.tree.scan_prefix([keys::DROPPED]) {
+        for item in self.h()?.tree.scan_prefix([keys::DROPPED]) {
             let (key, value) = item?;
             let detected_ms = value
                 .get(..8)
@@ -256,7 +257,7 @@ impl SledStore {
         if n > 0 {
             // The marker held the highest sequence of a dropped event: keep it handed out.
             batch.insert(keys::meta("log_floor"), &floor.to_be_bytes()[..]);
-            self.tree.apply_batch(batch)?;
+            self.h()?.tree.apply_batch(batch)?;
         }
         report.event_ids += n;
         report.more |= !young && n as usize >= limit;
@@ -277,7 +278,7 @@ impl SledStore {
         let mut batch = Batch::default();
         let mut per_integration: std::collections::BTreeMap<String, u64> = Default::default();
         let mut seen = 0usize;
-        for item in self.tree.range(vec![keys::DELETED]..end) {
+        for item in self.h()?.tree.range(vec![keys::DELETED]..end) {
             let key = item?.0;
             seen += 1;
             batch.remove(key.clone());
@@ -289,7 +290,11 @@ impl SledStore {
             let snapshot_key = keys::snapshot(&integration, &application);
             // A stale entry (restored since, or a snapshot that is not this version's)
             // only leaves the index.
-            let header = self.tree.get(&snapshot_key)?.and_then(|v| Header::read(&v));
+            let header = self
+                .h()?
+                .tree
+                .get(&snapshot_key)?
+                .and_then(|v| Header::read(&v));
             if let Some(Header {
                 sequence,
                 deleted_at: Some(deleted_at),
@@ -320,7 +325,7 @@ impl SledStore {
             batch.insert(keys::sync_state(&integration), encode_json(&state)?);
             purged += n;
         }
-        self.tree.apply_batch(batch)?;
+        self.h()?.tree.apply_batch(batch)?;
         report.snapshots += purged;
         report.more |= seen >= limit;
         Ok(())
@@ -329,7 +334,7 @@ impl SledStore {
     /// When the first event in the log was detected (the log is in commit order: the
     /// oldest retained event, to within a sync's length).
     pub fn oldest_event_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        match self.tree.scan_prefix([keys::EVENT]).values().next() {
+        match self.h()?.tree.scan_prefix([keys::EVENT]).values().next() {
             Some(value) => Ok(Some(decode_record(&value?)?.detected_at)),
             None => Ok(None),
         }

@@ -211,24 +211,14 @@ fn wait_unlocked(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Rewrites the sled store at `path` (which nothing may have open) into fresh files that
-/// hold only its live keys, and swaps them in (see the module's notes on safety).
-pub fn rewrite(path: &Path, cache_bytes: u64) -> Result<RewriteReport, StoreError> {
-    let started = Instant::now();
-    if !path.join("db").is_file() {
-        return Err(StoreError::Open {
-            path: path.to_owned(),
-            cause: "no sled store there".into(),
-        });
-    }
-    let _lock = lock(path)?;
-    finish_or_discard(path)?;
-    let before = dir_size(path);
+/// Copies every tree of `from` (the store at `path`) into a fresh store in
+/// `<path>/.rewrite/`, makes it durable and writes the manifest last: from then on an open
+/// (or [`finish_or_discard`]) completes the swap. Returns the keys copied.
+fn copy_to_fresh(from: &::sled::Db, path: &Path, cache_bytes: u64) -> Result<u64, StoreError> {
     let fresh: PathBuf = path.join(REWRITE_DIR);
     remove(&fresh)?;
     let mut keys = 0u64;
     {
-        let from = open_raw(path, cache_bytes)?;
         let to = open_raw(&fresh, cache_bytes)?;
         for name in from.tree_names() {
             let (source, target) = (from.open_tree(&name)?, to.open_tree(&name)?);
@@ -248,10 +238,7 @@ pub fn rewrite(path: &Path, cache_bytes: u64) -> Result<RewriteReport, StoreErro
         }
         to.flush()?;
     }
-    // sled lets its files go from a background thread a moment after the handles drop:
-    // wait for that before touching them.
     wait_unlocked(&fresh)?;
-    wait_unlocked(path)?;
     let mut names = Vec::new();
     let entries = std::fs::read_dir(&fresh).map_err(|e| io(&fresh, "cannot list", e))?;
     for entry in entries.flatten() {
@@ -274,6 +261,29 @@ pub fn rewrite(path: &Path, cache_bytes: u64) -> Result<RewriteReport, StoreErro
             .map_err(|e| io(&manifest, "cannot write", e))?;
     }
     sync_dir(&fresh)?;
+    Ok(keys)
+}
+
+/// Rewrites the sled store at `path` (which nothing may have open) into fresh files that
+/// hold only its live keys, and swaps them in (see the module's notes on safety).
+pub fn rewrite(path: &Path, cache_bytes: u64) -> Result<RewriteReport, StoreError> {
+    let started = Instant::now();
+    if !path.join("db").is_file() {
+        return Err(StoreError::Open {
+            path: path.to_owned(),
+            cause: "no sled store there".into(),
+        });
+    }
+    let _lock = lock(path)?;
+    finish_or_discard(path)?;
+    let before = dir_size(path);
+    let keys = {
+        let from = open_raw(path, cache_bytes)?;
+        copy_to_fresh(&from, path, cache_bytes)?
+    };
+    // sled lets its files go from a background thread a moment after the handles drop:
+    // wait for that before touching them.
+    wait_unlocked(path)?;
     finish_or_discard(path)?;
     Ok(RewriteReport {
         before,
@@ -281,4 +291,71 @@ pub fn rewrite(path: &Path, cache_bytes: u64) -> Result<RewriteReport, StoreErro
         keys,
         took: started.elapsed(),
     })
+}
+
+impl super::SledStore {
+    /// Rewrites the store's files while it is open (the daemon holds it): what an
+    /// erasure overwrote leaves sled's log segments. Under the commit lock, the queues'
+    /// lock and the handles' write guard (syncs, deliveries and every other store
+    /// operation wait for it: the pause is this call's length, see BENCHMARKS.md): flush,
+    /// copy every key into `.rewrite/`, write the manifest, drop the handles, finish the
+    /// swap as an open would ([`finish_or_discard`]), reopen. A crash at any point leaves a
+    /// store the next open recovers (finishing the swap once the manifest is written).
+    pub fn rewrite_online(&self) -> Result<RewriteReport, StoreError> {
+        let started = Instant::now();
+        let _commit = self.lock();
+        let _queues = self.queues_unbuilt();
+        let mut slot = self.handles.write();
+        let path = self.path.as_path();
+        let _lock = lock(path)?;
+        let before = dir_size(path);
+        let copied = match slot.as_ref() {
+            Some(handles) => {
+                handles.db.flush()?;
+                copy_to_fresh(&handles.db, path, self.cache_bytes)
+            }
+            None => Err(StoreError::Io(format!(
+                "the sled store at {} is closed",
+                path.display()
+            ))),
+        };
+        let keys = match copied {
+            Ok(keys) => keys,
+            Err(e) => {
+                // The old files are intact: discard the copy and carry on with them.
+                let _ = remove(&path.join(REWRITE_DIR));
+                return Err(e);
+            }
+        };
+        // Every handle goes, so sled lets the files go (a flush in flight holds a clone
+        // for a moment: waited out).
+        drop(slot.take());
+        let swapped = wait_unlocked(path).and_then(|()| finish_or_discard(path));
+        // Reopen whatever is there now: the fresh store, or (the swap failed part way) what
+        // the next open's recovery makes of it.
+        let reopened = finish_or_discard(path)
+            .and_then(|()| open_raw(path, self.cache_bytes))
+            .and_then(|db| {
+                let tree = db.open_tree("hirehook")?;
+                Ok(super::Handles { db, tree })
+            });
+        match reopened {
+            Ok(handles) => *slot = Some(handles),
+            Err(e) => {
+                tracing::error!(
+                    store = %path.display(),
+                    error = %e,
+                    "the sled store could not be reopened after an online rewrite; restart hirehook"
+                );
+                return Err(e);
+            }
+        }
+        swapped?;
+        Ok(RewriteReport {
+            before,
+            after: dir_size(path),
+            keys,
+            took: started.elapsed(),
+        })
+    }
 }

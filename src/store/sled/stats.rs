@@ -22,7 +22,7 @@ impl SledStore {
     pub fn subscriber_backlog(&self, subscriber: &str) -> Result<SubscriberBacklog, StoreError> {
         let mut backlog = SubscriberBacklog::default();
         let mut oldest_seq = None;
-        for item in self.tree.scan_prefix(keys::outbox_prefix(subscriber)) {
+        for item in self.h()?.tree.scan_prefix(keys::outbox_prefix(subscriber)) {
             let (key, value) = item?;
             let seq = keys::trailing_seq(&key).unwrap_or(0);
             let entry: EntryState =
@@ -49,7 +49,7 @@ impl SledStore {
             }
         }
         if let Some(seq) = oldest_seq
-            && let Some(value) = self.tree.get(keys::event(seq))?
+            && let Some(value) = self.h()?.tree.get(keys::event(seq))?
         {
             backlog.oldest_pending = Some(decode_record(&value)?.detected_at);
         }
@@ -62,7 +62,7 @@ impl SledStore {
         subscriber: &str,
         log_seq: u64,
     ) -> Result<Option<OutboxEntry>, StoreError> {
-        match self.tree.get(keys::outbox(subscriber, log_seq))? {
+        match self.h()?.tree.get(keys::outbox(subscriber, log_seq))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
