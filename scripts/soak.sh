@@ -10,7 +10,8 @@
 # SOAK_RETENTION_EVENTS / SOAK_RETENTION_DELETED / SOAK_SWEEP_INTERVAL (`[retention]`'s
 # events, deleted_applications, sweep_interval; unset = the defaults), SOAK_BACKEND
 # ("sled" or "postgres"; postgres uses SOAK_DATABASE_URL, or starts its own server with
-# initdb + pg_ctl in the work directory, as the postgres user when run as root).
+# initdb + pg_ctl in the work directory, as the postgres user when run as root),
+# SOAK_REWRITE_GROWTH (sled's `store.rewrite_growth`, e.g. "20%").
 #
 # Columns: elapsed_s, hirehook_rss_kb, sim_rss_kb, receiver_rss_kb, outbox_pending (sum
 # over subscribers), events_total, deliveries_total (all outcomes), store_bytes (sled: the
@@ -33,8 +34,9 @@ work=${SOAK_DIR:-$(mktemp -d)}
 mkdir -p "$work"
 secret="whsec_c29hayB0ZXN0IHNpZ25pbmcga2V5IDAxMjM0NTY3"
 token="soak-admin-token-0123456789"
-admin="127.0.0.1:9477"
-receiver_addr="127.0.0.1:9478"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+admin="127.0.0.1:$(free_port)"
+receiver_addr="127.0.0.1:$(free_port)"
 
 if [[ -z "${HIREHOOK_BIN:-}" ]]; then
   (cd "$root" && cargo build --release --bin hirehook --example receiver)
@@ -59,7 +61,7 @@ if [[ $backend == postgres && -z $database_url ]]; then
   pgdir=$work/pg
   mkdir -p "$pgdir"
   [[ $(id -u) == 0 ]] && chown postgres "$pgdir"
-  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  pg_port=$(free_port)
   as_pg initdb -D "$pgdir/data" -U hirehook --auth=trust >"$work/initdb.log"
   as_pg pg_ctl -D "$pgdir/data" -l "$pgdir/server.log" -w \
     -o "-p $pg_port -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
@@ -85,6 +87,7 @@ if [[ $backend == postgres ]]; then
   printf '[store]\nbackend = "postgres"\nurl = "%s"\n' "$database_url" >"$config"
 else
   printf '[store]\npath = "%s"\n' "$work/store" >"$config"
+  [[ -n ${SOAK_REWRITE_GROWTH:-} ]] && printf 'rewrite_growth = "%s"\n' "$SOAK_REWRITE_GROWTH" >>"$config"
 fi
 cat >>"$config" <<TOML
 

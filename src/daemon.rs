@@ -217,7 +217,13 @@ impl Daemon {
         }
         let retention = self.config.retention;
         let policy = retention.policy();
-        let sweeper = if policy == RetentionPolicy::default() {
+        let rewrite_growth = match self.store.backend() {
+            "sled" => self.config.store.rewrite_growth,
+            _ => crate::config::RewriteGrowth::Never,
+        };
+        let sweeper = if policy == RetentionPolicy::default()
+            && rewrite_growth == crate::config::RewriteGrowth::Never
+        {
             tracing::info!("retention: [retention] keeps everything forever; no sweeps");
             None
         } else {
@@ -225,10 +231,12 @@ impl Daemon {
                 events = %retention.events,
                 deleted_applications = %retention.deleted_applications,
                 sweep_interval = ?retention.sweep_interval,
+                rewrite_growth = %rewrite_growth,
                 "retention: sweeping every sweep_interval"
             );
             let sweeper = Sweeper::new(self.store.clone(), policy, self.clock)
-                .with_metrics(self.metrics.clone());
+                .with_metrics(self.metrics.clone())
+                .with_rewrite(rewrite_growth);
             Some(tokio::spawn(sweeper.run(
                 retention.sweep_interval,
                 self.store_health.clone(),

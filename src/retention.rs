@@ -12,12 +12,24 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::config::RewriteGrowth;
 use crate::metrics::Metrics;
 use crate::store::{RetentionPolicy, Store, StoreError, SweepCursor, SweepReport};
 use crate::store_health::StoreHealth;
 
 /// Items per class a batch looks at (events) or removes (snapshots, dropped ids).
 pub const BATCH: usize = 200;
+
+/// The least growth of sled's files that makes the daemon rewrite them, whatever
+/// `store.rewrite_growth` says: a small store is not rewritten for a few megabytes.
+pub const REWRITE_MIN_GROWTH: u64 = 8 << 20;
+
+/// Whether files now `size` bytes, `baseline` bytes after the last rewrite (or at start),
+/// grew enough to be rewritten: by `fraction` of the baseline, and by at least `min_bytes`.
+pub fn grown_enough(baseline: u64, size: u64, fraction: f64, min_bytes: u64) -> bool {
+    let grown = size.saturating_sub(baseline);
+    grown >= min_bytes && grown as f64 >= baseline as f64 * fraction
+}
 
 /// What one sweep (all its batches) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -40,6 +52,9 @@ pub struct Sweeper {
     clock: Clock,
     batch: usize,
     metrics: Option<Metrics>,
+    /// sled: rewrite the files online once they grew by this fraction, and at least
+    /// this many bytes (`None`: never).
+    rewrite: Option<(f64, u64)>,
 }
 
 impl Sweeper {
@@ -51,7 +66,62 @@ impl Sweeper {
             clock,
             batch: BATCH,
             metrics: None,
+            rewrite: None,
         }
+    }
+
+    /// After each sweep of [`Sweeper::run`], rewrites a sled store's files online once
+    /// they grew by `growth` since the first sweep or the last rewrite (and by at least
+    /// [`REWRITE_MIN_GROWTH`]). Nothing on PostgreSQL.
+    pub fn with_rewrite(mut self, growth: RewriteGrowth) -> Self {
+        self.rewrite = match growth {
+            RewriteGrowth::Never => None,
+            RewriteGrowth::By(fraction) => Some((fraction, REWRITE_MIN_GROWTH)),
+        };
+        self
+    }
+
+    /// The least growth that triggers a rewrite, instead of [`REWRITE_MIN_GROWTH`] (tests).
+    pub fn with_rewrite_min_growth(mut self, bytes: u64) -> Self {
+        if let Some((_, min)) = &mut self.rewrite {
+            *min = bytes;
+        }
+        self
+    }
+
+    /// Rewrites a sled store's files online if they grew enough since `baseline` (their
+    /// size after the last rewrite; `None` the first time: it only records it). Returns
+    /// the rewrite's report when it ran.
+    pub async fn rewrite_if_grown(
+        &self,
+        baseline: &mut Option<u64>,
+    ) -> Result<Option<crate::store::sled::rewrite::RewriteReport>, StoreError> {
+        let Some((fraction, min_bytes)) = self.rewrite else {
+            return Ok(None);
+        };
+        let Some(size) = self.store.sled_files_size().await else {
+            return Ok(None);
+        };
+        let Some(base) = *baseline else {
+            *baseline = Some(size);
+            return Ok(None);
+        };
+        if !grown_enough(base, size, fraction, min_bytes) {
+            return Ok(None);
+        }
+        let report = self.store.rewrite_online().await?;
+        if let Some(r) = &report {
+            *baseline = Some(r.after);
+            tracing::info!(
+                before_bytes = r.before,
+                after_bytes = r.after,
+                keys = r.keys,
+                paused_ms = r.took.as_millis() as u64,
+                "store files rewritten online (store.rewrite_growth); syncs and deliveries \
+                 waited for it"
+            );
+        }
+        Ok(report)
     }
 
     /// Counts what it removes in `metrics` (`hirehook_retention_removed_total`).
@@ -99,6 +169,8 @@ impl Sweeper {
     /// by shutdown loses nothing: each batch is atomic.
     pub async fn run(self, interval: Duration, health: StoreHealth, shutdown: CancellationToken) {
         const OPERATION: &str = "retention sweep";
+        const REWRITE: &str = "store rewrite";
+        let mut baseline = None;
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -108,6 +180,16 @@ impl Sweeper {
                 Ok(outcome) => {
                     health.succeeded(OPERATION);
                     log(&outcome);
+                    match self.rewrite_if_grown(&mut baseline).await {
+                        Ok(Some(_)) => health.succeeded(REWRITE),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(
+                                "rewriting the store's files failed (the next sweep tries again): {e}"
+                            );
+                            health.failed(REWRITE, &e);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::error!("retention sweep failed (the next one tries again): {e}");
@@ -181,6 +263,110 @@ mod tests {
             .into_iter()
             .map(|e| e.id)
             .collect()
+    }
+
+    #[test]
+    fn a_rewrite_waits_for_enough_growth() {
+        const MIB: u64 = 1 << 20;
+        // (baseline, size now, fraction, least growth, rewrite?)
+        let table = [
+            (100 * MIB, 199 * MIB, 1.0, 8 * MIB, false),
+            (100 * MIB, 200 * MIB, 1.0, 8 * MIB, true),
+            (100 * MIB, 120 * MIB, 0.2, 8 * MIB, true),
+            (100 * MIB, 119 * MIB, 0.2, 8 * MIB, false),
+            // Small stores: the least growth decides.
+            (2 * MIB, 9 * MIB, 1.0, 8 * MIB, false),
+            (2 * MIB, 10 * MIB, 1.0, 8 * MIB, true),
+            // Shrunk (a sweep's rewrite elsewhere, files removed): never.
+            (100 * MIB, 50 * MIB, 0.01, 0, false),
+            (0, 0, 1.0, 0, true),
+        ];
+        for (baseline, size, fraction, min, want) in table {
+            assert_eq!(
+                grown_enough(baseline, size, fraction, min),
+                want,
+                "baseline {baseline}, size {size}, fraction {fraction}, min {min}"
+            );
+        }
+    }
+
+    /// After a sweep removed most of a sled store, the daemon's check rewrites the files
+    /// online once they grew past the baseline: the files shrink, what was kept reads back,
+    /// and the store takes new commits afterwards.
+    #[tokio::test]
+    async fn a_grown_sled_store_is_rewritten_online_after_a_sweep() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open_sled(dir.path(), 1 << 20).expect("store"));
+        let policy = RetentionPolicy {
+            events: Some(Duration::from_secs(30 * 86_400)),
+            deleted_applications: None,
+        };
+        let sweeper = Sweeper::new(store.clone(), policy, Clock::tokio_at(at(100)))
+            .with_rewrite(RewriteGrowth::By(0.5))
+            .with_rewrite_min_growth(0);
+        let mut baseline = None;
+        assert_eq!(
+            sweeper.rewrite_if_grown(&mut baseline).await.expect("check"),
+            None,
+            "the first check only records the baseline"
+        );
+        let body = vec![b'x'; 2048];
+        for page in 0..40 {
+            let events = (0..50)
+                .map(|i| {
+                    let mut e = event(&format!("old-{page}-{i}"), at(0));
+                    e.body = body.clone();
+                    e
+                })
+                .collect();
+            store
+                .commit_page("gh:1", PageCommit { snapshots: vec![], events })
+                .await
+                .expect("commit");
+        }
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events: vec![event("young", at(99))],
+                },
+            )
+            .await
+            .expect("commit");
+        store.flush().await.expect("flush");
+        sweeper.sweep().await.expect("sweep");
+        store.flush().await.expect("flush");
+        let grown = store.sled_files_size().await.expect("sled");
+        let report = sweeper
+            .rewrite_if_grown(&mut baseline)
+            .await
+            .expect("rewrite")
+            .expect("the files grew by more than half: rewritten");
+        assert!(
+            report.after < grown / 2,
+            "the rewrite gave the space back: {} bytes before, {} after",
+            grown,
+            report.after
+        );
+        assert_eq!(baseline, Some(report.after), "the next growth counts from here");
+        assert_eq!(ids(&store).await, ["young"]);
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events: vec![event("after", at(100))],
+                },
+            )
+            .await
+            .expect("the reopened store takes commits");
+        assert_eq!(ids(&store).await, ["young", "after"]);
+        assert_eq!(
+            sweeper.rewrite_if_grown(&mut baseline).await.expect("check"),
+            None,
+            "no growth since: no rewrite"
+        );
     }
 
     /// The daemon's task on tokio's paused clock: a sweep at start, then one per interval,

@@ -123,6 +123,58 @@ pub struct StoreConfig {
     /// Default `15s`; at least `1s`.
     #[serde(with = "duration")]
     pub lease_ttl: Duration,
+    /// sled only: sled does not give back (or, in hirehook's workload, reuse) the space of
+    /// what retention removes, so the daemon rewrites the store's files online once they
+    /// grew by this much since its start or the last rewrite (checked after each retention
+    /// sweep). Syncs and deliveries pause while it runs (about a second per 60 MB kept).
+    /// Default `"100%"` (the files doubled); `"never"` leaves it to `hirehook store compact`.
+    pub rewrite_growth: RewriteGrowth,
+}
+
+/// `store.rewrite_growth`: a percentage (`"100%"`), or `"never"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RewriteGrowth {
+    /// The daemon never rewrites the files.
+    Never,
+    /// Rewrite once the files grew by this fraction (1.0 = doubled).
+    By(f64),
+}
+
+impl std::fmt::Display for RewriteGrowth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RewriteGrowth::Never => f.write_str("never"),
+            RewriteGrowth::By(fraction) => write!(f, "{}%", fraction * 100.0),
+        }
+    }
+}
+
+impl Serialize for RewriteGrowth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RewriteGrowth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let trimmed = text.trim();
+        if trimmed == "never" {
+            return Ok(RewriteGrowth::Never);
+        }
+        match trimmed
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+        {
+            Some(percent) if percent.is_finite() && percent >= 1.0 => {
+                Ok(RewriteGrowth::By(percent / 100.0))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not a growth: write a percentage of at least 1%, like \"100%\" \
+                 (rewrite once the files doubled), or \"never\""
+            ))),
+        }
+    }
 }
 
 /// Which store backend hirehook uses.
@@ -155,6 +207,7 @@ impl Default for StoreConfig {
             url: None,
             pool_size: 16,
             lease_ttl: Duration::from_secs(15),
+            rewrite_growth: RewriteGrowth::By(1.0),
         }
     }
 }
@@ -169,6 +222,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("url", &self.url.as_deref().map(crate::redact::url))
             .field("pool_size", &self.pool_size)
             .field("lease_ttl", &self.lease_ttl)
+            .field("rewrite_growth", &self.rewrite_growth)
             .finish()
     }
 }
@@ -178,12 +232,13 @@ impl std::fmt::Debug for StoreConfig {
 impl Serialize for StoreConfig {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct as _;
-        let mut out = s.serialize_struct("StoreConfig", 4)?;
+        let mut out = s.serialize_struct("StoreConfig", 5)?;
         out.serialize_field("backend", &self.backend)?;
         match self.backend {
             StoreBackend::Sled => {
                 out.serialize_field("path", &self.path)?;
                 out.serialize_field("cache_capacity", &self.cache_capacity)?;
+                out.serialize_field("rewrite_growth", &self.rewrite_growth)?;
             }
             StoreBackend::Postgres => {
                 if let Some(url) = &self.url {

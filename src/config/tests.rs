@@ -81,6 +81,30 @@ fn minimal_config_gets_every_default() {
 }
 
 #[test]
+fn rewrite_growth_is_a_percentage_or_never() {
+    assert_eq!(
+        parse(MINIMAL).expect("valid").store.rewrite_growth,
+        RewriteGrowth::By(1.0),
+        "default: the files doubled"
+    );
+    let cases = [
+        ("\"100%\"", RewriteGrowth::By(1.0), "100%"),
+        ("\"25%\"", RewriteGrowth::By(0.25), "25%"),
+        ("\" 300 % \"", RewriteGrowth::By(3.0), "300%"),
+        ("\"never\"", RewriteGrowth::Never, "never"),
+    ];
+    for (value, want, shown) in cases {
+        let c = parse(&format!("{MINIMAL}\n[store]\nrewrite_growth = {value}\n"))
+            .unwrap_or_else(|e| panic!("{value}: {e}"));
+        assert_eq!(c.store.rewrite_growth, want, "{value}");
+        let out = c.to_redacted_toml().expect("serializes");
+        assert!(out.contains(&format!("rewrite_growth = \"{shown}\"")), "{out}");
+        let back: Config = toml::from_str(&out).expect("reads back");
+        assert_eq!(back.store.rewrite_growth, want, "{value}");
+    }
+}
+
+#[test]
 fn retention_keeps_a_duration_or_forever() {
     let cases = [
         ("events = \"forever\"", Keep::Forever, "forever"),
@@ -597,6 +621,24 @@ fn bad_inputs_name_what_and_where() {
             "postgres with sled's path",
             pg("path = \"./hirehook-data\""),
             vec!["store.path", "only used with store.backend = \"sled\""],
+        ),
+        (
+            "rewrite growth without a percent sign",
+            format!("{MINIMAL}\n[store]\nrewrite_growth = \"2\"\n"),
+            vec!["store.rewrite_growth", "percentage"],
+        ),
+        (
+            "rewrite growth below 1%",
+            format!("{MINIMAL}\n[store]\nrewrite_growth = \"0%\"\n"),
+            vec!["store.rewrite_growth", "at least 1%"],
+        ),
+        (
+            "postgres with sled's rewrite growth",
+            pg("rewrite_growth = \"50%\""),
+            vec![
+                "store.rewrite_growth",
+                "only used with store.backend = \"sled\"",
+            ],
         ),
         (
             "postgres with sled's cache",

@@ -65,7 +65,7 @@ fn store(config: &Config, given: &[String], p: &mut Problems) {
             }
         }
         StoreBackend::Postgres => {
-            for key in ["path", "cache_capacity"] {
+            for key in ["path", "cache_capacity", "rewrite_growth"] {
                 if given(key) {
                     p.add(
                         format!("store.{key}"),

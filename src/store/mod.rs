@@ -589,6 +589,30 @@ impl Store {
         }
     }
 
+    /// sled only: the bytes of the store's files (`None` on PostgreSQL, whose files are
+    /// the server's business).
+    pub async fn sled_files_size(&self) -> Option<u64> {
+        match self {
+            Store::Sled(s) => {
+                let path = s.path().to_owned();
+                tokio::task::spawn_blocking(move || sled::rewrite::dir_size(&path))
+                    .await
+                    .ok()
+            }
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// sled only: rewrites the store's files online so they hold only what is live
+    /// ([`SledStore::rewrite_online`]; this process's syncs and deliveries wait for it).
+    /// `None` on PostgreSQL, which reuses freed space itself once vacuumed.
+    pub async fn rewrite_online(&self) -> Result<Option<sled::rewrite::RewriteReport>, StoreError> {
+        match self {
+            Store::Sled(s) => scan(s, |s| s.rewrite_online()).await.map(Some),
+            Store::Postgres(_) => Ok(None),
+        }
+    }
+
     /// When the oldest event still in the log was detected (`None`: the log is empty).
     pub async fn oldest_event_at(&self) -> Result<Option<Timestamp>, StoreError> {
         match self {

@@ -162,6 +162,11 @@ impl SledStore {
         })
     }
 
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The handles, for the length of one operation. Recursive: an operation may call
     /// another while it holds them, even while a rewrite waits for the write guard.
     fn h(&self) -> Result<HandlesGuard<'_>, StoreError> {
