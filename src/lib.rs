@@ -33,6 +33,7 @@
 
 pub mod addr;
 pub mod admin;
+pub mod alloc;
 pub mod ats;
 pub mod cli;
 pub mod clock;

@@ -306,7 +306,10 @@ mod tests {
             .with_rewrite_min_growth(0);
         let mut baseline = None;
         assert_eq!(
-            sweeper.rewrite_if_grown(&mut baseline).await.expect("check"),
+            sweeper
+                .rewrite_if_grown(&mut baseline)
+                .await
+                .expect("check"),
             None,
             "the first check only records the baseline"
         );
@@ -320,7 +323,13 @@ mod tests {
                 })
                 .collect();
             store
-                .commit_page("gh:1", PageCommit { snapshots: vec![], events })
+                .commit_page(
+                    "gh:1",
+                    PageCommit {
+                        snapshots: vec![],
+                        events,
+                    },
+                )
                 .await
                 .expect("commit");
         }
@@ -349,7 +358,11 @@ mod tests {
             grown,
             report.after
         );
-        assert_eq!(baseline, Some(report.after), "the next growth counts from here");
+        assert_eq!(
+            baseline,
+            Some(report.after),
+            "the next growth counts from here"
+        );
         assert_eq!(ids(&store).await, ["young"]);
         store
             .commit_page(
@@ -363,7 +376,10 @@ mod tests {
             .expect("the reopened store takes commits");
         assert_eq!(ids(&store).await, ["young", "after"]);
         assert_eq!(
-            sweeper.rewrite_if_grown(&mut baseline).await.expect("check"),
+            sweeper
+                .rewrite_if_grown(&mut baseline)
+                .await
+                .expect("check"),
             None,
             "no growth since: no rewrite"
         );

@@ -459,20 +459,15 @@ impl KomboClient {
                 limit,
             })));
         }
-        // The chunks as they come, joined once at the end: a body of unknown length grows
-        // no buffer by doubling, so reading up to `limit` holds about `limit` (a doubling
-        // buffer holds up to one and a half times it while it copies, and more under an
-        // allocator that keeps freed blocks a moment), and a body cut at the limit is never
-        // joined at all.
-        let mut chunks: Vec<bytes::Bytes> = Vec::new();
-        let mut read = 0usize;
+        // Copied as they come (see `body`): holding the chunks would pin the client's read
+        // buffers; a body cut at the limit is never joined.
+        let mut buffer = super::body::BodyBuffer::new(response.content_length(), limit);
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if (read + chunk.len()) as u64 > limit {
+            if (buffer.len() + chunk.len()) as u64 > limit {
                 if !status.is_success() {
                     // An error body is only read for Kombo's code: its start will do.
-                    let room = (limit as usize).saturating_sub(read);
-                    read += room.min(chunk.len());
-                    chunks.push(chunk.slice(..room.min(chunk.len())));
+                    let room = (limit as usize).saturating_sub(buffer.len());
+                    buffer.push(&chunk[..room.min(chunk.len())]);
                     break;
                 }
                 // The same body would come again: the sync fails, the next poll retries.
@@ -481,21 +476,9 @@ impl KomboClient {
                     limit,
                 })));
             }
-            read += chunk.len();
-            chunks.push(chunk);
+            buffer.push(&chunk);
         }
-        let body = match chunks.len() {
-            0 => bytes::Bytes::new(),
-            1 => chunks.swap_remove(0),
-            _ => {
-                let mut joined = Vec::with_capacity(read);
-                for chunk in &chunks {
-                    joined.extend_from_slice(chunk);
-                }
-                drop(chunks);
-                bytes::Bytes::from(joined)
-            }
-        };
+        let body = buffer.finish();
         if status.is_success() {
             return Ok(body);
         }

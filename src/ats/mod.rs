@@ -6,6 +6,7 @@
 //! - `convert`: the wire record into [`crate::domain::Application`], at the page.
 //! - [`error`]: typed errors that name the integration and page.
 
+mod body;
 pub mod client;
 mod convert;
 pub mod error;

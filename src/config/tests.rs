@@ -98,7 +98,10 @@ fn rewrite_growth_is_a_percentage_or_never() {
             .unwrap_or_else(|e| panic!("{value}: {e}"));
         assert_eq!(c.store.rewrite_growth, want, "{value}");
         let out = c.to_redacted_toml().expect("serializes");
-        assert!(out.contains(&format!("rewrite_growth = \"{shown}\"")), "{out}");
+        assert!(
+            out.contains(&format!("rewrite_growth = \"{shown}\"")),
+            "{out}"
+        );
         let back: Config = toml::from_str(&out).expect("reads back");
         assert_eq!(back.store.rewrite_growth, want, "{value}");
     }
