@@ -484,7 +484,11 @@ mod schema {
             .await
             .unwrap();
         assert_eq!(
-            (row.get::<_, i32>(0), row.get::<_, bool>(1), row.get::<_, bool>(2)),
+            (
+                row.get::<_, i32>(0),
+                row.get::<_, bool>(1),
+                row.get::<_, bool>(2)
+            ),
             (4, true, true)
         );
 
@@ -505,7 +509,11 @@ mod schema {
             vec![event("e2", "a", 2, EventType::StageChanged, &["crm"])],
         )
         .await;
-        assert_eq!(seqs(&next), [4], "the log continues after the dropped event");
+        assert_eq!(
+            seqs(&next),
+            [4],
+            "the log continues after the dropped event"
+        );
         assert_eq!(
             store
                 .events(&EventFilter::default())
