@@ -400,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
         if let Place::Postgres(url) = &place {
             // A cycle here stands for days; autovacuum (a minute's naptime) would have
             // run: what it does, at once.
-            sql(url, "VACUUM events, outbox, event_ids, snapshots").await?;
+            sql(url, "VACUUM events, outbox, snapshots").await?;
         }
         report(
             &format!("{label}: +{step} new, -{removed} old"),
@@ -440,7 +440,7 @@ async fn main() -> anyhow::Result<()> {
             report("rewritten, then one more cycle", &store, &place, kept).await?;
         }
         Place::Postgres(url) => {
-            let tables = "events, outbox, event_ids, snapshots";
+            let tables = "events, outbox, snapshots";
             let started = Instant::now();
             sql(url, &format!("VACUUM {tables}")).await?;
             println!("VACUUM in {:.1?}", started.elapsed());

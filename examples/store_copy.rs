@@ -155,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
         })?;
     let took = started.elapsed();
     print!("{}", report.summary(&path, target.target(), took));
-    let items = report.snapshots + report.events + report.event_ids + report.deliveries;
+    let items = report.snapshots + report.events + report.deliveries;
     println!(
         "copy: {:.1} s in all, {:.0} items/s; database {:.0} MiB",
         took.as_secs_f64(),

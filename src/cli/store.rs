@@ -157,7 +157,7 @@ async fn run_compact(args: CompactArgs) -> Result<(), Failure> {
     } else if config.store.backend == StoreBackend::Postgres {
         println!(
             "PostgreSQL reuses the space once (auto)vacuum has passed; `VACUUM FULL events, \
-             outbox, event_ids, snapshots` gives it back to the file system (docs/operations.md)"
+             outbox, snapshots` gives it back to the file system (docs/operations.md)"
         );
     }
     Ok(())
@@ -284,9 +284,6 @@ pub struct CopyReport {
     /// The log sequences of the copied log (first, last), if any.
     pub event_range: Option<(u64, u64)>,
     pub held: u64,
-    pub event_ids: u64,
-    /// Ids of copied events the source's index lacked, added so they are not derived again.
-    pub event_ids_added: u64,
     pub deliveries: u64,
     pub pending: u64,
     pub delivered: u64,
@@ -309,7 +306,6 @@ impl CopyReport {
             + self.sync_states
             + self.events
             + self.held
-            + self.event_ids
             + self.deliveries
             + self.disabled
             + self.purged
@@ -324,15 +320,7 @@ impl CopyReport {
             .event_range
             .map(|(a, b)| format!("log sequences {a}..{b}"))
             .unwrap_or_default();
-        let added = if self.event_ids_added > 0 {
-            format!(
-                "(+{} id(s) of copied events the sled index lacked)",
-                self.event_ids_added
-            )
-        } else {
-            String::new()
-        };
-        let rows: [(&str, u64, String); 10] = [
+        let rows: [(&str, u64, String); 9] = [
             (
                 "snapshots",
                 self.snapshots,
@@ -341,7 +329,6 @@ impl CopyReport {
             ("sync states", self.sync_states, String::new()),
             ("events", self.events, range),
             ("held events", self.held, String::new()),
-            ("event ids", self.event_ids, added),
             (
                 "deliveries",
                 self.deliveries,
@@ -387,7 +374,6 @@ enum Batch {
     Snapshots(Vec<(String, String, Vec<u8>)>),
     Events(Vec<EventRecord>),
     Held(Vec<EventRecord>),
-    EventIds(Vec<String>),
     Outbox(Vec<(String, u64, OutboxEntry)>),
     Disabled(Vec<(String, String)>),
     Purged(Vec<(String, String, Vec<u8>)>),
@@ -436,13 +422,14 @@ fn send_all<T>(
 /// Reads every kind from `store` in batches of `size` and sends them in copy order
 /// (events before the deliveries that refer to them), each kind announced with what it
 /// is expected to hold: snapshots by the sync states' application counts, events by the
-/// log's bounds, deliveries by the subscribers of the logged events (each has one), event
-/// ids by the events and held events (plus any dropped). Stops early when the receiver is
-/// gone (the copy failed).
+/// log's bounds, deliveries by the subscribers of the logged events (each has one). The
+/// source's event-id index is only read for the highest log sequence it holds: PostgreSQL
+/// knows an id by its event (logged or held) or its dropped-event marker, which are
+/// copied. Stops early when the receiver is gone (the copy failed).
 fn produce(store: &SledStore, size: usize, tx: &Sender) {
     let phase = |kind, total| tx.blocking_send(Ok(Batch::Phase(kind, total))).is_ok();
     let mut applications = 0u64;
-    let (mut events, mut held, mut deliveries, mut max_indexed_seq) = (0u64, 0u64, 0u64, 0u64);
+    let (mut deliveries, mut max_indexed_seq) = (0u64, 0u64);
     let log_bounds = match store.log_bounds() {
         Ok(bounds) => bounds,
         Err(e) => {
@@ -462,19 +449,11 @@ fn produce(store: &SledStore, size: usize, tx: &Sender) {
         && send_all(store.export_snapshots(), size, tx, Batch::Snapshots, |_| {})
         && phase("events", log_bounds.map(|(first, last)| last - first + 1))
         && send_all(store.export_events(), size, tx, Batch::Events, |e| {
-            events += 1;
             deliveries += e.subscribers.len() as u64;
         })
         && phase("held events", None)
-        && send_all(store.export_held(), size, tx, Batch::Held, |_| held += 1)
-        && phase("event ids", Some(events + held))
-        && send_all(
-            store.export_event_ids(),
-            size,
-            tx,
-            |ids| Batch::EventIds(ids.into_iter().map(|(id, _)| id).collect()),
-            |(_, seq)| max_indexed_seq = max_indexed_seq.max(*seq),
-        )
+        && send_all(store.export_held(), size, tx, Batch::Held, |_| {})
+        && highest_indexed(store, tx, &mut max_indexed_seq)
         && phase("deliveries", Some(deliveries))
         && send_all(store.export_outbox(), size, tx, Batch::Outbox, |_| {})
         && phase("disabled subscribers", None)
@@ -489,6 +468,22 @@ fn produce(store: &SledStore, size: usize, tx: &Sender) {
             last_log_seq: store.last_log_seq(),
         }));
     }
+}
+
+/// Reads the source's event-id index for the highest log sequence it holds, into `max`
+/// (the log counter must not hand any of them out again). False when reading failed (the
+/// error was sent): stop.
+fn highest_indexed(store: &SledStore, tx: &Sender, max: &mut u64) -> bool {
+    for item in store.export_event_ids() {
+        match item {
+            Ok((_, seq)) => *max = (*max).max(seq),
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Progress of one kind on stderr: a bar on a terminal (a counter when the total is not
@@ -535,7 +530,7 @@ impl Phase {
         self.done += n;
         match &self.bar {
             Some(bar) => {
-                // An estimate passed (event ids of dropped events): the bar grows.
+                // An estimate passed: the bar grows.
                 if bar.length().is_some_and(|len| self.done > len) {
                     bar.set_length(self.done);
                 }
@@ -600,8 +595,7 @@ pub async fn copy(
     Ok(report)
 }
 
-/// Writes the batches into the import as they come; then the ids of copied events the
-/// source's index lacked (none, for a sound store) and the log counter.
+/// Writes the batches into the import as they come; then the log counter.
 async fn consume(
     import: &Import,
     rx: &mut tokio::sync::mpsc::Receiver<Result<Batch, StoreError>>,
@@ -654,10 +648,6 @@ async fn consume(
                 report.held += records.len() as u64;
                 import.import_held(&records).await.map_err(runtime)?
             }
-            Batch::EventIds(ids) => {
-                report.event_ids += ids.len() as u64;
-                import.import_event_ids(&ids).await.map_err(runtime)?
-            }
             Batch::Outbox(rows) => {
                 for (_, _, entry) in &rows {
                     match entry.state {
@@ -704,7 +694,6 @@ async fn consume(
             "reading the sled store stopped before its end (nothing was written)"
         )));
     };
-    report.event_ids_added = import.index_event_ids().await.map_err(runtime)?;
     report.log_counter = max_seq.max(last_known);
     import
         .set_log_counter(report.log_counter)

@@ -864,7 +864,10 @@ pub struct SweepReport {
     pub deliveries: u64,
     /// The attempt records those entries kept.
     pub attempts: u64,
-    /// Entries of the event-id index: of removed events and of old dropped held events.
+    /// Event ids the store no longer knows: those of removed events and of old dropped held
+    /// events. sled removes them from its id index; PostgreSQL, which has no id index
+    /// since schema 4, counts the ids that left with the events' rows and the dropped
+    /// events' markers — the same number for the same store.
     pub event_ids: u64,
     /// Snapshots of applications deleted upstream, each replaced by a tombstone.
     pub snapshots: u64,

@@ -20,7 +20,7 @@ use crate::diff::snapshot::Header;
 use crate::store::{EventRecord, OutboxEntry, StoreError, SyncState};
 
 /// The tables an import writes, locked for its whole transaction.
-const TABLES: &str = "snapshots, sync_state, log_counter, event_ids, events, held_events, outbox, disabled_subscribers, purged_applications, dropped_events";
+const TABLES: &str = "snapshots, sync_state, log_counter, events, held_events, outbox, disabled_subscribers, purged_applications, dropped_events";
 
 /// How long an import waits for a writer to finish before it gives up.
 const LOCK_TIMEOUT: &str = "10s";
@@ -66,8 +66,7 @@ async fn contents(
         .query_one(
             "SELECT (SELECT count(*) FROM snapshots), (SELECT count(*) FROM sync_state), \
              (SELECT count(*) FROM events), (SELECT count(*) FROM held_events), \
-             (SELECT count(*) FROM outbox), (SELECT count(*) FROM event_ids), \
-             (SELECT count(*) FROM disabled_subscribers), \
+             (SELECT count(*) FROM outbox), (SELECT count(*) FROM disabled_subscribers), \
              (SELECT COALESCE(max(last), 0) FROM log_counter), \
              (SELECT count(*) FROM replicas WHERE expires_at > now()), \
              (SELECT count(*) FROM purged_applications), (SELECT count(*) FROM dropped_events)",
@@ -82,7 +81,6 @@ async fn contents(
         "event(s) in the log",
         "held event(s)",
         "delivery (outbox) row(s)",
-        "known event id(s)",
         "disabled subscriber(s)",
     ]
     .into_iter()
@@ -94,19 +92,19 @@ async fn contents(
         }
     }
     for (i, what) in [
-        (9, "purged application tombstone(s)"),
-        (10, "dropped event marker(s)"),
+        (8, "purged application tombstone(s)"),
+        (9, "dropped event marker(s)"),
     ] {
         let n: i64 = row.try_get(i).map_err(|e| io(&e))?;
         if n > 0 {
             found.push(format!("{n} {what}"));
         }
     }
-    let last: i64 = row.try_get(7).map_err(|e| io(&e))?;
+    let last: i64 = row.try_get(6).map_err(|e| io(&e))?;
     if last > 0 && found.is_empty() {
         found.push(format!("a log counter at {last}"));
     }
-    let live: i64 = row.try_get(8).map_err(|e| io(&e))?;
+    let live: i64 = row.try_get(7).map_err(|e| io(&e))?;
     if live > 0 {
         found.push(format!(
             "{live} live replica(s) (`hirehook run` is running against it: stop it first)"
@@ -117,7 +115,7 @@ async fn contents(
 
 impl PgStore {
     /// `None` when the store is empty: no snapshot, sync state, event (logged or held),
-    /// known event id, delivery or disabled subscriber, and no live replica. Otherwise
+    /// delivery, disabled subscriber, tombstone or dropped event, and no live replica. Otherwise
     /// what is there, in words (for the message that refuses to copy into it).
     pub async fn is_empty(&self) -> Result<Option<String>, StoreError> {
         let client = self.client().await?;
@@ -251,8 +249,8 @@ impl Import {
         .await
     }
 
-    /// Held events an operator dropped: `(log sequence, id, detected at)` (their ids come
-    /// with the event ids).
+    /// Held events an operator dropped: `(log sequence, id, detected at)` (their ids stay
+    /// known through these markers until retention lets them go).
     pub async fn import_dropped(
         &self,
         rows: &[(u64, String, crate::ats::Timestamp)],
@@ -353,33 +351,6 @@ impl Import {
             },
         )
         .await
-    }
-
-    /// Event ids known to the store (logged, held, or held and dropped): a re-derived
-    /// event with one of them is skipped.
-    pub async fn import_event_ids(&self, ids: &[String]) -> Result<u64, StoreError> {
-        self.copy(
-            "COPY event_ids (id) FROM STDIN BINARY",
-            [Type::TEXT],
-            ids,
-            |id| [id],
-        )
-        .await
-    }
-
-    /// Adds the ids of imported events (logged or held) that the imported ids lack, so
-    /// that no copied event can be derived again. Returns how many were missing (0 for a
-    /// consistent source).
-    pub async fn index_event_ids(&self) -> Result<u64, StoreError> {
-        self.client
-            .execute(
-                "INSERT INTO event_ids (id) \
-                 SELECT id FROM events UNION SELECT id FROM held_events \
-                 EXCEPT SELECT id FROM event_ids ON CONFLICT DO NOTHING",
-                &[],
-            )
-            .await
-            .map_err(|e| self.io(&e))
     }
 
     /// Deliveries: `(subscriber, log sequence, entry)` with their state, attempts, due

@@ -226,8 +226,7 @@ impl PgStore {
         let mut outbox_rows = 0;
         if !page.events.is_empty() {
             // The counter first: commits that write events serialize here, so sequences
-            // follow commit order; taking it before the id inserts means no commit waits
-            // on an id held by a commit that waits for the counter.
+            // follow commit order, and the id check below sees every earlier commit.
             let stmt = tx
                 .prepare_cached("UPDATE log_counter SET last = last RETURNING last")
                 .await
@@ -246,15 +245,22 @@ impl PgStore {
                         .is_none_or(|&stored| e.sequence > stored)
                 })
                 .collect();
+            // The defensive check by id: ids already logged, held, or held and dropped
+            // (while retention keeps the marker) are skipped. A read (index probes of
+            // `events.id`, `held_events.id` and `dropped_events_by_id`): commits that write
+            // events serialize on the counter above, so this sees every commit before it.
             let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO event_ids (id) SELECT unnest($1::text[]) \
-                     ON CONFLICT DO NOTHING RETURNING id",
+                    "SELECT id FROM events WHERE id = ANY($1) \
+                     UNION ALL SELECT id FROM held_events WHERE id = ANY($1) \
+                     UNION ALL SELECT id FROM dropped_events WHERE id = ANY($1)",
                 )
                 .await
                 .map_err(|e| self.io(&e))?;
-            let mut new_ids: HashSet<String> = tx
+            // Known ids, and then those of this page's events as they are taken (the
+            // first of two with one id wins).
+            let mut known: HashSet<String> = tx
                 .query(&stmt, &[&ids])
                 .await
                 .map_err(|e| self.io(&e))?
@@ -265,7 +271,7 @@ impl PgStore {
             let mut seq = to_u64(last, "log counter")?;
             let mut held = Vec::new();
             for event in events {
-                if !new_ids.remove(&event.id) {
+                if !known.insert(event.id.clone()) {
                     continue;
                 }
                 seq += 1;
@@ -573,7 +579,8 @@ impl PgStore {
             .map(|&s| to_i64(s, "log sequence"))
             .collect::<Result<_, _>>()?;
         let client = self.client().await?;
-        // The ids stay known (in `event_ids`); the markers let retention forget them.
+        // The markers keep the ids known (the id check of `commit_page` reads them) until
+        // retention forgets them.
         let stmt = client
             .prepare_cached(
                 "WITH d AS (DELETE FROM held_events WHERE integration_id = $1 \

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_retention.sql"),
     include_str!("migrations/0003_claims.sql"),
+    include_str!("migrations/0004_no_event_ids.sql"),
 ];
 
 /// The highest schema version this hirehook knows.
@@ -28,6 +29,18 @@ pub async fn migrate(url: &str) -> Result<u32, StoreError> {
 /// Applies the missing migrations on a connection of its own (closed after: the advisory
 /// lock goes with it even if this future is dropped half-way).
 pub(super) async fn run(server: &Server) -> Result<u32, StoreError> {
+    run_to(server, SCHEMA_VERSION).await
+}
+
+/// Applies the missing migrations up to `version` only: an older schema, as an older
+/// hirehook left it (the migration tests start from one).
+#[cfg(test)]
+pub(super) async fn migrate_to(url: &str, version: u32) -> Result<u32, StoreError> {
+    run_to(&Server::parse(url)?, version.min(SCHEMA_VERSION)).await
+}
+
+/// [`run`], stopping at `upto` (at most [`SCHEMA_VERSION`]).
+async fn run_to(server: &Server, upto: u32) -> Result<u32, StoreError> {
     let mut client = server.connect_one().await?;
     let err = |e: tokio_postgres::Error| StoreError::Database {
         target: server.target.clone(),
@@ -37,7 +50,7 @@ pub(super) async fn run(server: &Server) -> Result<u32, StoreError> {
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .map_err(err)?;
-    let result = apply(&mut client, server).await;
+    let result = apply(&mut client, server, upto).await;
     // Unlocked explicitly so a pooled or long-lived connection never keeps it; closing the
     // connection would release it too.
     let _ = client
@@ -46,7 +59,11 @@ pub(super) async fn run(server: &Server) -> Result<u32, StoreError> {
     result
 }
 
-async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u32, StoreError> {
+async fn apply(
+    client: &mut tokio_postgres::Client,
+    server: &Server,
+    upto: u32,
+) -> Result<u32, StoreError> {
     let err = |e: tokio_postgres::Error| StoreError::Database {
         target: server.target.clone(),
         cause: server.scrub(format!("migrating the schema: {}", describe(&e))),
@@ -72,7 +89,11 @@ async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u
             known: SCHEMA_VERSION,
         });
     }
-    for (version, sql) in (1i32..).zip(MIGRATIONS.iter()).skip(found as usize) {
+    for (version, sql) in (1i32..)
+        .zip(MIGRATIONS.iter())
+        .take(upto as usize)
+        .skip(found as usize)
+    {
         let tx = client.transaction().await.map_err(err)?;
         tx.batch_execute(sql)
             .await
@@ -94,7 +115,7 @@ async fn apply(client: &mut tokio_postgres::Client, server: &Server) -> Result<u
         .map_err(err)?;
         tx.commit().await.map_err(err)?;
     }
-    Ok(SCHEMA_VERSION)
+    Ok(upto.max(found))
 }
 
 /// Migration 2 added `snapshots.deleted_at`: fills it for the snapshots already stored, in

@@ -231,6 +231,89 @@ async fn log_sequences_have_no_gaps_across_concurrent_handles() {
     assert_eq!(seqs(&logged), (1..=120).collect::<Vec<u64>>());
 }
 
+/// The check by id (no `event_ids` since schema 4): an event whose id is already logged,
+/// held, or held and dropped is skipped even when its sequence is above its application's
+/// stored snapshot's (so the sequence check lets it through); two events with one id in a
+/// page log the first. Nothing is written for them: no outbox row, no log sequence.
+#[tokio::test]
+async fn a_known_id_above_the_snapshots_sequence_is_not_logged_again() {
+    use crate::diff::Snapshot;
+    let store = store!();
+    let real = |app: &str, sequence: u64, is_new: bool| SnapshotWrite {
+        application_id: app.into(),
+        bytes: Snapshot {
+            sequence,
+            ..Snapshot::default()
+        }
+        .encode(),
+        is_new,
+        previous_deleted_at: None,
+    };
+    let first = store
+        .commit_page(
+            "gh:1",
+            PageCommit {
+                snapshots: vec![real("a", 1, true), real("b", 1, true), real("c", 1, true)],
+                events: vec![
+                    event("e1", "a", 1, EventType::StageChanged, &["crm"]),
+                    held("h1", "b", 1, &["crm"]),
+                    held("d1", "c", 1, &["crm"]),
+                ],
+            },
+        )
+        .await
+        .expect("first");
+    assert_eq!(seqs(&first), [1, 2, 3]);
+    assert_eq!(store.drop_held("gh:1", &[3]).await.expect("drop"), 1);
+
+    // The same ids at sequence 2, above the stored snapshots' 1: only the id refuses them.
+    let again = store
+        .commit_page(
+            "gh:1",
+            events_page(vec![
+                event("e1", "a", 2, EventType::StageChanged, &["crm"]),
+                event("h1", "b", 2, EventType::StageChanged, &["crm"]),
+                event("d1", "c", 2, EventType::StageChanged, &["crm"]),
+            ]),
+        )
+        .await
+        .expect("again");
+    assert!(again.is_empty(), "{again:?}");
+    let logged = store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(
+        logged
+            .iter()
+            .map(|r| (r.id.as_str(), r.sequence, r.log_seq))
+            .collect::<Vec<_>>(),
+        [("e1", 1, 1)]
+    );
+    assert_eq!(seqs(&store.held_events("gh:1").await.unwrap()), [2]);
+    assert_eq!(store.outbox("crm").await.unwrap().len(), 1);
+
+    // One id twice in a page: the first is logged, once.
+    let twice = store
+        .commit_page(
+            "gh:1",
+            events_page(vec![
+                event("e2", "a", 2, EventType::StageChanged, &["crm"]),
+                event("e2", "a", 3, EventType::StageChanged, &["crm"]),
+            ]),
+        )
+        .await
+        .expect("twice");
+    assert_eq!(
+        twice
+            .iter()
+            .map(|r| (r.id.as_str(), r.sequence, r.log_seq))
+            .collect::<Vec<_>>(),
+        [("e2", 2, 4)],
+        "no log sequence was used for the refused ones"
+    );
+    assert_eq!(store.outbox("crm").await.unwrap().len(), 2);
+    let by_id = store.event_by_id("e1").await.unwrap().expect("e1");
+    assert_eq!((by_id.sequence, by_id.log_seq), (1, 1));
+}
+
 async fn open_existing(url: &str) -> PgStore {
     connect(url).await.without_fencing()
 }
@@ -336,6 +419,114 @@ mod schema {
                 ("live".to_owned(), None),
             ]
         );
+    }
+
+    /// A database an older hirehook left at schema 3, with ids in `event_ids` (of a logged,
+    /// a held and a dropped held event): migration 4 drops the table, and the ids stay
+    /// known through the events, held events and dropped-event markers.
+    #[tokio::test]
+    async fn migrating_from_version_3_drops_event_ids_and_keeps_the_ids_known() {
+        use crate::diff::Snapshot;
+        let url = database!();
+        assert_eq!(super::super::migrate::migrate_to(&url, 3).await.unwrap(), 3);
+        let server = Server::parse(&url).unwrap();
+        let client = server.connect_one().await.unwrap();
+        let snapshot = Snapshot {
+            sequence: 1,
+            ..Snapshot::default()
+        }
+        .encode();
+        client
+            .execute(
+                "INSERT INTO snapshots (integration_id, application_id, bytes) \
+                 VALUES ('gh:1', 'a', $1), ('gh:1', 'b', $1), ('gh:1', 'c', $1)",
+                &[&snapshot],
+            )
+            .await
+            .unwrap();
+        let kind = EventType::StageChanged.as_str();
+        let columns = super::super::log::EVENT_COLUMNS;
+        for table in ["events", "held_events"] {
+            let (seq, id, app) = if table == "events" {
+                (1i64, "e1", "a")
+            } else {
+                (2, "h1", "b")
+            };
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} ({columns}) \
+                         VALUES ($1, $2, $3, 'gh:1', $4, 1, now(), '[]', '\\x7b7d')"
+                    ),
+                    &[&seq, &id, &kind, &app],
+                )
+                .await
+                .unwrap();
+        }
+        client
+            .batch_execute(
+                "INSERT INTO dropped_events (log_seq, id, detected_at) VALUES (3, 'd1', now()); \
+                 INSERT INTO event_ids (id) VALUES ('e1'), ('h1'), ('d1'); \
+                 UPDATE log_counter SET last = 3",
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(migrate(&url).await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 4);
+        let row = client
+            .query_one(
+                "SELECT (SELECT max(version) FROM hirehook_schema_version), \
+                 to_regclass('event_ids') IS NULL, \
+                 to_regclass('dropped_events_by_id') IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, i32>(0),
+                row.get::<_, bool>(1),
+                row.get::<_, bool>(2)
+            ),
+            (4, true, true)
+        );
+
+        let store = open_existing(&url).await;
+        // Above the snapshots' sequence: refused by id alone.
+        let again = log(
+            &store,
+            vec![
+                event("e1", "a", 2, EventType::StageChanged, &["crm"]),
+                event("h1", "b", 2, EventType::StageChanged, &["crm"]),
+                event("d1", "c", 2, EventType::StageChanged, &["crm"]),
+            ],
+        )
+        .await;
+        assert!(again.is_empty(), "{again:?}");
+        let next = log(
+            &store,
+            vec![event("e2", "a", 2, EventType::StageChanged, &["crm"])],
+        )
+        .await;
+        assert_eq!(
+            seqs(&next),
+            [4],
+            "the log continues after the dropped event"
+        );
+        assert_eq!(
+            store
+                .events(&EventFilter::default())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["e1", "e2"]
+        );
+        assert_eq!(seqs(&store.held_events("gh:1").await.unwrap()), [2]);
+        // A migrated database is at the latest version: migrating again does nothing.
+        assert_eq!(migrate(&url).await.unwrap(), SCHEMA_VERSION);
     }
 
     #[tokio::test]
