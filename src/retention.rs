@@ -255,6 +255,20 @@ mod tests {
         }
     }
 
+    /// Commits `events` (no snapshots) to integration `gh:1`.
+    async fn commit(store: &Store, events: Vec<NewEvent>) {
+        store
+            .commit_page(
+                "gh:1",
+                PageCommit {
+                    snapshots: vec![],
+                    events,
+                },
+            )
+            .await
+            .expect("commit");
+    }
+
     async fn ids(store: &Store) -> Vec<String> {
         store
             .events(&Default::default())
@@ -322,27 +336,9 @@ mod tests {
                     e
                 })
                 .collect();
-            store
-                .commit_page(
-                    "gh:1",
-                    PageCommit {
-                        snapshots: vec![],
-                        events,
-                    },
-                )
-                .await
-                .expect("commit");
+            commit(&store, events).await;
         }
-        store
-            .commit_page(
-                "gh:1",
-                PageCommit {
-                    snapshots: vec![],
-                    events: vec![event("young", at(99))],
-                },
-            )
-            .await
-            .expect("commit");
+        commit(&store, vec![event("young", at(99))]).await;
         store.flush().await.expect("flush");
         sweeper.sweep().await.expect("sweep");
         store.flush().await.expect("flush");
@@ -364,16 +360,7 @@ mod tests {
             "the next growth counts from here"
         );
         assert_eq!(ids(&store).await, ["young"]);
-        store
-            .commit_page(
-                "gh:1",
-                PageCommit {
-                    snapshots: vec![],
-                    events: vec![event("after", at(100))],
-                },
-            )
-            .await
-            .expect("the reopened store takes commits");
+        commit(&store, vec![event("after", at(100))]).await;
         assert_eq!(ids(&store).await, ["young", "after"]);
         assert_eq!(
             sweeper
@@ -391,16 +378,11 @@ mod tests {
     async fn the_task_sweeps_every_interval_until_shut_down() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open_sled(dir.path(), 1 << 20).expect("store"));
-        store
-            .commit_page(
-                "gh:1",
-                PageCommit {
-                    snapshots: vec![],
-                    events: vec![event("a", at(0)), event("b", at(1)), event("c", at(5))],
-                },
-            )
-            .await
-            .expect("commit");
+        commit(
+            &store,
+            vec![event("a", at(0)), event("b", at(1)), event("c", at(5))],
+        )
+        .await;
         let policy = RetentionPolicy {
             events: Some(Duration::from_secs(30 * 86_400)),
             deleted_applications: None,
@@ -462,16 +444,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open_sled(dir.path(), 1 << 20).expect("store"));
         let events = (0..5).map(|i| event(&format!("e{i}"), at(0))).collect();
-        store
-            .commit_page(
-                "gh:1",
-                PageCommit {
-                    snapshots: vec![],
-                    events,
-                },
-            )
-            .await
-            .expect("commit");
+        commit(&store, events).await;
         let policy = RetentionPolicy {
             events: Some(Duration::from_secs(86_400)),
             deleted_applications: Some(Duration::from_secs(86_400)),
