@@ -27,7 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/stats.rs"]
+mod stats;
 use procs::{SimProcess, start_sim};
+use stats::percentiles;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -511,22 +514,6 @@ async fn timing_receiver() -> anyhow::Result<(String, Arc<Mutex<HashMap<String, 
         }),
     );
     Ok((serve(app).await?, arrivals))
-}
-
-fn percentiles(mut ms: Vec<f64>) -> String {
-    ms.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    format!(
-        "{} events: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms.len(),
-        pct(0.50),
-        pct(0.99),
-        ms.last().copied().unwrap_or(f64::NAN)
-    )
 }
 
 async fn latency(args: &Args) -> anyhow::Result<()> {

@@ -217,9 +217,9 @@ impl Daemon {
         }
         let retention = self.config.retention;
         let policy = retention.policy();
-        let rewrite_growth = match self.store.backend() {
-            "sled" => self.config.store.rewrite_growth,
-            _ => crate::config::RewriteGrowth::Never,
+        let rewrite_growth = match &*self.store {
+            Store::Sled(_) => self.config.store.rewrite_growth,
+            Store::Postgres(_) => crate::config::RewriteGrowth::Never,
         };
         let sweeper = if policy == RetentionPolicy::default()
             && rewrite_growth == crate::config::RewriteGrowth::Never

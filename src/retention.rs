@@ -261,8 +261,8 @@ mod tests {
             .commit_page(
                 "gh:1",
                 PageCommit {
-                    snapshots: vec![],
                     events,
+                    ..Default::default()
                 },
             )
             .await

@@ -50,8 +50,7 @@ impl BodyBuffer {
         while !data.is_empty() {
             let room = self.blocks.last().map_or(0, |b| b.capacity() - b.len());
             if room == 0 {
-                self.blocks
-                    .push(Vec::with_capacity(BLOCK.max(data.len().min(BLOCK))));
+                self.blocks.push(Vec::with_capacity(BLOCK));
                 continue;
             }
             let (now, rest) = data.split_at(room.min(data.len()));

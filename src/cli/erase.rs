@@ -1,8 +1,8 @@
 //! `hirehook erase`: remove a person's data from every stored snapshot, event body and
 //! delivery record of one integration, and from the store's files.
 //!
-//! sled: the store itself when no daemon holds it (then a rewrite of its files, as `store
-//! compact` does), else the daemon's `POST /v1/erase` (which rewrites online). PostgreSQL:
+//! sled: the store itself when no daemon holds it, else the daemon's `POST /v1/erase`;
+//! either rewrites the store's files ([`crate::store::Store::purge_erased`]). PostgreSQL:
 //! directly, while replicas run (then `VACUUM FULL` of the changed tables).
 
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use super::sync::load_config;
 use crate::admin::api::EraseRequest;
 use crate::config::StoreBackend;
 use crate::store::erase::check_id;
-use crate::store::{EraseReport, ErasureSubject, PurgeReport};
+use crate::store::{EraseReport, ErasureSubject};
 
 /// Options of `hirehook erase`.
 #[derive(Debug, clap::Args)]
@@ -72,41 +72,23 @@ pub async fn run(args: EraseArgs) -> Result<(), Failure> {
         Source::Store(store) => {
             let runtime = |e: crate::store::StoreError| Failure::Runtime(e.into());
             let report = store.erase(&integration, &subject).await.map_err(runtime)?;
-            let purge = if config.store.backend == StoreBackend::Sled {
-                // Offline: nothing else holds the store; rewrite it closed.
-                drop(store);
-                let (path, cache) = (config.store.path.clone(), config.store.cache_capacity.0);
-                if report.changed() == 0 {
-                    PurgeReport::default()
-                } else {
-                    let r = tokio::task::spawn_blocking(move || {
-                        crate::store::sled::rewrite::rewrite(&path, cache)
-                    })
-                    .await
-                    .map_err(|e| Failure::Runtime(anyhow!("the rewrite failed: {e}")))?
-                    .map_err(|e| {
-                        Failure::Runtime(anyhow::Error::new(e).context(
-                            "the erasure is durable, but rewriting the sled store's files \
-                             (so the old values leave them) failed: run `hirehook store \
-                             compact` to rewrite them",
-                        ))
-                    })?;
-                    PurgeReport {
-                        took: r.took,
-                        what: format!(
-                            "rewrote the sled store's files ({} keys, {} bytes before, {} after)",
-                            r.keys, r.before, r.after
-                        ),
+            // sled: nothing else holds the store, and the rewrite an erasure needs is the
+            // one a daemon runs online; PostgreSQL: VACUUM FULL of the changed tables.
+            let purge = store.purge_erased(&report).await.map_err(|e| {
+                let redo = match config.store.backend {
+                    StoreBackend::Sled => {
+                        "rewriting the sled store's files (so the old values leave them) \
+                         failed: run `hirehook store compact` to rewrite them"
                     }
-                }
-            } else {
-                store.purge_erased(&report).await.map_err(|e| {
-                    Failure::Runtime(anyhow::Error::new(e).context(
-                        "the erasure is committed, but VACUUM FULL of the changed tables \
-                         failed: run it again (docs/operations.md § Erasure)",
-                    ))
-                })?
-            };
+                    StoreBackend::Postgres => {
+                        "VACUUM FULL of the changed tables failed: run it again \
+                         (docs/operations.md § Erasure)"
+                    }
+                };
+                Failure::Runtime(
+                    anyhow::Error::new(e).context(format!("the erasure is durable, but {redo}")),
+                )
+            })?;
             crate::erase::log_erasure(&integration, &subject, &report, &purge, "command line");
             (report, Some(purge))
         }

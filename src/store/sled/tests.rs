@@ -93,8 +93,8 @@ mod delivery {
             .commit_page(
                 "gh:1",
                 PageCommit {
-                    snapshots: vec![],
                     events,
+                    ..Default::default()
                 },
             )
             .unwrap();
