@@ -13,7 +13,7 @@ use crate::ats::KomboClient;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::worker::{DeliverError, Deliverer, DeliverySettings, Target, Waker};
-use crate::leases::{Held, LeaseLoop};
+use crate::leases::{Held, LeaseLoop, Unit};
 use crate::metrics::Metrics;
 use crate::retention::Sweeper;
 use crate::store::{RetentionPolicy, Store, StoreError};
@@ -159,13 +159,21 @@ impl Daemon {
             self.admin_limits,
             shutdown.clone(),
         ));
+        let units = self
+            .config
+            .integrations
+            .iter()
+            .map(|i| Unit::Integration(i.id.clone()))
+            .chain(
+                self.config
+                    .subscribers
+                    .iter()
+                    .map(|s| Unit::Subscriber(s.name.clone())),
+            )
+            .collect();
         let (lease_loop, held) = LeaseLoop::new(
             self.store.clone(),
-            self.config
-                .integrations
-                .iter()
-                .map(|i| i.id.clone())
-                .collect(),
+            units,
             self.config.store.lease_ttl,
             self.store_health.clone(),
         );
@@ -176,7 +184,7 @@ impl Daemon {
         let ctx = PollContext {
             syncer: self.syncer.clone(),
             interval: self.config.kombo.poll_interval,
-            held,
+            held: held.clone(),
             waker: waker.clone(),
             health: self.store_health.clone(),
             metrics: self.metrics.clone(),
@@ -245,7 +253,7 @@ impl Daemon {
         };
         // Anything queued before this start (a backlog, retries due) goes out at once.
         waker.wake();
-        self.deliverer.run(shutdown.clone()).await;
+        self.deliverer.with_leases(held).run(shutdown.clone()).await;
         while pollers.join_next().await.is_some() {}
         if let Some(sweeper) = sweeper
             && let Err(e) = sweeper.await

@@ -22,6 +22,7 @@ use super::sign::SigningKey;
 use super::ssrf;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::leases::Held;
 use crate::metrics::Metrics;
 use crate::store::{AttemptRecord, AttemptResult, DueDelivery, Store, StoreError};
 use crate::store_health::StoreHealth;
@@ -211,6 +212,9 @@ pub struct Deliverer {
     metrics: Metrics,
     /// Store failures are reported here (readiness shows them).
     health: StoreHealth,
+    /// Which subscribers this process delivers to (its delivery leases); all of them when
+    /// not set.
+    leases: Option<Held>,
 }
 
 impl Deliverer {
@@ -246,6 +250,7 @@ impl Deliverer {
             waker,
             metrics: Metrics::default(),
             health: StoreHealth::default(),
+            leases: None,
         })
     }
 
@@ -269,6 +274,13 @@ impl Deliverer {
         self
     }
 
+    /// Claims a subscriber's deliveries only while `leases` says this process delivers to
+    /// it (see [`crate::leases`]); deliveries in flight when a lease moves finish.
+    pub fn with_leases(mut self, leases: Held) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
     /// A handle that wakes the workers.
     pub fn waker(&self) -> Waker {
         self.waker.clone()
@@ -288,6 +300,7 @@ impl Deliverer {
                 health: self.health.clone(),
                 operations: Operations::of(&target.name),
                 target: Arc::new(target),
+                leases: self.leases.clone(),
             };
             set.spawn(worker.run(shutdown.clone()));
         }
@@ -310,6 +323,8 @@ struct Worker {
     /// Store failures are reported here, under `operations`.
     health: StoreHealth,
     operations: Operations,
+    /// Claims only while this says the process delivers to the subscriber (none: always).
+    leases: Option<Held>,
 }
 
 /// The names this worker reports its store operations under (see [`StoreHealth`]).
@@ -341,10 +356,23 @@ impl Worker {
         let this = Arc::new(self);
         // The last wait after a failed claim, while claims fail in a row.
         let mut backoff: Option<Duration> = None;
+        let mut leases = this.leases.clone();
         loop {
             while tasks.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
                 break;
+            }
+            if let Some(leases) = leases.as_mut()
+                && !leases.delivers(&name)
+            {
+                // Another replica delivers to this subscriber (or none may yet): claim
+                // nothing until this one holds its lease. Deliveries in flight finish.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = leases.changed() => {}
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+                continue;
             }
             // A disabled subscriber (a 410, recorded by this replica or another) is handed
             // nothing by the claim itself: there is no window between a check of the

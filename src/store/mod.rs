@@ -472,6 +472,37 @@ impl Store {
         }
     }
 
+    /// Takes or renews this replica's delivery lease on a subscriber for `ttl`: granted
+    /// when free, expired or already ours. Returns whether it is held now. The holder is
+    /// the replica that claims the subscriber's deliveries; claims, not the lease, keep a
+    /// delivery on one replica and the order per application. The embedded store: always.
+    pub async fn try_delivery_lease(
+        &self,
+        subscriber: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(true),
+            Store::Postgres(p) => p.try_delivery_lease(subscriber, ttl).await,
+        }
+    }
+
+    /// Gives up this replica's delivery lease on a subscriber.
+    pub async fn release_delivery_lease(&self, subscriber: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(_) => Ok(()),
+            Store::Postgres(p) => p.release_delivery_lease(subscriber).await,
+        }
+    }
+
+    /// Every delivery lease: (subscriber, holder, expiry). None on the embedded store.
+    pub async fn delivery_leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(Vec::new()),
+            Store::Postgres(p) => p.delivery_leases().await,
+        }
+    }
+
     /// Every lease: (integration, holder, expiry). None on the embedded store.
     pub async fn leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
         match self {

@@ -525,3 +525,168 @@ fn replicas_logs_full(dir: &std::path::Path, prefix: &str) -> String {
     }
     out
 }
+
+/// The subscriber's delivery lease holder as the store says, and whether it is unexpired.
+async fn delivery_holder(store: &Store, subscriber: &str) -> Option<(String, bool)> {
+    store
+        .delivery_leases()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|(name, _, _)| name == subscriber)
+        .map(|(_, holder, expires)| (holder, expires > Utc::now()))
+}
+
+/// The attempts a replica made to `subscriber`, from its `/metrics`.
+async fn attempts_of(http: &reqwest::Client, admin: &str, subscriber: &str) -> u64 {
+    let text = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("body");
+    let label = format!("subscriber=\"{subscriber}\"");
+    text.lines()
+        .filter(|l| l.starts_with("hirehook_delivery_attempts_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// One replica at a time claims a subscriber's deliveries (its delivery lease), and the
+/// work spreads: with one integration and one subscriber, a second replica joining takes
+/// the subscriber while the first keeps polling; every later delivery is the second's.
+/// When that one is killed, the first takes the subscriber back and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_delivers_to_a_subscriber_and_a_survivor_takes_over() {
+    let Some(database) = hirehook::store::postgres::test_database().await else {
+        return;
+    };
+    let sim = spawn(SimConfig {
+        integrations: 1,
+        applications: 20,
+        seed: 33,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let integrations = sim.sim().integration_ids();
+    let integration = integrations[0].clone();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut builder = ConfigBuilder::new(
+        &dir.path().join("unused"),
+        sim.base_url(),
+        sim.sim().api_key(),
+        integrations.clone(),
+    )
+    .with_database(Some(database));
+    builder.initial_sync = "emit";
+    builder.poll_interval = "200ms";
+    builder.shutdown_grace = "1s";
+    let builder = builder.subscriber("crm", &receiver.url);
+    let toml = builder
+        .toml()
+        .replace("lease_ttl = \"3s\"", "lease_ttl = \"2s\"");
+    let path = dir.path().join("replicas.toml");
+    std::fs::write(&path, &toml).expect("config");
+    let config = hirehook::config::Config::from_str_with_env(&toml, &path, |_| None)
+        .expect("config is valid");
+    assert_eq!(config.store.lease_ttl, LEASE_TTL);
+    let shared = Store::open(&config.store)
+        .await
+        .expect("the shared store opens")
+        .unfenced();
+    let mut replicas = Replicas {
+        config_path: path,
+        dir: dir.path().to_owned(),
+        children: vec![None, None],
+        starts: 0,
+    };
+    let logs = || replicas_logs(dir.path());
+    let http = reqwest::Client::new();
+    let logged = async || {
+        shared
+            .events(&hirehook::store::EventFilter::default())
+            .await
+            .expect("log")
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+
+    // A alone: it polls and delivers.
+    replicas.start(0);
+    let a = replicas.pid(0) as u32;
+    let a_admin = admin_address(&dir.path().join("replica-0-1.log")).await;
+    until("A delivered the initial sync", logs, async || {
+        let n = logged().await.len();
+        n >= 20 && receiver.delivered().len() >= n
+    })
+    .await;
+    let (holder, _) = delivery_holder(&shared, "crm").await.expect("a lease");
+    assert!(is_process(&holder, a), "{holder}");
+
+    // B joins: A keeps the integration and gives the subscriber back; B takes it.
+    replicas.start(1);
+    let b = replicas.pid(1) as u32;
+    let b_admin = admin_address(&dir.path().join("replica-1-2.log")).await;
+    until("B delivers to crm", logs, async || {
+        delivery_holder(&shared, "crm")
+            .await
+            .is_some_and(|(holder, live)| live && is_process(&holder, b))
+    })
+    .await;
+    let (holder, _) = lease_holder(&shared, &integration).await.expect("a lease");
+    assert!(is_process(&holder, a), "A still polls: {holder}");
+    assert!(oracle::wait_drained(&shared, LIMIT).await, "{}", logs());
+    let a_before = attempts_of(&http, &a_admin, "crm").await;
+    let b_before = attempts_of(&http, &b_admin, "crm").await;
+    let logged_before = logged().await.len() as u64;
+
+    // Changes: A derives the events, B sends every one of them.
+    sim.sim().mutate(15);
+    let since = Utc::now();
+    assert!(
+        wait_synced(&shared, &integrations, since).await,
+        "{}",
+        logs()
+    );
+    assert!(oracle::wait_drained(&shared, LIMIT).await, "{}", logs());
+    let new = logged().await.len() as u64 - logged_before;
+    assert!(new > 0, "the changes made events");
+    assert_eq!(
+        attempts_of(&http, &a_admin, "crm").await,
+        a_before,
+        "A made no attempt to crm\n{}",
+        logs()
+    );
+    assert_eq!(
+        attempts_of(&http, &b_admin, "crm").await - b_before,
+        new,
+        "B made one attempt per new event"
+    );
+
+    // B dies: A takes crm back and delivers what is derived next.
+    replicas.kill9(1).await;
+    until("A delivers to crm again", logs, async || {
+        delivery_holder(&shared, "crm")
+            .await
+            .is_some_and(|(holder, live)| live && is_process(&holder, a))
+    })
+    .await;
+    sim.sim().mutate(15);
+    let since = Utc::now();
+    assert!(
+        wait_synced(&shared, &integrations, since).await,
+        "{}",
+        logs()
+    );
+    assert!(oracle::wait_drained(&shared, LIMIT).await, "{}", logs());
+    let received: std::collections::BTreeSet<String> =
+        receiver.delivered().into_iter().map(|r| r.id).collect();
+    let missing: Vec<String> = logged().await.difference(&received).cloned().collect();
+    assert!(missing.is_empty(), "never received: {missing:?}");
+    replicas.kill9(0).await;
+}

@@ -1,4 +1,5 @@
-//! Leases (one poller per integration across replicas), replica heartbeats, and wake-ups
+//! Leases (one poller per integration, one deliverer per subscriber, across replicas),
+//! replica heartbeats, and wake-ups
 //! by `LISTEN/NOTIFY`.
 //!
 //! Lease and heartbeat expiry use the database's clock (`now()`), so the replicas' clocks
@@ -67,6 +68,64 @@ impl PgStore {
         let rows = client
             .query(
                 "SELECT integration_id, holder, expires_at FROM leases ORDER BY integration_id",
+                &[],
+            )
+            .await
+            .map_err(|e| self.io(&e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| self.io(&e))
+    }
+
+    /// Takes or renews this replica's delivery lease on `subscriber` for `ttl` (when it is
+    /// free, expired, or already ours). Returns whether this replica holds it now. The
+    /// lease decides which replica claims the subscriber's deliveries; claims themselves
+    /// keep a delivery on one replica and the order per application, lease or not.
+    pub async fn try_delivery_lease(
+        &self,
+        subscriber: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO delivery_leases (subscriber, holder, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (subscriber) DO UPDATE \
+                 SET holder = excluded.holder, expires_at = excluded.expires_at \
+                 WHERE delivery_leases.holder = excluded.holder \
+                    OR delivery_leases.expires_at <= now() \
+                 RETURNING 1",
+            )
+            .await
+            .map_err(|e| self.io(&e))?;
+        let rows = client
+            .query(&stmt, &[&subscriber, &self.replica_id, &ttl.as_secs_f64()])
+            .await
+            .map_err(|e| self.io(&e))?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Gives up this replica's delivery lease on `subscriber` (nothing if it holds none).
+    pub async fn release_delivery_lease(&self, subscriber: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM delivery_leases WHERE subscriber = $1 AND holder = $2",
+                &[&subscriber, &self.replica_id],
+            )
+            .await
+            .map_err(|e| self.io(&e))?;
+        Ok(())
+    }
+
+    /// Every delivery lease: (subscriber, holder's replica id, expiry), by subscriber.
+    pub async fn delivery_leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT subscriber, holder, expires_at FROM delivery_leases ORDER BY subscriber",
                 &[],
             )
             .await

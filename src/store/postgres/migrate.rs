@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_retention.sql"),
     include_str!("migrations/0003_claims.sql"),
     include_str!("migrations/0004_no_event_ids.sql"),
+    include_str!("migrations/0005_delivery_leases.sql"),
 ];
 
 /// The highest schema version this hirehook knows.

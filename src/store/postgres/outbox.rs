@@ -503,17 +503,22 @@ impl PgStore {
             .map_err(|e| self.io(&e))
     }
 
-    /// Re-enables a subscriber disabled by a 410; its backlog resumes. Returns whether it
-    /// was disabled.
+    /// Re-enables a subscriber disabled by a 410; its backlog resumes (on whichever
+    /// replica delivers to it: the change is notified). Returns whether it was disabled.
     pub async fn enable_subscriber(&self, subscriber: &str) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.io(&e))?;
+        let n = tx
             .execute(
                 "DELETE FROM disabled_subscribers WHERE subscriber = $1",
                 &[&subscriber],
             )
             .await
             .map_err(|e| self.io(&e))?;
+        if n > 0 {
+            notify(self, &tx).await?;
+        }
+        tx.commit().await.map_err(|e| self.io(&e))?;
         Ok(n > 0)
     }
 

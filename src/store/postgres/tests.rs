@@ -473,12 +473,13 @@ mod schema {
             .unwrap();
 
         assert_eq!(migrate(&url).await.unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         let row = client
             .query_one(
                 "SELECT (SELECT max(version) FROM hirehook_schema_version), \
                  to_regclass('event_ids') IS NULL, \
-                 to_regclass('dropped_events_by_id') IS NOT NULL",
+                 to_regclass('dropped_events_by_id') IS NOT NULL, \
+                 to_regclass('delivery_leases') IS NOT NULL",
                 &[],
             )
             .await
@@ -487,9 +488,10 @@ mod schema {
             (
                 row.get::<_, i32>(0),
                 row.get::<_, bool>(1),
-                row.get::<_, bool>(2)
+                row.get::<_, bool>(2),
+                row.get::<_, bool>(3)
             ),
-            (4, true, true)
+            (5, true, true, true)
         );
 
         let store = open_existing(&url).await;
@@ -809,6 +811,55 @@ mod fencing {
         a.release_lease("gh:2").await.unwrap(); // not a's: nothing happens
         assert!(a.try_lease("gh:1", TTL).await.unwrap(), "released: free");
         assert!(!a.try_lease("gh:2", TTL).await.unwrap(), "still b's");
+    }
+
+    #[tokio::test]
+    async fn a_delivery_lease_is_one_replicas_until_it_expires_or_is_given_back() {
+        let url = database!();
+        let a = connect(&url).await;
+        let b = connect(&url).await;
+        assert!(a.try_delivery_lease("hooks", TTL).await.unwrap());
+        assert!(a.try_delivery_lease("hooks", TTL).await.unwrap(), "renewed");
+        assert!(
+            !b.try_delivery_lease("hooks", TTL).await.unwrap(),
+            "held by a"
+        );
+        assert!(
+            b.try_lease("hooks", Duration::from_secs(30)).await.unwrap(),
+            "an integration of the same name is another lease"
+        );
+        assert!(
+            b.try_delivery_lease("crm", Duration::from_secs(30))
+                .await
+                .unwrap(),
+            "another subscriber"
+        );
+        let leases = a.delivery_leases().await.unwrap();
+        let holders: Vec<(&str, &str)> = leases
+            .iter()
+            .map(|(s, h, _)| (s.as_str(), h.as_str()))
+            .collect();
+        assert_eq!(
+            holders,
+            [("crm", b.replica_id()), ("hooks", a.replica_id())]
+        );
+
+        tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+        assert!(
+            b.try_delivery_lease("hooks", TTL).await.unwrap(),
+            "expired: taken"
+        );
+        assert!(!a.try_delivery_lease("hooks", TTL).await.unwrap());
+        a.release_delivery_lease("crm").await.unwrap(); // not a's: nothing happens
+        assert!(
+            !a.try_delivery_lease("crm", TTL).await.unwrap(),
+            "still b's"
+        );
+        b.release_delivery_lease("hooks").await.unwrap();
+        assert!(
+            a.try_delivery_lease("hooks", TTL).await.unwrap(),
+            "given back: free"
+        );
     }
 
     #[tokio::test]
