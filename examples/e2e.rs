@@ -20,7 +20,10 @@
 //! polls every `--poll-ms`; hirehook logs the ids of each page's events right after the
 //! flush that made them durable (`hirehook::durable` at debug, JSON logs with microsecond
 //! timestamps), and the receiver notes when each `webhook-id` arrived: commit → receiver
-//! per event, on one machine's clock, across processes.
+//! per event, on one machine's clock, across processes. It also prints the latency of the
+//! first and the last event of each page, hirehook's and the simulator's CPU over the run,
+//! and, before the runs, a floor: a bare reqwest sender in this process posting bursts of
+//! 4 to the same receiver, timed the same way.
 //!
 //! With `--backend postgres` a throwaway PostgreSQL 15 is started here (initdb + pg_ctl,
 //! default settings, fsync on), a fresh database per run; its CPU (the postmaster and every
@@ -407,6 +410,50 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// The floor under durable → received: a bare reqwest sender in this process posts
+    /// bursts of `burst` requests every `every` for `seconds` (the shape of the latency
+    /// run's pages), and each request's time from just before `send` to the receiver's
+    /// handler is measured as the latency run measures hirehook's. What this takes, the
+    /// machine and the receiver take; hirehook can only add to it.
+    async fn floor(&self, burst: usize, every: Duration, seconds: u64) -> anyhow::Result<Vec<f64>> {
+        let body = bytes::Bytes::from(vec![b'x'; 900]);
+        let client = reqwest::Client::new();
+        let mut sent = HashMap::new();
+        let mut tick = tokio::time::interval(every);
+        let until = Instant::now() + Duration::from_secs(seconds);
+        let mut n = 0usize;
+        while Instant::now() < until {
+            tick.tick().await;
+            let mut burst_tasks = Vec::new();
+            for _ in 0..burst {
+                n += 1;
+                let id = format!("msg_floor_{n}");
+                let (client, body, url) = (client.clone(), body.clone(), self.url.clone());
+                sent.insert(id.clone(), unix_us());
+                burst_tasks.push(tokio::spawn(async move {
+                    let _ = client
+                        .post(&url)
+                        .header("webhook-id", id)
+                        .body(body)
+                        .send()
+                        .await;
+                }));
+            }
+            for t in burst_tasks {
+                t.await?;
+            }
+        }
+        let stats = self.stats().await?;
+        self.reset().await?;
+        Ok(stats
+            .arrivals
+            .into_iter()
+            .filter_map(|(id, got)| sent.get(&id).map(|at| (got as f64 - *at as f64) / 1000.0))
+            .collect())
+    }
+}
+
 /// Where the store lives for one run.
 enum StoreSpec {
     Sled(tempfile::TempDir),
@@ -692,8 +739,19 @@ async fn throughput(common: Common, events: usize) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Latency.
 
-/// The `hirehook::durable` lines of a JSON log: event id → when its page was durable (µs).
-fn durable_times(log: &Path, into: &mut HashMap<String, u64>) -> anyhow::Result<()> {
+/// When an event's page was durable, and where the event stood in it.
+#[derive(Debug, Clone, Copy)]
+struct Durable {
+    /// µs since the epoch.
+    at: u64,
+    /// Its place in the page's events (0: first).
+    index: usize,
+    /// How many events the page made durable.
+    page_len: usize,
+}
+
+/// The `hirehook::durable` lines of a JSON log: event id → when its page was durable.
+fn durable_times(log: &Path, into: &mut HashMap<String, Durable>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(log)?;
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -708,8 +766,13 @@ fn durable_times(log: &Path, into: &mut HashMap<String, u64>) -> anyhow::Result<
         let at = chrono::DateTime::parse_from_rfc3339(ts)
             .with_context(|| format!("timestamp {ts:?}"))?
             .timestamp_micros() as u64;
-        for id in ids.split(',').filter(|s| !s.is_empty()) {
-            into.entry(id.to_owned()).or_insert(at);
+        let ids: Vec<&str> = ids.split(',').filter(|s| !s.is_empty()).collect();
+        for (index, id) in ids.iter().enumerate() {
+            into.entry((*id).to_owned()).or_insert(Durable {
+                at,
+                index,
+                page_len: ids.len(),
+            });
         }
     }
     Ok(())
@@ -726,6 +789,14 @@ async fn latency(
         common.subscribers, common.replicas, common.backend
     );
     let receiver = Receiver::start(true)?;
+    // Pages carried about 4 events each at 100 changes/s and 200ms.
+    let floor = receiver
+        .floor(4, Duration::from_millis(50), seconds.min(10))
+        .await?;
+    println!(
+        "floor (a bare reqwest sender in this process, bursts of 4 every 50 ms, nothing else running): {}",
+        percentiles(floor)
+    );
     for run in 0..common.runs {
         let sim = start_sim(20_000, events_per_second, 7)?;
         let spec = store_spec(&common, run).await?;
@@ -744,9 +815,13 @@ async fn latency(
         )?;
         let mut daemons =
             start_daemons(&config, &common, run, "warn,hirehook::durable=debug", true)?;
+        let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         // Let the last page's deliveries land.
         tokio::time::sleep(Duration::from_millis(1000)).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let hirehook_cpu: f64 = daemons.iter().map(|(p, _)| cpu_secs(p.pid(), false)).sum();
+        let sim_cpu = cpu_secs(sim.pid(), false);
         for (p, _) in &mut daemons {
             p.stop();
         }
@@ -756,20 +831,43 @@ async fn latency(
             durable_times(log, &mut durable)?;
         }
         let arrivals: HashMap<String, u64> = stats.arrivals.into_iter().collect();
-        let ms: Vec<f64> = durable
-            .iter()
-            .filter_map(|(id, at)| {
+        let latencies: Vec<(Durable, f64)> = durable
+            .values()
+            .zip(durable.keys())
+            .filter_map(|(d, id)| {
                 arrivals
                     .get(id)
-                    .map(|got| (*got as f64 - *at as f64) / 1000.0)
+                    .map(|got| (*d, (*got as f64 - d.at as f64) / 1000.0))
             })
             .collect();
+        let ms: Vec<f64> = latencies.iter().map(|(_, ms)| *ms).collect();
+        let pages = durable.values().filter(|d| d.index == 0).count().max(1);
         println!(
-            "run {}: durable → received: {} ({} durable, {} requests)",
+            "run {}: durable → received: {} ({} durable in {} pages, {} requests)",
             run + 1,
             percentiles(ms),
             durable.len(),
+            pages,
             stats.count
+        );
+        // Where in its page an event stood: the first of a page waits for nothing else;
+        // the last waits for the rest of the page to be sent before it.
+        let first: Vec<f64> = latencies
+            .iter()
+            .filter(|(d, _)| d.index == 0)
+            .map(|(_, ms)| *ms)
+            .collect();
+        let last: Vec<f64> = latencies
+            .iter()
+            .filter(|(d, _)| d.page_len > 1 && d.index + 1 == d.page_len)
+            .map(|(_, ms)| *ms)
+            .collect();
+        println!("  first of its page: {}", percentiles(first));
+        println!("  last of its page:  {}", percentiles(last));
+        println!(
+            "  CPU over the run: hirehook {hirehook_cpu:.2} s ({:.0} % of a core), simulator {sim_cpu:.2} s ({:.0} %)",
+            100.0 * hirehook_cpu / elapsed,
+            100.0 * sim_cpu / elapsed
         );
         receiver.reset().await?;
         drop(spec);

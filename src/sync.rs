@@ -377,6 +377,11 @@ impl Syncer {
                 }
                 let logged: Vec<EventRecord> = logged.into_iter().cloned().collect();
                 on_events(&logged);
+                // Let whoever `on_events` woke (the delivery workers) run now: a task woken
+                // from this one waits in this worker thread's LIFO slot, which no other
+                // thread may steal, until this task yields; without this it waited for the
+                // next page's parse, diff and commit (durable → claimed p90 1.6 ms, p99 4 ms).
+                tokio::task::yield_now().await;
             }
             report.timings.committing += diffed.elapsed();
             waited = Instant::now();

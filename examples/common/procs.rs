@@ -43,6 +43,14 @@ pub struct SimProcess {
     pub integrations: Vec<String>,
 }
 
+impl SimProcess {
+    /// The simulator's process id.
+    #[allow(dead_code)] // not every example reads the simulator's CPU
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for SimProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
