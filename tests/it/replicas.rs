@@ -294,18 +294,8 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
     let Some(database) = hirehook::store::postgres::test_database().await else {
         return;
     };
-    let sim = spawn(SimConfig {
-        integrations: 1,
-        applications: 30,
-        seed: 21,
-        ..Default::default()
-    })
-    .await
-    .expect("sim");
-    let integrations = sim.sim().integration_ids();
+    let (sim, integrations, receiver, dir) = one_integration(30, 21).await;
     let integration = integrations[0].clone();
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     // Each replica's admin API on a port of its own choosing (port 0): A's address is read
     // from its log. (A port picked free at the start could be taken, by another test's
     // connection, before B starts.)
@@ -428,14 +418,7 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
     .await;
     let admin = admin_address(&dir.path().join("replica-0-1.log")).await;
     let http = reqwest::Client::new();
-    let metrics = http
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .expect("A's /metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = metrics_of(&http, &admin).await;
     let counted = format!("hirehook_lease_lost_total{{integration=\"{integration}\"}} 1");
     assert!(
         metrics.lines().any(|l| l == counted),
@@ -526,6 +509,31 @@ fn replicas_logs_full(dir: &std::path::Path, prefix: &str) -> String {
     out
 }
 
+/// A simulator with one integration of `applications` (from `seed`), its integration ids,
+/// a verifying receiver and a work directory.
+async fn one_integration(
+    applications: usize,
+    seed: u64,
+) -> (
+    hirehook::sim::RunningSim,
+    Vec<String>,
+    Receiver,
+    tempfile::TempDir,
+) {
+    let sim = spawn(SimConfig {
+        integrations: 1,
+        applications,
+        seed,
+        ..Default::default()
+    })
+    .await
+    .expect("sim");
+    let integrations = sim.sim().integration_ids();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    (sim, integrations, receiver, dir)
+}
+
 /// The subscriber's delivery lease holder as the store says, and whether it is unexpired.
 async fn delivery_holder(store: &Store, subscriber: &str) -> Option<(String, bool)> {
     store
@@ -537,16 +545,20 @@ async fn delivery_holder(store: &Store, subscriber: &str) -> Option<(String, boo
         .map(|(_, holder, expires)| (holder, expires > Utc::now()))
 }
 
-/// The attempts a replica made to `subscriber`, from its `/metrics`.
-async fn attempts_of(http: &reqwest::Client, admin: &str, subscriber: &str) -> u64 {
-    let text = http
-        .get(format!("http://{admin}/metrics"))
+/// A replica's `/metrics` page.
+async fn metrics_of(http: &reqwest::Client, admin: &str) -> String {
+    http.get(format!("http://{admin}/metrics"))
         .send()
         .await
         .expect("/metrics")
         .text()
         .await
-        .expect("body");
+        .expect("body")
+}
+
+/// The attempts a replica made to `subscriber`, from its `/metrics`.
+async fn attempts_of(http: &reqwest::Client, admin: &str, subscriber: &str) -> u64 {
+    let text = metrics_of(http, admin).await;
     let label = format!("subscriber=\"{subscriber}\"");
     text.lines()
         .filter(|l| l.starts_with("hirehook_delivery_attempts_total{") && l.contains(&label))
@@ -563,18 +575,8 @@ async fn one_replica_delivers_to_a_subscriber_and_a_survivor_takes_over() {
     let Some(database) = hirehook::store::postgres::test_database().await else {
         return;
     };
-    let sim = spawn(SimConfig {
-        integrations: 1,
-        applications: 20,
-        seed: 33,
-        ..Default::default()
-    })
-    .await
-    .expect("sim");
-    let integrations = sim.sim().integration_ids();
+    let (sim, integrations, receiver, dir) = one_integration(20, 33).await;
     let integration = integrations[0].clone();
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut builder = ConfigBuilder::new(
         &dir.path().join("unused"),
         sim.base_url(),

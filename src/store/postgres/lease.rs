@@ -22,60 +22,57 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// How often the listener checks that its connection still answers.
 const LISTEN_PING: Duration = Duration::from_secs(15);
 
+/// One kind of lease's statements: taken or renewed when free, expired or already ours;
+/// given back by its holder; listed.
+struct LeaseSql {
+    take: &'static str,
+    release: &'static str,
+    list: &'static str,
+}
+
+/// Integrations' leases: who polls (and may commit; fencing reads this table).
+const INTEGRATION_LEASES: LeaseSql = LeaseSql {
+    take: "INSERT INTO leases (integration_id, holder, expires_at) \
+           VALUES ($1, $2, now() + make_interval(secs => $3)) \
+           ON CONFLICT (integration_id) DO UPDATE \
+           SET holder = excluded.holder, expires_at = excluded.expires_at \
+           WHERE leases.holder = excluded.holder OR leases.expires_at <= now() \
+           RETURNING 1",
+    release: "DELETE FROM leases WHERE integration_id = $1 AND holder = $2",
+    list: "SELECT integration_id, holder, expires_at FROM leases ORDER BY integration_id",
+};
+
+/// Subscribers' delivery leases: who claims their deliveries.
+const DELIVERY_LEASES: LeaseSql = LeaseSql {
+    take: "INSERT INTO delivery_leases (subscriber, holder, expires_at) \
+           VALUES ($1, $2, now() + make_interval(secs => $3)) \
+           ON CONFLICT (subscriber) DO UPDATE \
+           SET holder = excluded.holder, expires_at = excluded.expires_at \
+           WHERE delivery_leases.holder = excluded.holder \
+              OR delivery_leases.expires_at <= now() \
+           RETURNING 1",
+    release: "DELETE FROM delivery_leases WHERE subscriber = $1 AND holder = $2",
+    list: "SELECT subscriber, holder, expires_at FROM delivery_leases ORDER BY subscriber",
+};
+
 impl PgStore {
     /// Takes or renews this replica's lease on `integration_id` for `ttl` (when it is
     /// free, expired, or already ours). Returns whether this replica holds it now.
     pub async fn try_lease(&self, integration_id: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO leases (integration_id, holder, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
-                 ON CONFLICT (integration_id) DO UPDATE \
-                 SET holder = excluded.holder, expires_at = excluded.expires_at \
-                 WHERE leases.holder = excluded.holder OR leases.expires_at <= now() \
-                 RETURNING 1",
-            )
+        self.take_lease(&INTEGRATION_LEASES, integration_id, ttl)
             .await
-            .map_err(|e| self.io(&e))?;
-        let rows = client
-            .query(
-                &stmt,
-                &[&integration_id, &self.replica_id, &ttl.as_secs_f64()],
-            )
-            .await
-            .map_err(|e| self.io(&e))?;
-        Ok(!rows.is_empty())
     }
 
     /// Gives up this replica's lease on `integration_id` (nothing if it holds none).
     pub async fn release_lease(&self, integration_id: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "DELETE FROM leases WHERE integration_id = $1 AND holder = $2",
-                &[&integration_id, &self.replica_id],
-            )
+        self.give_back_lease(&INTEGRATION_LEASES, integration_id)
             .await
-            .map_err(|e| self.io(&e))?;
-        Ok(())
     }
 
     /// Every lease: (integration id, holder's replica id, expiry), by integration. An
     /// expired lease stays listed until it is taken or released.
     pub async fn leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT integration_id, holder, expires_at FROM leases ORDER BY integration_id",
-                &[],
-            )
-            .await
-            .map_err(|e| self.io(&e))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(|e| self.io(&e))
+        self.list_leases(&INTEGRATION_LEASES).await
     }
 
     /// Takes or renews this replica's delivery lease on `subscriber` for `ttl` (when it is
@@ -87,49 +84,52 @@ impl PgStore {
         subscriber: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        self.take_lease(&DELIVERY_LEASES, subscriber, ttl).await
+    }
+
+    /// Gives up this replica's delivery lease on `subscriber` (nothing if it holds none).
+    pub async fn release_delivery_lease(&self, subscriber: &str) -> Result<(), StoreError> {
+        self.give_back_lease(&DELIVERY_LEASES, subscriber).await
+    }
+
+    /// Every delivery lease: (subscriber, holder's replica id, expiry), by subscriber.
+    pub async fn delivery_leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        self.list_leases(&DELIVERY_LEASES).await
+    }
+
+    async fn take_lease(
+        &self,
+        sql: &LeaseSql,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "INSERT INTO delivery_leases (subscriber, holder, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
-                 ON CONFLICT (subscriber) DO UPDATE \
-                 SET holder = excluded.holder, expires_at = excluded.expires_at \
-                 WHERE delivery_leases.holder = excluded.holder \
-                    OR delivery_leases.expires_at <= now() \
-                 RETURNING 1",
-            )
+            .prepare_cached(sql.take)
             .await
             .map_err(|e| self.io(&e))?;
         let rows = client
-            .query(&stmt, &[&subscriber, &self.replica_id, &ttl.as_secs_f64()])
+            .query(&stmt, &[&key, &self.replica_id, &ttl.as_secs_f64()])
             .await
             .map_err(|e| self.io(&e))?;
         Ok(!rows.is_empty())
     }
 
-    /// Gives up this replica's delivery lease on `subscriber` (nothing if it holds none).
-    pub async fn release_delivery_lease(&self, subscriber: &str) -> Result<(), StoreError> {
+    async fn give_back_lease(&self, sql: &LeaseSql, key: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
-            .execute(
-                "DELETE FROM delivery_leases WHERE subscriber = $1 AND holder = $2",
-                &[&subscriber, &self.replica_id],
-            )
+            .execute(sql.release, &[&key, &self.replica_id])
             .await
             .map_err(|e| self.io(&e))?;
         Ok(())
     }
 
-    /// Every delivery lease: (subscriber, holder's replica id, expiry), by subscriber.
-    pub async fn delivery_leases(&self) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+    async fn list_leases(
+        &self,
+        sql: &LeaseSql,
+    ) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT subscriber, holder, expires_at FROM delivery_leases ORDER BY subscriber",
-                &[],
-            )
-            .await
-            .map_err(|e| self.io(&e))?;
+        let rows = client.query(sql.list, &[]).await.map_err(|e| self.io(&e))?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect::<Result<_, tokio_postgres::Error>>()
