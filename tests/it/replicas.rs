@@ -260,12 +260,17 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
 /// The integration's lease holder as the store says (its replica id names its process:
 /// `host:pid:suffix`), and whether it is unexpired.
 async fn lease_holder(store: &Store, integration: &str) -> Option<(String, bool)> {
-    store
-        .leases()
-        .await
-        .ok()?
+    holder_of(store.leases().await.ok()?, integration)
+}
+
+/// `key`'s holder in a list of leases, and whether its lease is unexpired.
+fn holder_of(
+    leases: Vec<(String, String, hirehook::ats::Timestamp)>,
+    key: &str,
+) -> Option<(String, bool)> {
+    leases
         .into_iter()
-        .find(|(id, _, _)| id == integration)
+        .find(|(k, _, _)| k == key)
         .map(|(_, holder, expires)| (holder, expires > Utc::now()))
 }
 
@@ -536,13 +541,7 @@ async fn one_integration(
 
 /// The subscriber's delivery lease holder as the store says, and whether it is unexpired.
 async fn delivery_holder(store: &Store, subscriber: &str) -> Option<(String, bool)> {
-    store
-        .delivery_leases()
-        .await
-        .ok()?
-        .into_iter()
-        .find(|(name, _, _)| name == subscriber)
-        .map(|(_, holder, expires)| (holder, expires > Utc::now()))
+    holder_of(store.delivery_leases().await.ok()?, subscriber)
 }
 
 /// A replica's `/metrics` page.
