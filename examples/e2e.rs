@@ -832,9 +832,8 @@ async fn latency(
         }
         let arrivals: HashMap<String, u64> = stats.arrivals.into_iter().collect();
         let latencies: Vec<(Durable, f64)> = durable
-            .values()
-            .zip(durable.keys())
-            .filter_map(|(d, id)| {
+            .iter()
+            .filter_map(|(id, d)| {
                 arrivals
                     .get(id)
                     .map(|got| (*d, (*got as f64 - d.at as f64) / 1000.0))

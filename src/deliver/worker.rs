@@ -300,9 +300,8 @@ impl Deliverer {
                 health: self.health.clone(),
                 operations: Operations::of(&target.name),
                 target: Arc::new(target),
-                leases: self.leases.clone(),
             };
-            set.spawn(worker.run(shutdown.clone()));
+            set.spawn(worker.run(self.leases.clone(), shutdown.clone()));
         }
         while set.join_next().await.is_some() {}
     }
@@ -323,8 +322,6 @@ struct Worker {
     /// Store failures are reported here, under `operations`.
     health: StoreHealth,
     operations: Operations,
-    /// Claims only while this says the process delivers to the subscriber (none: always).
-    leases: Option<Held>,
 }
 
 /// The names this worker reports its store operations under (see [`StoreHealth`]).
@@ -343,7 +340,9 @@ impl Operations {
 }
 
 impl Worker {
-    async fn run(self, shutdown: CancellationToken) {
+    /// Delivers until `shutdown`, claiming only while `leases` says this process delivers
+    /// to the subscriber (none: always).
+    async fn run(self, mut leases: Option<Held>, shutdown: CancellationToken) {
         let name = self.target.name.clone();
         let semaphore = Arc::new(Semaphore::new(self.target.max_in_flight));
         let mut pacer = Pacer::new(self.target.rate_limit);
@@ -356,7 +355,6 @@ impl Worker {
         let this = Arc::new(self);
         // The last wait after a failed claim, while claims fail in a row.
         let mut backoff: Option<Duration> = None;
-        let mut leases = this.leases.clone();
         loop {
             while tasks.try_join_next().is_some() {}
             if shutdown.is_cancelled() {

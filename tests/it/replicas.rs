@@ -137,17 +137,7 @@ async fn three_replicas_killed_and_paused_deliver_exactly_what_one_hirehook_deri
     println!("replica test seed: {seed} (rerun with HIREHOOK_REPLICA_SEED={seed})");
     let mut rng = Rng::new(seed);
 
-    let sim = spawn(SimConfig {
-        integrations: 4,
-        applications: 40,
-        seed: seed % 1_000,
-        ..Default::default()
-    })
-    .await
-    .expect("sim");
-    let integrations = sim.sim().integration_ids();
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, integrations, receiver, dir) = world(4, 40, seed % 1_000).await;
     let mut builder = ConfigBuilder::new(
         &dir.path().join("unused"),
         sim.base_url(),
@@ -299,7 +289,7 @@ async fn a_replica_paused_mid_sync_past_its_lease_commits_nothing_when_it_resume
     let Some(database) = hirehook::store::postgres::test_database().await else {
         return;
     };
-    let (sim, integrations, receiver, dir) = one_integration(30, 21).await;
+    let (sim, integrations, receiver, dir) = world(1, 30, 21).await;
     let integration = integrations[0].clone();
     // Each replica's admin API on a port of its own choosing (port 0): A's address is read
     // from its log. (A port picked free at the start could be taken, by another test's
@@ -514,9 +504,10 @@ fn replicas_logs_full(dir: &std::path::Path, prefix: &str) -> String {
     out
 }
 
-/// A simulator with one integration of `applications` (from `seed`), its integration ids,
-/// a verifying receiver and a work directory.
-async fn one_integration(
+/// A simulator with `integrations` of `applications` each (from `seed`), its integration
+/// ids, a verifying receiver and a work directory.
+async fn world(
+    integrations: usize,
     applications: usize,
     seed: u64,
 ) -> (
@@ -526,7 +517,7 @@ async fn one_integration(
     tempfile::TempDir,
 ) {
     let sim = spawn(SimConfig {
-        integrations: 1,
+        integrations,
         applications,
         seed,
         ..Default::default()
@@ -574,7 +565,7 @@ async fn one_replica_delivers_to_a_subscriber_and_a_survivor_takes_over() {
     let Some(database) = hirehook::store::postgres::test_database().await else {
         return;
     };
-    let (sim, integrations, receiver, dir) = one_integration(20, 33).await;
+    let (sim, integrations, receiver, dir) = world(1, 20, 33).await;
     let integration = integrations[0].clone();
     let mut builder = ConfigBuilder::new(
         &dir.path().join("unused"),
@@ -607,6 +598,17 @@ async fn one_replica_delivers_to_a_subscriber_and_a_survivor_takes_over() {
     };
     let logs = || replicas_logs(dir.path());
     let http = reqwest::Client::new();
+    // Changes `n` applications, waits until the replicas synced them and delivered all.
+    let change_and_settle = async |n: usize| {
+        sim.sim().mutate(n);
+        let since = Utc::now();
+        assert!(
+            wait_synced(&shared, &integrations, since).await,
+            "{}",
+            logs()
+        );
+        assert!(oracle::wait_drained(&shared, LIMIT).await, "{}", logs());
+    };
     let logged = async || {
         shared
             .events(&hirehook::store::EventFilter::default())
@@ -647,14 +649,7 @@ async fn one_replica_delivers_to_a_subscriber_and_a_survivor_takes_over() {
     let logged_before = logged().await.len() as u64;
 
     // Changes: A derives the events, B sends every one of them.
-    sim.sim().mutate(15);
-    let since = Utc::now();
-    assert!(
-        wait_synced(&shared, &integrations, since).await,
-        "{}",
-        logs()
-    );
-    assert!(oracle::wait_drained(&shared, LIMIT).await, "{}", logs());
+    change_and_settle(15).await;
     let new = logged().await.len() as u64 - logged_before;
     assert!(new > 0, "the changes made events");
     assert_eq!(
@@ -677,14 +672,7 @@ async fn one_replica_delivers_to_a_subscriber_and_a_survivor_takes_over() {
             .is_some_and(|(holder, live)| live && is_process(&holder, a))
     })
     .await;
-    sim.sim().mutate(15);
-    let since = Utc::now();
-    assert!(
-        wait_synced(&shared, &integrations, since).await,
-        "{}",
-        logs()
-    );
-    assert!(oracle::wait_drained(&shared, LIMIT).await, "{}", logs());
+    change_and_settle(15).await;
     let received: std::collections::BTreeSet<String> =
         receiver.delivered().into_iter().map(|r| r.id).collect();
     let missing: Vec<String> = logged().await.difference(&received).cloned().collect();
