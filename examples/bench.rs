@@ -197,7 +197,7 @@ async fn fetch_parse_all(sim: &SimProcess) -> anyhow::Result<(u64, Duration)> {
     );
     let mut n = 0u64;
     while let Some(page) = pager.next_page().await? {
-        n += page.records.len() as u64;
+        n += page.records.parse_all().records.len() as u64;
     }
     Ok((n, started.elapsed()))
 }

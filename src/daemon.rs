@@ -375,6 +375,7 @@ async fn poll_loop(
                 kind = report.kind.as_str(),
                 pages = report.pages,
                 records = report.records,
+                unchanged = report.unchanged,
                 events = report.events(),
                 held = report.held,
                 rejected = report.rejected.len(),

@@ -100,6 +100,37 @@ pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
         .ok_or_else(|| format!("`{s}` is too long ago"))
 }
 
+/// A digest of one record exactly as Kombo sent it (its raw JSON bytes), kept in the
+/// snapshot the record produced. A record whose bytes digest to its snapshot's `source` is
+/// the very record that snapshot came from: diffing it again would give nothing (the diff's
+/// "a record against its own snapshot is quiet" property), so the sync skips its parse and
+/// diff. That is most of every incremental poll, which refetches its `overlap` of changes.
+///
+/// SHA-256, truncated to 128 bits, of [`RecordDigest::RULES`] and the bytes: no accidental
+/// or crafted collision hides a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordDigest(pub [u8; 16]);
+
+impl RecordDigest {
+    /// Names the rules that turn a record into a snapshot and events (the wire model, the
+    /// conversion, the diff). Change it whenever the same record and snapshot would diff
+    /// differently: every stored digest then stops matching, and each record is parsed and
+    /// diffed once more.
+    pub const RULES: &'static [u8] = b"hirehook record rules 1\0";
+
+    /// The digest of a record's raw JSON.
+    pub fn of(raw: &[u8]) -> RecordDigest {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(Self::RULES);
+        hasher.update(raw);
+        let full = hasher.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        RecordDigest(out)
+    }
+}
+
 /// An application as the diff reads it: what events and payloads are made of, and nothing
 /// else of Kombo's record (custom fields, contact details, screening answers stay behind).
 #[derive(Debug, Clone, PartialEq)]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
+use crate::ats::page::{RawRecord, RejectedRecord, ScannedPage};
 use crate::ats::{ApplicationsQuery, KomboClient, KomboError, Timestamp};
 use crate::clock::Clock;
 use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
@@ -26,6 +27,18 @@ use crate::domain::Application;
 use crate::event::{Event, EventDetail, EventType};
 use crate::metrics::Metrics;
 use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, StoreError};
+
+/// One page diffed: what to commit, and what was read.
+#[derive(Debug, Default)]
+struct DiffedPage {
+    commit: PageCommit,
+    /// The records that could not be read, in page order.
+    rejected: Vec<RejectedRecord>,
+    /// The ids of the records read (diffed, or skipped as unchanged), in page order.
+    read: Vec<String>,
+    /// How many of them were skipped as unchanged.
+    unchanged: u64,
+}
 
 /// Where events of an integration go: one route per subscriber.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +121,11 @@ pub struct SyncReport {
     pub integration_id: String,
     pub kind: SyncKind,
     pub pages: u32,
+    /// Records read (rejected ones not counted).
     pub records: u64,
+    /// Of `records`, those skipped unparsed: byte for byte the record their snapshot came
+    /// from (see [`crate::domain::RecordDigest`]).
+    pub unchanged: u64,
     /// Records that could not be read (each says integration, page, id and field); while
     /// there are any, the watermark does not advance.
     pub rejected: Vec<String>,
@@ -301,6 +318,7 @@ impl Syncer {
             kind,
             pages: 0,
             records: 0,
+            unchanged: 0,
             rejected: Vec::new(),
             events_by_type: BTreeMap::new(),
             held: 0,
@@ -324,35 +342,39 @@ impl Syncer {
         while let Some(page) = pager.next_page().await? {
             report.timings.waiting_for_kombo += waited.elapsed();
             report.pages += 1;
-            report.records += page.records.len() as u64;
-            self.metrics
-                .page_fetched(integration_id, page.records.len(), page.rejected.len());
-            for rejected in &page.rejected {
-                let line = format!("{}: {rejected}", page.at);
-                tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");
-                report.rejected.push(line);
-            }
             let detected_at = self.clock.now();
             let ctx = DiffContext {
                 integration_id,
                 detected_at,
                 first_sight,
             };
-            if !state.baseline_done {
-                unread.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
-            }
             let started = Instant::now();
-            // The one conversion from Kombo's wire record to the domain's.
-            let records: Vec<Application> = page.records.into_iter().map(Into::into).collect();
-            let commit = self
-                .diff_page(integration_id, &records, &ctx, &unread, &mut fresh)
+            let DiffedPage {
+                commit,
+                rejected,
+                read,
+                unchanged,
+            } = self
+                .diff_page(integration_id, &page.records, &ctx, &unread, &mut fresh)
                 .await
                 .map_err(store_err)?;
             let diffed = Instant::now();
             report.timings.diffing += diffed - started;
+            report.records += read.len() as u64;
+            report.unchanged += unchanged;
+            self.metrics
+                .page_fetched(integration_id, read.len(), rejected.len());
+            for rejected in &rejected {
+                let line = format!("{}: {rejected}", page.at);
+                tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");
+                report.rejected.push(line);
+            }
+            if !state.baseline_done {
+                unread.extend(rejected.iter().filter_map(|r| r.id.clone()));
+            }
             if !unread.is_empty() {
-                for app in &records {
-                    unread.remove(&app.id);
+                for id in &read {
+                    unread.remove(id);
                 }
             }
             let held_ids: HashSet<String> = commit
@@ -497,6 +519,11 @@ impl Syncer {
     /// Diffs one page against the stored snapshots. The events of an application that
     /// looks deleted or nulled are marked to be held (for the guard).
     ///
+    /// A record whose bytes are those its current snapshot came from (the digests match)
+    /// is skipped: not parsed, not diffed, not written. Diffing it would give nothing (see
+    /// [`crate::domain::RecordDigest`]). A snapshot whose record changed in a way the diff
+    /// ignores is still written, with the new digest, so the next poll's overlap skips it.
+    ///
     /// `fresh` is set when the integration had no snapshot at all when the sync began (a
     /// first baseline): then a record not seen before in this sync cannot have one, and
     /// the store is not asked (at a million applications, those lookups of absent keys
@@ -506,20 +533,43 @@ impl Syncer {
     async fn diff_page(
         &self,
         integration_id: &str,
-        records: &[Application],
+        page: &ScannedPage,
         ctx: &DiffContext<'_>,
         baseline_unread: &HashSet<String>,
         fresh: &mut Option<HashSet<u64>>,
-    ) -> Result<PageCommit, StoreError> {
+    ) -> Result<DiffedPage, StoreError> {
+        let mut out = DiffedPage {
+            rejected: page.refused.clone(),
+            ..DiffedPage::default()
+        };
+        // Each record's key: its id as the page scan read it, or (rarely: when the scan
+        // could not) as its parse gives it.
+        let mut keyed: Vec<(&RawRecord, String)> = Vec::with_capacity(page.records.len());
+        let mut parsed: Vec<Option<Application>> = Vec::with_capacity(page.records.len());
+        for record in &page.records {
+            match &record.id {
+                Some(id) => {
+                    keyed.push((record, id.clone()));
+                    parsed.push(None);
+                }
+                None => match page.parse(record) {
+                    // The one conversion from Kombo's wire record to the domain's.
+                    Ok(app) => {
+                        let app = Application::from(app);
+                        keyed.push((record, app.id.clone()));
+                        parsed.push(Some(app));
+                    }
+                    Err(rejected) => out.rejected.push(rejected),
+                },
+            }
+        }
         // The page's stored snapshots, read in one call: those of the records seen for the
         // first time in a first baseline cannot exist and are not asked for.
-        let mut lookup: Vec<&str> = Vec::with_capacity(records.len());
-        for app in records {
-            let unseen = fresh
-                .as_mut()
-                .is_some_and(|ids| ids.insert(id_hash(&app.id)));
+        let mut lookup: Vec<&str> = Vec::with_capacity(keyed.len());
+        for (_, id) in &keyed {
+            let unseen = fresh.as_mut().is_some_and(|ids| ids.insert(id_hash(id)));
             if !unseen {
-                lookup.push(app.id.as_str());
+                lookup.push(id.as_str());
             }
         }
         let found = self.store.snapshots(integration_id, &lookup).await?;
@@ -529,18 +579,48 @@ impl Syncer {
                 stored.insert(id, bytes);
             }
         }
-        let mut commit = PageCommit::default();
         // A record listed twice in one page diffs against its first occurrence.
         let mut seen: HashMap<&str, Snapshot> = HashMap::new();
-        for app in records {
+        for ((record, id), parsed) in keyed.iter().zip(&mut parsed) {
+            let id = id.as_str();
+            let source = match seen.get(id) {
+                Some(s) => s.source,
+                None => stored.get(id).and_then(|b| Snapshot::source_of(b)),
+            };
+            if source == Some(record.digest) {
+                out.unchanged += 1;
+                out.read.push(id.to_owned());
+                continue;
+            }
+            let app = match parsed.take() {
+                Some(app) => app,
+                None => match page.parse(record) {
+                    Ok(app) => Application::from(app),
+                    Err(rejected) => {
+                        out.rejected.push(rejected);
+                        continue;
+                    }
+                },
+            };
+            if app.id != id {
+                // Cannot happen (the scan reads an id only where the parse reads the same),
+                // but the snapshot looked up would be another record's.
+                out.rejected.push(RejectedRecord {
+                    index: record.index,
+                    id: None,
+                    path: "id".into(),
+                    message: "the record's id reads differently at a second look".into(),
+                });
+                continue;
+            }
             let decoded;
-            let prev = match seen.get(app.id.as_str()) {
+            let prev = match seen.get(id) {
                 Some(s) => Some(s),
                 None => {
-                    decoded = match stored.get(app.id.as_str()) {
+                    decoded = match stored.get(id) {
                         Some(bytes) => {
                             Some(Snapshot::decode(bytes).map_err(|e| StoreError::Corrupt {
-                                what: format!("snapshot of {integration_id}/{}", app.id),
+                                what: format!("snapshot of {integration_id}/{id}"),
                                 message: e.to_string(),
                             })?)
                         }
@@ -549,31 +629,38 @@ impl Syncer {
                     decoded.as_ref()
                 }
             };
-            let is_new = prev.is_none() && !seen.contains_key(app.id.as_str());
-            let outcome = if is_new && baseline_unread.contains(&app.id) {
+            let is_new = prev.is_none() && !seen.contains_key(id);
+            let mut outcome = if is_new && baseline_unread.contains(id) {
                 let baseline = DiffContext {
                     first_sight: FirstSight::Baseline,
                     ..*ctx
                 };
-                diff(prev, app, &baseline)
+                diff(prev, &app, &baseline)
             } else {
-                diff(prev, app, ctx)
+                diff(prev, &app, ctx)
             };
             let hold = outcome.events.iter().any(is_suspicious);
             for event in &outcome.events {
-                commit.events.push(self.new_event(event, hold));
+                out.commit.events.push(self.new_event(event, hold));
             }
-            if outcome.changed || is_new {
-                commit.snapshots.push(SnapshotWrite {
+            outcome.snapshot.source = Some(record.digest);
+            // Only a live snapshot is rewritten for its digest alone: a deleted one may be
+            // a purged application's tombstone, which only a real change brings back.
+            let live = prev.is_some_and(|p| p.deleted_at.is_none())
+                && outcome.snapshot.deleted_at.is_none();
+            if outcome.changed || is_new || live {
+                out.commit.snapshots.push(SnapshotWrite {
                     application_id: app.id.clone(),
                     bytes: outcome.snapshot.encode(),
                     is_new,
                     previous_deleted_at: prev.and_then(|p| p.deleted_at),
                 });
             }
-            seen.insert(app.id.as_str(), outcome.snapshot);
+            seen.insert(id, outcome.snapshot);
+            out.read.push(app.id);
         }
-        Ok(commit)
+        out.rejected.sort_by_key(|r| r.index);
+        Ok(out)
     }
 
     fn new_event(&self, event: &Event, hold: bool) -> NewEvent {
@@ -687,5 +774,195 @@ impl SyncSettings {
             },
             routes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ats::page::{PageLimits, scan_page_with};
+    use crate::ats::{ClientConfig, RetryPolicy};
+    use crate::domain::RecordDigest;
+
+    const INTEGRATION: &str = "gh:1";
+
+    /// A syncer over a fresh sled store; its client is never asked for anything.
+    fn syncer(dir: &tempfile::TempDir) -> Syncer {
+        let client = KomboClient::new(ClientConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            api_key: crate::secret::Secret::new("unused"),
+            request_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            limits: Default::default(),
+        })
+        .expect("client");
+        let store = Store::open_sled(&dir.path().join("db"), 8 << 20).expect("store opens");
+        let settings = SyncSettings {
+            overlap: Duration::from_secs(120),
+            full_resync_interval: Duration::from_secs(86_400),
+            initial_sync: FirstSight::Emit,
+            page_size: 250,
+            guard: MassChangeGuard::default(),
+            routes: vec![Route {
+                subscriber: "crm".into(),
+                types: None,
+                integrations: None,
+            }],
+        };
+        Syncer::new(client, Arc::new(store), settings)
+    }
+
+    /// A record in stage `stage`; `email` is a field the diff ignores.
+    fn record(id: &str, stage: &str, email: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","changed_at":"2024-01-02T03:04:05Z","current_stage_id":"{stage}","current_stage":{{"id":"{stage}","name":"{stage}"}},"candidate":{{"id":"c-{id}","first_name":"Ada","email_addresses":[{{"email_address":"{email}"}}]}},"candidate_id":"c-{id}","interviews":[],"offers":[]}}"#
+        )
+    }
+
+    fn page(records: &[String]) -> ScannedPage {
+        let body = format!(
+            r#"{{"status":"success","data":{{"next":null,"results":[{}]}}}}"#,
+            records.join(",")
+        );
+        scan_page_with(body.as_bytes(), &PageLimits::default()).expect("page scans")
+    }
+
+    /// Diffs and commits one page; returns its event types, unchanged count and the
+    /// snapshot writes it made (by application id).
+    async fn run(syncer: &Syncer, records: &[String]) -> (Vec<EventType>, u64, Vec<String>) {
+        let ctx = DiffContext {
+            integration_id: INTEGRATION,
+            detected_at: chrono::Utc::now(),
+            first_sight: FirstSight::Emit,
+        };
+        let diffed = syncer
+            .diff_page(
+                INTEGRATION,
+                &page(records),
+                &ctx,
+                &HashSet::new(),
+                &mut None,
+            )
+            .await
+            .expect("diffs");
+        assert!(diffed.rejected.is_empty(), "{:?}", diffed.rejected);
+        let writes = diffed
+            .commit
+            .snapshots
+            .iter()
+            .map(|s| s.application_id.clone())
+            .collect();
+        let types = diffed.commit.events.iter().map(|e| e.event_type).collect();
+        syncer
+            .store
+            .commit_page(INTEGRATION, diffed.commit)
+            .await
+            .expect("commits");
+        (types, diffed.unchanged, writes)
+    }
+
+    async fn stored_source(syncer: &Syncer, id: &str) -> Option<RecordDigest> {
+        let found = syncer
+            .store
+            .snapshots(INTEGRATION, &[id])
+            .await
+            .expect("reads");
+        found[0].as_deref().and_then(Snapshot::source_of)
+    }
+
+    #[tokio::test]
+    async fn the_same_bytes_are_skipped_and_an_ignored_change_moves_the_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let syncer = syncer(&dir);
+        let (a, b) = (record("a", "s1", "x@a"), record("b", "s1", "x@b"));
+
+        // First sight: both diffed, both snapshots keep their record's digest.
+        let (types, unchanged, writes) = run(&syncer, &[a.clone(), b.clone()]).await;
+        assert_eq!(types, [EventType::ApplicationCreated; 2]);
+        assert_eq!((unchanged, writes.len()), (0, 2));
+        assert_eq!(
+            stored_source(&syncer, "a").await,
+            Some(RecordDigest::of(a.as_bytes()))
+        );
+
+        // The same bytes: skipped, nothing written.
+        let (types, unchanged, writes) = run(&syncer, &[a.clone(), b.clone()]).await;
+        assert_eq!((types.len(), unchanged, writes.len()), (0, 2, 0));
+
+        // A change the diff ignores (an email): no event, but the snapshot is written with
+        // the new digest, so the bytes after it are skipped again.
+        let a2 = record("a", "s1", "y@a");
+        let (types, unchanged, writes) = run(&syncer, &[a2.clone(), b.clone()]).await;
+        assert_eq!((types.len(), unchanged), (0, 1));
+        assert_eq!(writes, ["a"]);
+        assert_eq!(
+            stored_source(&syncer, "a").await,
+            Some(RecordDigest::of(a2.as_bytes()))
+        );
+        let (_, unchanged, _) = run(&syncer, &[a2.clone(), b.clone()]).await;
+        assert_eq!(unchanged, 2);
+
+        // A change the diff sees: its event, as without the digests.
+        let (types, unchanged, _) = run(&syncer, &[a2, record("b", "s2", "x@b")]).await;
+        assert_eq!(types, [EventType::StageChanged]);
+        assert_eq!(unchanged, 1);
+    }
+
+    #[tokio::test]
+    async fn a_record_listed_twice_in_a_page_diffs_against_its_first_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let syncer = syncer(&dir);
+        let old = record("a", "s1", "x@a");
+        run(&syncer, std::slice::from_ref(&old)).await;
+
+        // The stored snapshot came from `old`, but the page lists a newer state first: the
+        // second listing is compared with the first, not skipped for matching the store.
+        let new = record("a", "s2", "x@a");
+        let (types, unchanged, _) = run(&syncer, &[new.clone(), old.clone()]).await;
+        assert_eq!(types, [EventType::StageChanged, EventType::StageChanged]);
+        assert_eq!(unchanged, 0);
+
+        // The same record twice: the second listing is skipped.
+        let (types, unchanged, _) = run(&syncer, &[new.clone(), new]).await;
+        assert_eq!(types, [EventType::StageChanged]);
+        assert_eq!(unchanged, 1);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_without_a_digest_is_diffed_once_then_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let syncer = syncer(&dir);
+        let a = record("a", "s1", "x@a");
+        run(&syncer, std::slice::from_ref(&a)).await;
+        // As an earlier build wrote it (version 1), or as erasure leaves it.
+        let found = syncer
+            .store
+            .snapshots(INTEGRATION, &["a"])
+            .await
+            .expect("reads");
+        let mut snapshot = Snapshot::decode(found[0].as_deref().expect("stored")).expect("decodes");
+        snapshot.source = None;
+        syncer
+            .store
+            .commit_page(
+                INTEGRATION,
+                PageCommit {
+                    snapshots: vec![SnapshotWrite {
+                        application_id: "a".into(),
+                        bytes: snapshot.encode(),
+                        is_new: false,
+                        previous_deleted_at: None,
+                    }],
+                    events: Vec::new(),
+                },
+            )
+            .await
+            .expect("commits");
+
+        let (types, unchanged, writes) = run(&syncer, std::slice::from_ref(&a)).await;
+        assert_eq!((types.len(), unchanged), (0, 0));
+        assert_eq!(writes, ["a"]);
+        let (_, unchanged, writes) = run(&syncer, &[a]).await;
+        assert_eq!((unchanged, writes.len()), (1, 0));
     }
 }

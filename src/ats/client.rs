@@ -10,10 +10,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::error::{KomboError, PageRef, RetryNotice};
-use super::model::{Application, ErrorEnvelope, Outcome, Timestamp};
-use super::page::{
-    DEFAULT_MAX_RECORD_BYTES, PageLimits, ParsedPage, RejectedRecord, parse_page_with,
-};
+use super::model::{ErrorEnvelope, Outcome, Timestamp};
+use super::page::{DEFAULT_MAX_RECORD_BYTES, PageLimits, ScannedPage, scan_page_with};
 use crate::clock::Clock;
 use crate::secret::Secret;
 
@@ -184,10 +182,9 @@ pub fn format_timestamp(t: &Timestamp) -> String {
 pub struct Page {
     /// Where it came from (for errors and logs).
     pub at: PageRef,
-    /// The records that parsed, in Kombo's order.
-    pub records: Vec<Application>,
-    /// Records that did not parse: report them, they were not processed.
-    pub rejected: Vec<RejectedRecord>,
+    /// The records, in Kombo's order, not parsed yet: the caller parses those it needs
+    /// ([`ScannedPage::parse`]); the refused ones were not processed and are to be reported.
+    pub records: ScannedPage,
     /// Whether another page follows.
     pub has_more: bool,
 }
@@ -291,14 +288,14 @@ impl KomboClient {
         }
     }
 
-    /// One page request with retries, parsed.
+    /// One page request with retries, scanned.
     async fn fetch(
         &self,
         at: &PageRef,
         params: &[(&'static str, String)],
         cursor: Option<&str>,
         limits: &PageLimits,
-    ) -> Result<ParsedPage, KomboError> {
+    ) -> Result<ScannedPage, KomboError> {
         self.with_retries(at, |attempt| async move {
             let body = self.request_once(at, params, cursor, attempt).await?;
             parse_body(at, &body, attempt, limits)
@@ -499,8 +496,8 @@ fn parse_body(
     body: &[u8],
     attempts: u32,
     limits: &PageLimits,
-) -> Result<ParsedPage, Failure> {
-    parse_page_with(body, limits).map_err(|source| {
+) -> Result<ScannedPage, Failure> {
+    scan_page_with(body, limits).map_err(|source| {
         let truncated = source.truncated;
         let err = KomboError::Malformed {
             at: at.clone(),
@@ -667,7 +664,7 @@ struct Prefetch {
 /// What a prefetch task hands back.
 #[derive(Debug)]
 struct Prefetched {
-    page: Result<ParsedPage, KomboError>,
+    page: Result<ScannedPage, KomboError>,
     /// The fetch of the page after it, started as soon as this page's cursor was readable.
     next: Option<Prefetch>,
     /// Released when the caller takes the page.
@@ -785,7 +782,7 @@ impl Pager {
             },
         };
         let parsed = page?;
-        self.records_read += (parsed.records.len() + parsed.rejected.len()) as u64;
+        self.records_read += parsed.len() as u64;
         if let Some(next) = &parsed.next {
             // Without these checks a cursor that loops pages forever (one was seen at
             // 1,750 requests/s): the listing ends with an error instead, and the sync
@@ -809,7 +806,7 @@ impl Pager {
         }
         self.pages_fetched += 1;
         self.finished = parsed.next.is_none();
-        self.cursor = parsed.next;
+        self.cursor = parsed.next.clone();
         if !self.finished {
             // Keep the speculative fetch only if it used the cursor the full parse confirms.
             self.prefetch = match next {
@@ -819,8 +816,7 @@ impl Pager {
         }
         Ok(Some(Page {
             at,
-            records: parsed.records,
-            rejected: parsed.rejected,
+            records: parsed,
             has_more: !self.finished,
         }))
     }

@@ -1,13 +1,19 @@
 //! Parsing one page of `GET /ats/applications`, record by record.
 //!
-//! The envelope is parsed first with the records left as raw JSON; each record is then
-//! parsed on its own, so one malformed record is reported (with its id and the path of the
-//! bad field) while the rest of the page is still processed.
+//! The envelope is parsed first with the records left as raw JSON ([`scan_page_with`]):
+//! each record keeps its bytes, its id (read cheaply) and the [`RecordDigest`] of its
+//! bytes. Each record is then parsed on its own ([`ScannedPage::parse`]), so one malformed
+//! record is reported (with its id and the path of the bad field) while the rest of the
+//! page is still processed, and a record the sync already knows byte for byte is never
+//! parsed at all.
+
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::model::{Application, PageEnvelope};
+use crate::domain::RecordDigest;
 
 /// A record that could not be read; the rest of its page was.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +41,81 @@ impl std::fmt::Display for RejectedRecord {
     }
 }
 
-/// A page whose envelope is readable.
+/// One record of a page as Kombo sent it, not parsed yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    /// Position in the page's `results`, from 0.
+    pub index: usize,
+    /// Its `id`, read without parsing the rest; `None` when it cannot be read that way (the
+    /// record's parse then says what is wrong with it).
+    pub id: Option<String>,
+    /// The digest of its bytes.
+    pub digest: RecordDigest,
+    /// Where its JSON lies in the page's text.
+    span: Range<usize>,
+}
+
+/// A page whose envelope is readable, its records not parsed yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScannedPage {
+    /// Cursor of the next page; `None` on the last page.
+    pub next: Option<String>,
+    /// The records to parse, in Kombo's order.
+    pub records: Vec<RawRecord>,
+    /// The records refused whole, unparsed: larger than the limit, or not UTF-8.
+    pub refused: Vec<RejectedRecord>,
+    /// The body as text (each byte that was not UTF-8 replaced by `?`).
+    text: String,
+}
+
+impl ScannedPage {
+    /// A record's JSON.
+    pub fn json(&self, record: &RawRecord) -> &str {
+        self.text.get(record.span.clone()).unwrap_or_default()
+    }
+
+    /// Parses one record.
+    pub fn parse(&self, record: &RawRecord) -> Result<Application, RejectedRecord> {
+        let json = self.json(record);
+        parse_record(json).map_err(|(path, message)| RejectedRecord {
+            index: record.index,
+            id: record_id(json),
+            path,
+            message,
+        })
+    }
+
+    /// Parses every record: those that parse, and every rejection (the refused ones
+    /// included) in page order.
+    pub fn parse_all(self) -> ParsedPage {
+        let mut records = Vec::with_capacity(self.records.len());
+        let mut rejected = self.refused.clone();
+        for record in &self.records {
+            match self.parse(record) {
+                Ok(app) => records.push(app),
+                Err(r) => rejected.push(r),
+            }
+        }
+        rejected.sort_by_key(|r| r.index);
+        ParsedPage {
+            next: self.next,
+            records,
+            rejected,
+        }
+    }
+
+    /// How many records the page listed (parsed or not, refused included).
+    pub fn len(&self) -> usize {
+        self.records.len() + self.refused.len()
+    }
+
+    /// Whether the page listed no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A page whose envelope is readable, every record parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedPage {
     /// Cursor of the next page; `None` on the last page.
@@ -87,6 +167,13 @@ pub fn parse_page(body: &[u8]) -> Result<ParsedPage, EnvelopeError> {
 /// `limits.max_records`; a record that does not parse, is larger than
 /// `limits.max_record_bytes` or holds bytes that are not UTF-8 is rejected on its own.
 pub fn parse_page_with(body: &[u8], limits: &PageLimits) -> Result<ParsedPage, EnvelopeError> {
+    scan_page_with(body, limits).map(ScannedPage::parse_all)
+}
+
+/// Reads a success body's envelope and finds its records, without parsing them. Fails as
+/// [`parse_page_with`] does; a record larger than `limits.max_record_bytes` or holding
+/// bytes that are not UTF-8 is refused on its own.
+pub fn scan_page_with(body: &[u8], limits: &PageLimits) -> Result<ScannedPage, EnvelopeError> {
     // JSON is UTF-8. A body that is not is read with each invalid byte replaced by `?`
     // (offsets stay those of the body), and the records that held one are rejected: one
     // bad byte costs one record, not the page.
@@ -151,39 +238,44 @@ pub fn parse_page_with(body: &[u8], limits: &PageLimits) -> Result<ParsedPage, E
     }
 
     let mut records = Vec::with_capacity(results.len());
-    let mut rejected = Vec::new();
+    let mut refused = Vec::new();
     for (index, raw) in results.into_iter().enumerate() {
         let json = raw.get();
-        // The record as a whole is refused: its path is the record itself.
-        let refused = |message: String| Err((".".to_owned(), message));
-        let result = if json.len() > limits.max_record_bytes {
-            refused(format!(
+        let why = if json.len() > limits.max_record_bytes {
+            Some(format!(
                 "the record is {} bytes, more than kombo.max_record_bytes ({})",
                 json.len(),
                 limits.max_record_bytes
             ))
         } else if let Some(Err(e)) = (!valid_utf8).then(|| std::str::from_utf8(&body[span(raw)])) {
-            refused(format!(
+            Some(format!(
                 "the record holds bytes that are not UTF-8 (at byte {} of the record)",
                 e.valid_up_to()
             ))
         } else {
-            parse_record(json)
+            None
         };
-        match result {
-            Ok(app) => records.push(app),
-            Err((path, message)) => rejected.push(RejectedRecord {
+        match why {
+            // The record as a whole is refused: its path is the record itself.
+            Some(message) => refused.push(RejectedRecord {
                 index,
                 id: record_id(json),
-                path,
+                path: ".".to_owned(),
                 message,
+            }),
+            None => records.push(RawRecord {
+                index,
+                id: quick_id(json),
+                digest: RecordDigest::of(json.as_bytes()),
+                span: span(raw),
             }),
         }
     }
-    Ok(ParsedPage {
+    Ok(ScannedPage {
         next: envelope.data.next,
         records,
-        rejected,
+        refused,
+        text: text.to_owned(),
     })
 }
 
@@ -246,6 +338,22 @@ fn redact_values(message: &str) -> String {
     out
 }
 
+/// A record's `id`, read cheaply: Kombo writes it first, so a record that starts
+/// `{"id":"` is read up to the closing quote (when no escape comes before it); any other
+/// record is read as [`record_id`] does. It only chooses which snapshot a record is
+/// compared with: a record is skipped only when its bytes are the very bytes that
+/// snapshot came from.
+fn quick_id(json: &str) -> Option<String> {
+    const START: &str = "{\"id\":\"";
+    if let Some(rest) = json.strip_prefix(START)
+        && let Some(end) = rest.find(['"', '\\'])
+        && rest.as_bytes()[end] == b'"'
+    {
+        return Some(rest[..end].to_owned());
+    }
+    record_id(json)
+}
+
 /// The `id` of a record that failed to parse, if it has a readable one.
 fn record_id(json: &str) -> Option<String> {
     #[derive(Deserialize)]
@@ -261,6 +369,38 @@ mod tests {
 
     const GOOD: &str =
         r#"{"id":"a1","changed_at":"2024-01-02T03:04:05.678Z","interviews":[],"offers":[]}"#;
+
+    #[test]
+    fn the_scan_reads_ids_cheaply_and_keeps_each_records_bytes() {
+        let cases: [(&str, Option<&str>); 6] = [
+            (r#"{"id":"a1","offers":[]}"#, Some("a1")),
+            // Not in Kombo's layout: read by the slower path, same answer.
+            (r#"{ "id" : "a2" }"#, Some("a2")),
+            (r#"{"offers":[],"id":"a3"}"#, Some("a3")),
+            (r#"{"id":"a\"4"}"#, Some("a\"4")),
+            (r#"{"id":null}"#, None),
+            (r#"{"id":7}"#, None),
+        ];
+        for (json, want) in cases {
+            assert_eq!(quick_id(json).as_deref(), want, "{json}");
+        }
+        let body = format!(
+            r#"{{"status":"success","data":{{"next":"c2","results":[{GOOD}, {}]}}}}"#,
+            GOOD.replace("a1", "b2")
+        );
+        let page = scan_page_with(body.as_bytes(), &PageLimits::default()).expect("scans");
+        assert_eq!(page.next.as_deref(), Some("c2"));
+        assert_eq!(page.len(), 2);
+        let [first, second] = &page.records[..] else {
+            panic!("two records: {:?}", page.records)
+        };
+        assert_eq!(page.json(first), GOOD);
+        assert_eq!(first.id.as_deref(), Some("a1"));
+        assert_eq!(first.digest, RecordDigest::of(GOOD.as_bytes()));
+        assert_ne!(first.digest, second.digest);
+        assert_eq!(second.index, 1);
+        assert_eq!(page.parse(second).map(|a| a.id), Ok("b2".to_owned()));
+    }
 
     #[test]
     fn one_bad_record_does_not_fail_the_page() {

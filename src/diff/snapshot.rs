@@ -22,18 +22,32 @@
 //! | offer status | byte 0 null, 1 ACCEPTED, 2 DECLINED, 3 SENT, 4 APPROVED, 5 DRAFT, 6 ABANDONED, 7 + `str` unknown |
 //! | list | `varint` count, then the items |
 //!
+//! # Version 2
+//!
+//! A snapshot that knows the record it came from (its [`RecordDigest`]) is written as
+//! version 2: the byte `2`, the 16 bytes of the digest, then version 1's fields from
+//! `sequence` on. One without (a tombstone, an erased snapshot, one decoded from version 1)
+//! is still written as version 1. Both versions are read.
+//!
 //! A realistic record (24-character Kombo ids, numeric remote ids, a stage, a job, a
 //! candidate, a 65-character URL) encodes in about 210 bytes without offers or interviews,
 //! plus about 25 bytes per offer and 50 per interview; see the size test.
 
 use chrono::{DateTime, Timelike};
 
-use crate::domain::Timestamp;
 use crate::domain::{OfferStatus, Outcome};
+use crate::domain::{RecordDigest, Timestamp};
 use crate::event::{CandidateRef, InterviewRef, JobRef, OfferRef, StageRef};
 
-/// The current encoding version, the first byte of every encoded snapshot.
+/// The encoding version of a snapshot without a [`Snapshot::source`], its first byte.
 pub const SNAPSHOT_VERSION: u8 = 1;
+
+/// The encoding version of a snapshot with a [`Snapshot::source`]: the digest follows the
+/// version byte.
+pub const SNAPSHOT_VERSION_WITH_SOURCE: u8 = 2;
+
+/// The bytes of a [`RecordDigest`].
+const DIGEST_LEN: usize = 16;
 
 /// What the diff keeps of one application.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,6 +79,10 @@ pub struct Snapshot {
     /// Every interview ever seen; disappeared ones are kept marked canceled, so a
     /// cancellation is reported once.
     pub interviews: Vec<InterviewRef>,
+    /// The digest of the record this snapshot was last diffed from, when known: the same
+    /// bytes again are skipped unread (see [`RecordDigest`]). Set by the sync, never by the
+    /// diff; cleared by whatever changes a snapshot other than a diff (erasure, purge).
+    pub source: Option<RecordDigest>,
 }
 
 /// An outcome value the outcome rules understand.
@@ -167,7 +185,13 @@ impl Snapshot {
     /// The compact binary form (see the module docs), version byte first.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(self.size_hint()));
-        w.0.push(SNAPSHOT_VERSION);
+        match &self.source {
+            None => w.0.push(SNAPSHOT_VERSION),
+            Some(digest) => {
+                w.0.push(SNAPSHOT_VERSION_WITH_SOURCE);
+                w.0.extend_from_slice(&digest.0);
+            }
+        }
         w.varint(self.sequence);
         w.opt_ts(self.deleted_at.as_ref());
         w.opt_str(self.remote_id.as_deref());
@@ -253,14 +277,23 @@ impl Snapshot {
     /// Reads [`Snapshot::encode`]'s output back. Never panics: any byte string is either a
     /// snapshot or a [`SnapshotError`] naming the version or the field.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-        let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Empty)?;
-        if version != SNAPSHOT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion(version));
-        }
-        let mut r = Reader {
-            buf: rest,
-            pos: 0,
-            base: 1,
+        let (&version, _) = bytes.split_first().ok_or(SnapshotError::Empty)?;
+        let (source, mut r) = match version {
+            SNAPSHOT_VERSION => (None, Reader::after(bytes, 1)),
+            SNAPSHOT_VERSION_WITH_SOURCE => {
+                let digest = bytes
+                    .get(1..1 + DIGEST_LEN)
+                    .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
+                    .ok_or(SnapshotError::Truncated {
+                        field: "source",
+                        offset: 1,
+                    })?;
+                (
+                    Some(RecordDigest(digest)),
+                    Reader::after(bytes, 1 + DIGEST_LEN),
+                )
+            }
+            other => return Err(SnapshotError::UnsupportedVersion(other)),
         };
         let sequence = r.varint("sequence")?;
         let deleted_at = r.opt_ts("deleted_at")?;
@@ -368,7 +401,19 @@ impl Snapshot {
             known_outcome,
             offers,
             interviews,
+            source,
         })
+    }
+
+    /// The [`Snapshot::source`] of an encoded snapshot, read without decoding the rest.
+    pub fn source_of(bytes: &[u8]) -> Option<RecordDigest> {
+        match bytes.split_first()? {
+            (&SNAPSHOT_VERSION_WITH_SOURCE, rest) => rest
+                .get(..DIGEST_LEN)
+                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
+                .map(RecordDigest),
+            _ => None,
+        }
     }
 
     /// A close upper estimate of the encoded size, so `encode` allocates once.
@@ -376,7 +421,7 @@ impl Snapshot {
         fn s(v: &Option<String>) -> usize {
             v.as_ref().map_or(1, |s| s.len() + 3)
         }
-        let mut n = 32 + s(&self.remote_id) + s(&self.remote_url);
+        let mut n = 32 + DIGEST_LEN + s(&self.remote_id) + s(&self.remote_url);
         if let Some(j) = &self.job {
             n += j.id.len() + s(&j.remote_id) + s(&j.name) + 2;
         }
@@ -413,14 +458,12 @@ impl Header {
     /// Reads the header of an encoded snapshot; `None` when `bytes` is not a snapshot of
     /// this version (the store then knows nothing of it, and treats it as live).
     pub fn read(bytes: &[u8]) -> Option<Header> {
-        let (&version, rest) = bytes.split_first()?;
-        if version != SNAPSHOT_VERSION {
-            return None;
-        }
-        let mut r = Reader {
-            buf: rest,
-            pos: 0,
-            base: 1,
+        let mut r = match *bytes.first()? {
+            SNAPSHOT_VERSION => Reader::after(bytes, 1),
+            SNAPSHOT_VERSION_WITH_SOURCE if bytes.len() > DIGEST_LEN => {
+                Reader::after(bytes, 1 + DIGEST_LEN)
+            }
+            _ => return None,
         };
         let sequence = r.varint("sequence").ok()?;
         let deleted_at = r.opt_ts("deleted_at").ok()?;
@@ -624,7 +667,16 @@ struct Reader<'a> {
     base: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Reads `bytes` from `start` on (after the version byte and what follows it).
+    fn after(bytes: &'a [u8], start: usize) -> Reader<'a> {
+        Reader {
+            buf: &bytes[start.min(bytes.len())..],
+            pos: 0,
+            base: start,
+        }
+    }
+
     fn offset(&self) -> usize {
         self.base + self.pos
     }
@@ -849,6 +901,51 @@ mod tests {
         for (name, bytes, want) in cases {
             assert_eq!(Header::read(&bytes), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_source_makes_version_2_and_is_read_without_decoding() {
+        let digest = RecordDigest::of(b"{\"id\":\"a\"}");
+        let deleted = DateTime::from_timestamp_millis(1_700_000_000_000);
+        let without = Snapshot {
+            sequence: 5,
+            deleted_at: deleted,
+            remote_id: Some("r1".into()),
+            ..Snapshot::default()
+        };
+        let with = Snapshot {
+            source: Some(digest),
+            ..without.clone()
+        };
+        let (v1, v2) = (without.encode(), with.encode());
+        assert_eq!(v1[0], SNAPSHOT_VERSION);
+        assert_eq!(v2[0], SNAPSHOT_VERSION_WITH_SOURCE);
+        assert_eq!(v2.len(), v1.len() + DIGEST_LEN);
+        assert_eq!(Snapshot::decode(&v2), Ok(with));
+        assert_eq!(Snapshot::decode(&v1), Ok(without));
+        assert_eq!(Snapshot::source_of(&v2), Some(digest));
+        assert_eq!(Snapshot::source_of(&v1), None);
+        let header = Some(Header {
+            sequence: 5,
+            deleted_at: deleted,
+        });
+        assert_eq!(Header::read(&v2), header);
+        assert_eq!(Header::read(&v1), header);
+        // Cut inside the digest: an error naming it, never a panic.
+        let cut = &v2[..1 + DIGEST_LEN - 1];
+        assert!(matches!(
+            Snapshot::decode(cut),
+            Err(SnapshotError::Truncated {
+                field: "source",
+                ..
+            })
+        ));
+        assert_eq!(Snapshot::source_of(cut), None);
+        assert_eq!(Header::read(cut), None);
+        assert_eq!(
+            Snapshot::decode(&[3, 0]),
+            Err(SnapshotError::UnsupportedVersion(3))
+        );
     }
 
     #[test]

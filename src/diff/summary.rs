@@ -46,6 +46,7 @@ pub(super) fn snapshot_of(app: &Application) -> Snapshot {
         known_outcome: KnownOutcome::of(app.outcome.as_ref()).unwrap_or_default(),
         offers,
         interviews,
+        source: None,
     }
 }
 

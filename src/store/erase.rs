@@ -105,6 +105,8 @@ pub fn erase_snapshot(bytes: &[u8]) -> Option<Vec<u8>> {
     }
     candidate.first_name = None;
     candidate.last_name = None;
+    // No longer what its record makes: the next poll diffs the record again, as before.
+    snapshot.source = None;
     Some(snapshot.encode())
 }
 
@@ -276,11 +278,14 @@ mod tests {
                 first_name: Some("Jane".into()),
                 last_name: None,
             }),
+            source: Some(crate::domain::RecordDigest::of(b"the record")),
             ..Snapshot::default()
         };
         let erased = erase_snapshot(&snapshot.encode()).expect("changed");
         let back = Snapshot::decode(&erased).unwrap();
         assert_eq!(back.sequence, 4);
+        // No longer what its record makes: the next poll diffs the record again.
+        assert_eq!(back.source, None);
         assert_eq!(
             back.candidate.as_ref().map(|c| c.id.as_str()),
             Some("cand_1")

@@ -46,6 +46,7 @@ async fn list_all(
     let mut pager = client.applications(integration, query, 0);
     let mut all = Vec::new();
     while let Some(page) = pager.next_page().await? {
+        let page = page.records.parse_all();
         assert!(page.rejected.is_empty(), "{:?}", page.rejected);
         all.extend(page.records);
     }

@@ -686,6 +686,7 @@ async fn the_client_pages_through_faults() {
         .unwrap()
         .unwrap()
     {
+        let page = page.records.parse_all();
         assert!(page.rejected.is_empty());
         seen.extend(page.records.into_iter().map(|a| a.id));
     }
