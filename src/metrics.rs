@@ -100,6 +100,7 @@ struct Inner {
     pages: Family<IntegrationLabels, Counter>,
     records: Family<IntegrationLabels, Counter>,
     records_rejected: Family<IntegrationLabels, Counter>,
+    records_unchanged: Family<IntegrationLabels, Counter>,
     kombo_errors: Family<KomboErrorLabels, Counter>,
     events: Family<EventLabels, Counter>,
     events_held: Family<IntegrationLabels, Counter>,
@@ -186,6 +187,12 @@ impl Metrics {
             "kombo_records_rejected",
             "Records that could not be read (the watermark waits for them)",
             Clone::clone(&records_rejected),
+        );
+        let records_unchanged = Family::default();
+        registry.register(
+            "kombo_records_unchanged",
+            "Records skipped unparsed: byte for byte the record their snapshot came from",
+            Clone::clone(&records_unchanged),
         );
         let kombo_errors = Family::default();
         registry.register(
@@ -314,6 +321,7 @@ impl Metrics {
                 pages,
                 records,
                 records_rejected,
+                records_unchanged,
                 kombo_errors,
                 events,
                 events_held,
@@ -351,14 +359,19 @@ impl Metrics {
             .observe(duration.as_secs_f64());
     }
 
-    /// A page came from Kombo with `records` readable and `rejected` unreadable records.
-    pub fn page_fetched(&self, integration: &str, records: usize, rejected: usize) {
+    /// A page came from Kombo with `records` readable (of which `unchanged` were skipped
+    /// unparsed) and `rejected` unreadable records.
+    pub fn page_fetched(&self, integration: &str, records: usize, unchanged: u64, rejected: usize) {
         let labels = integration_labels(integration);
         self.inner.pages.get_or_create(&labels).inc();
         self.inner
             .records
             .get_or_create(&labels)
             .inc_by(records as u64);
+        self.inner
+            .records_unchanged
+            .get_or_create(&labels)
+            .inc_by(unchanged);
         if rejected > 0 {
             self.inner
                 .records_rejected
@@ -572,7 +585,7 @@ mod tests {
     async fn separate_instances_do_not_share_counts() {
         let a = Metrics::new();
         let b = Metrics::new();
-        a.page_fetched("gh:1", 10, 0);
+        a.page_fetched("gh:1", 10, 7, 0);
         let config = Config::from_str_with_env(
             "[kombo]\napi_key = \"k\"\n[[integrations]]\nid = \"gh:1\"\n",
             std::path::Path::new("t.toml"),
@@ -584,6 +597,7 @@ mod tests {
         let text_a = a.render(&store, &config).await.expect("render");
         let text_b = b.render(&store, &config).await.expect("render");
         assert!(text_a.contains("hirehook_kombo_records_total{integration=\"gh:1\"} 10"));
+        assert!(text_a.contains("hirehook_kombo_records_unchanged_total{integration=\"gh:1\"} 7"));
         assert!(!text_b.contains("hirehook_kombo_records_total{"));
         assert!(text_a.ends_with("# EOF\n"));
     }

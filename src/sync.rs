@@ -363,7 +363,7 @@ impl Syncer {
             report.records += read.len() as u64;
             report.unchanged += unchanged;
             self.metrics
-                .page_fetched(integration_id, read.len(), rejected.len());
+                .page_fetched(integration_id, read.len(), unchanged, rejected.len());
             for rejected in &rejected {
                 let line = format!("{}: {rejected}", page.at);
                 tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");
