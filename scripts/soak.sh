@@ -11,7 +11,8 @@
 # events, deleted_applications, sweep_interval; unset = the defaults), SOAK_BACKEND
 # ("sled" or "postgres"; postgres uses SOAK_DATABASE_URL, or starts its own server with
 # initdb + pg_ctl in the work directory, as the postgres user when run as root),
-# SOAK_REWRITE_GROWTH (sled's `store.rewrite_growth`, e.g. "20%").
+# SOAK_REWRITE_GROWTH (sled's `store.rewrite_growth`, e.g. "20%"), SOAK_CACHE_CAPACITY
+# (sled's `store.cache_capacity`, e.g. "8MiB").
 #
 # Columns: elapsed_s, hirehook_rss_kb, sim_rss_kb, receiver_rss_kb, outbox_pending (sum
 # over subscribers), events_total, deliveries_total (all outcomes), store_bytes (sled: the
@@ -88,6 +89,7 @@ if [[ $backend == postgres ]]; then
 else
   printf '[store]\npath = "%s"\n' "$work/store" >"$config"
   [[ -n ${SOAK_REWRITE_GROWTH:-} ]] && printf 'rewrite_growth = "%s"\n' "$SOAK_REWRITE_GROWTH" >>"$config"
+  [[ -n ${SOAK_CACHE_CAPACITY:-} ]] && printf 'cache_capacity = "%s"\n' "$SOAK_CACHE_CAPACITY" >>"$config"
 fi
 cat >>"$config" <<TOML
 
