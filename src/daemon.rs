@@ -224,7 +224,7 @@ impl Daemon {
             ),
         }
         let retention = self.config.retention;
-        let policy = retention.policy();
+        let policy = RetentionPolicy::from(&retention);
         let rewrite_growth = match &*self.store {
             Store::Sled(_) => self.config.store.rewrite_growth,
             Store::Postgres(_) => crate::config::RewriteGrowth::Never,

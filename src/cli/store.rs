@@ -120,7 +120,7 @@ async fn run_compact(args: CompactArgs) -> Result<(), Failure> {
     let before = store.size_on_disk().await.map_err(runtime)?;
     let outcome = crate::retention::Sweeper::new(
         store.clone(),
-        config.retention.policy(),
+        crate::store::RetentionPolicy::from(&config.retention),
         crate::clock::Clock::System,
     )
     .with_batch(args.batch as usize)

@@ -474,16 +474,6 @@ impl Default for RetentionConfig {
     }
 }
 
-impl RetentionConfig {
-    /// The policy the store applies.
-    pub fn policy(&self) -> crate::store::RetentionPolicy {
-        crate::store::RetentionPolicy {
-            events: self.events.duration(),
-            deleted_applications: self.deleted_applications.duration(),
-        }
-    }
-}
-
 /// How long a retention class is kept: `"forever"`, or a duration (humantime: `"30d"`,
 /// `"72h"`). `"0s"` is refused by validation: it would keep nothing, which is never meant;
 /// `"forever"` is how to keep everything.

@@ -137,12 +137,13 @@ fn retention_keeps_a_duration_or_forever() {
         let back: Config = toml::from_str(&out).expect("reads back");
         assert_eq!(back.retention, c.retention, "{line}");
     }
-    let policy = parse(&format!(
-        "{MINIMAL}\n[retention]\nevents = \"forever\"\ndeleted_applications = \"1d\"\n"
-    ))
-    .expect("valid")
-    .retention
-    .policy();
+    let policy = crate::store::RetentionPolicy::from(
+        &parse(&format!(
+            "{MINIMAL}\n[retention]\nevents = \"forever\"\ndeleted_applications = \"1d\"\n"
+        ))
+        .expect("valid")
+        .retention,
+    );
     assert_eq!(policy.events, None);
     assert_eq!(
         policy.deleted_applications,

@@ -866,6 +866,16 @@ pub struct RetentionPolicy {
     pub deleted_applications: Option<Duration>,
 }
 
+impl From<&crate::config::RetentionConfig> for RetentionPolicy {
+    /// The policy `[retention]` configures.
+    fn from(config: &crate::config::RetentionConfig) -> Self {
+        RetentionPolicy {
+            events: config.events.duration(),
+            deleted_applications: config.deleted_applications.duration(),
+        }
+    }
+}
+
 impl RetentionPolicy {
     /// Events detected before this (and settled before it) may go.
     pub fn events_horizon(&self, now: Timestamp) -> Option<Timestamp> {

@@ -112,7 +112,7 @@ impl PgStore {
              claimed_by = CASE WHEN o.claimed_by = $11 THEN NULL ELSE o.claimed_by END \
              FROM i, {} WHERE o.subscriber = i.subscriber AND o.log_seq = i.log_seq \
              RETURNING o.subscriber, o.log_seq",
-            super::outbox::RELAXED
+            super::RELAXED
         );
         let client = self.client().await?;
         let stmt = client.prepare_cached(&sql).await.map_err(|e| self.io(&e))?;

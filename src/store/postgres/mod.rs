@@ -411,6 +411,16 @@ fn new_replica_id() -> String {
     )
 }
 
+/// Joined into the statements of claims and attempts: their commit does not wait for the
+/// WAL to reach disk (`synchronous_commit = off` for that statement's own transaction).
+/// A crash of the database may lose the last fraction of a second of them (PostgreSQL
+/// flushes its WAL at least every few hundred milliseconds, and any later synchronous
+/// commit, such as a page commit, flushes them too) — what the sled backend promises
+/// between flushes: a lost claim is claimable again, a lost attempt is made again with the
+/// same `webhook-id`. It never loses a page commit, never reorders, never corrupts. On
+/// this machine it makes a claim or an attempt ~9x cheaper (a WAL flush costs ~3 ms).
+const RELAXED: &str = "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed";
+
 /// A u64 as PostgreSQL's bigint.
 fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Io(format!("{what} {value} is beyond bigint")))

@@ -12,7 +12,7 @@ use tokio_postgres::types::ToSql;
 
 use super::attempts::AttemptRow;
 use super::log::{micros, notify};
-use super::{PgStore, to_i64, to_u64};
+use super::{PgStore, RELAXED, to_i64, to_u64};
 use crate::ats::Timestamp;
 use crate::store::{
     AttemptRecord, AttemptResult, DeliveryState, DueDelivery, OutboxEntry, QueueSummary,
@@ -124,17 +124,6 @@ impl ClaimCursors {
         });
     }
 }
-
-/// Joined into the statements of claims and attempts: their commit does not wait for the
-/// WAL to reach disk (`synchronous_commit = off` for that statement's own transaction).
-/// A crash of the database may lose the last fraction of a second of them (PostgreSQL
-/// flushes its WAL at least every few hundred milliseconds, and any later synchronous
-/// commit, such as a page commit, flushes them too) — what the sled backend promises
-/// between flushes: a lost claim is claimable again, a lost attempt is made again with the
-/// same `webhook-id`. It never loses a page commit, never reorders, never corrupts. On
-/// this machine it makes a claim or an attempt ~9x cheaper (a WAL flush costs ~3 ms).
-pub(super) const RELAXED: &str =
-    "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed";
 
 impl PgStore {
     /// `(subscriber, log sequence, entry)` from a row whose first columns are
