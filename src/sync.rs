@@ -23,19 +23,22 @@ use crate::ats::page::{RawRecord, RejectedRecord, ScannedPage};
 use crate::ats::{ApplicationsQuery, KomboClient, KomboError, Timestamp};
 use crate::clock::Clock;
 use crate::diff::{DiffContext, FirstSight, Snapshot, diff};
-use crate::domain::Application;
+use crate::domain::{Application, RecordDigest};
 use crate::event::{Event, EventDetail, EventType};
 use crate::metrics::Metrics;
 use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, StoreError};
 
-/// One page diffed: what to commit, and what was read.
+/// One page read: the records to diff, and what became of the others.
 #[derive(Debug, Default)]
-struct DiffedPage {
-    commit: PageCommit,
+struct ReadPage {
+    /// The records to diff, parsed, with their digests, in page order.
+    changed: Vec<(Application, RecordDigest)>,
+    /// The stored snapshots of the page's applications, by id.
+    stored: HashMap<String, Vec<u8>>,
     /// The records that could not be read, in page order.
     rejected: Vec<RejectedRecord>,
-    /// The ids of the records read (diffed, or skipped as unchanged), in page order.
-    read: Vec<String>,
+    /// The ids of the records read (to diff, or skipped as unchanged), in page order.
+    ids: Vec<String>,
     /// How many of them were skipped as unchanged.
     unchanged: u64,
 }
@@ -349,31 +352,31 @@ impl Syncer {
                 first_sight,
             };
             let started = Instant::now();
-            let DiffedPage {
-                commit,
-                rejected,
-                read,
-                unchanged,
-            } = self
-                .diff_page(integration_id, &page.records, &ctx, &unread, &mut fresh)
+            let mut read = self
+                .read_page(integration_id, &page.records, &mut fresh)
                 .await
                 .map_err(store_err)?;
-            let diffed = Instant::now();
-            report.timings.diffing += diffed - started;
-            report.records += read.len() as u64;
+            let (records, unchanged) = (read.ids.len(), read.unchanged);
+            report.records += records as u64;
             report.unchanged += unchanged;
             self.metrics
-                .page_fetched(integration_id, read.len(), unchanged, rejected.len());
-            for rejected in &rejected {
+                .page_fetched(integration_id, records, unchanged, read.rejected.len());
+            for rejected in &read.rejected {
                 let line = format!("{}: {rejected}", page.at);
                 tracing::warn!(integration = %integration_id, page = page.at.page, "{line}");
                 report.rejected.push(line);
             }
             if !state.baseline_done {
-                unread.extend(rejected.iter().filter_map(|r| r.id.clone()));
+                unread.extend(read.rejected.iter().filter_map(|r| r.id.clone()));
             }
+            let ids = std::mem::take(&mut read.ids);
+            let commit = self
+                .diff_page(integration_id, read, &ctx, &unread)
+                .map_err(store_err)?;
+            let diffed = Instant::now();
+            report.timings.diffing += diffed - started;
             if !unread.is_empty() {
-                for id in &read {
+                for id in &ids {
                     unread.remove(id);
                 }
             }
@@ -516,13 +519,13 @@ impl Syncer {
         Ok(report)
     }
 
-    /// Diffs one page against the stored snapshots. The events of an application that
-    /// looks deleted or nulled are marked to be held (for the guard).
+    /// Reads one page: looks up its stored snapshots, skips the records whose bytes are
+    /// those their current snapshot came from (the digests match), and parses the rest.
     ///
-    /// A record whose bytes are those its current snapshot came from (the digests match)
-    /// is skipped: not parsed, not diffed, not written. Diffing it would give nothing (see
-    /// [`crate::domain::RecordDigest`]). A snapshot whose record changed in a way the diff
-    /// ignores is still written, with the new digest, so the next poll's overlap skips it.
+    /// A skipped record would diff to nothing (see [`crate::domain::RecordDigest`]). A
+    /// record's current snapshot is the one the last earlier listing of it in this page
+    /// leaves (that listing's digest: it was skipped for having it, or its diff will store
+    /// it), else the stored one.
     ///
     /// `fresh` is set when the integration had no snapshot at all when the sync began (a
     /// first baseline): then a record not seen before in this sync cannot have one, and
@@ -530,17 +533,15 @@ impl Syncer {
     /// were most of the baseline's cost). It holds a 64-bit hash of every id seen; a
     /// repeat (Kombo listing a record twice across pages, or a hash collision) is looked
     /// up as usual, so the shortcut never changes a result.
-    async fn diff_page(
+    async fn read_page(
         &self,
         integration_id: &str,
         page: &ScannedPage,
-        ctx: &DiffContext<'_>,
-        baseline_unread: &HashSet<String>,
         fresh: &mut Option<HashSet<u64>>,
-    ) -> Result<DiffedPage, StoreError> {
-        let mut out = DiffedPage {
+    ) -> Result<ReadPage, StoreError> {
+        let mut out = ReadPage {
             rejected: page.refused.clone(),
-            ..DiffedPage::default()
+            ..ReadPage::default()
         };
         // Each record's key: its id as the page scan read it, or (rarely: when the scan
         // could not) as its parse gives it.
@@ -565,31 +566,28 @@ impl Syncer {
         }
         // The page's stored snapshots, read in one call: those of the records seen for the
         // first time in a first baseline cannot exist and are not asked for.
-        let mut lookup: Vec<&str> = Vec::with_capacity(keyed.len());
-        for (_, id) in &keyed {
-            let unseen = fresh.as_mut().is_some_and(|ids| ids.insert(id_hash(id)));
-            if !unseen {
-                lookup.push(id.as_str());
-            }
-        }
+        let lookup: Vec<&str> = keyed
+            .iter()
+            .map(|(_, id)| id.as_str())
+            .filter(|id| !fresh.as_mut().is_some_and(|ids| ids.insert(id_hash(id))))
+            .collect();
         let found = self.store.snapshots(integration_id, &lookup).await?;
-        let mut stored: HashMap<&str, Vec<u8>> = HashMap::with_capacity(lookup.len());
         for (id, bytes) in lookup.iter().zip(found) {
             if let Some(bytes) = bytes {
-                stored.insert(id, bytes);
+                out.stored.insert((*id).to_owned(), bytes);
             }
         }
-        // A record listed twice in one page diffs against its first occurrence.
-        let mut seen: HashMap<&str, Snapshot> = HashMap::new();
+        // The digest of each application's current snapshot, as the page goes.
+        let mut current: HashMap<&str, Option<RecordDigest>> = HashMap::new();
         for ((record, id), parsed) in keyed.iter().zip(&mut parsed) {
-            let id = id.as_str();
-            let source = match seen.get(id) {
-                Some(s) => s.source,
-                None => stored.get(id).and_then(|b| Snapshot::source_of(b)),
-            };
+            let source = *current.entry(id.as_str()).or_insert_with(|| {
+                out.stored
+                    .get(id.as_str())
+                    .and_then(|b| Snapshot::source_of(b))
+            });
             if source == Some(record.digest) {
                 out.unchanged += 1;
-                out.read.push(id.to_owned());
+                out.ids.push(id.clone());
                 continue;
             }
             let app = match parsed.take() {
@@ -602,7 +600,7 @@ impl Syncer {
                     }
                 },
             };
-            if app.id != id {
+            if app.id != *id {
                 // Cannot happen (the scan reads an id only where the parse reads the same),
                 // but the snapshot looked up would be another record's.
                 out.rejected.push(RejectedRecord {
@@ -613,11 +611,36 @@ impl Syncer {
                 });
                 continue;
             }
+            current.insert(id.as_str(), Some(record.digest));
+            out.ids.push(id.clone());
+            out.changed.push((app, record.digest));
+        }
+        out.rejected.sort_by_key(|r| r.index);
+        Ok(out)
+    }
+
+    /// Diffs the records a page read left to diff, against the stored snapshots (or an
+    /// earlier listing's in the page). The events of an application that looks deleted
+    /// or nulled are marked to be held (for the guard). A snapshot whose record changed in
+    /// a way the diff ignores is still written, with the new digest, so the next poll's
+    /// overlap skips it.
+    fn diff_page(
+        &self,
+        integration_id: &str,
+        read: ReadPage,
+        ctx: &DiffContext<'_>,
+        baseline_unread: &HashSet<String>,
+    ) -> Result<PageCommit, StoreError> {
+        let mut commit = PageCommit::default();
+        // A record listed twice in one page diffs against its first occurrence.
+        let mut seen: HashMap<String, Snapshot> = HashMap::new();
+        for (app, digest) in read.changed {
+            let id = app.id.as_str();
             let decoded;
             let prev = match seen.get(id) {
                 Some(s) => Some(s),
                 None => {
-                    decoded = match stored.get(id) {
+                    decoded = match read.stored.get(id) {
                         Some(bytes) => {
                             Some(Snapshot::decode(bytes).map_err(|e| StoreError::Corrupt {
                                 what: format!("snapshot of {integration_id}/{id}"),
@@ -641,26 +664,24 @@ impl Syncer {
             };
             let hold = outcome.events.iter().any(is_suspicious);
             for event in &outcome.events {
-                out.commit.events.push(self.new_event(event, hold));
+                commit.events.push(self.new_event(event, hold));
             }
-            outcome.snapshot.source = Some(record.digest);
+            outcome.snapshot.source = Some(digest);
             // Only a live snapshot is rewritten for its digest alone: a deleted one may be
             // a purged application's tombstone, which only a real change brings back.
             let live = prev.is_some_and(|p| p.deleted_at.is_none())
                 && outcome.snapshot.deleted_at.is_none();
             if outcome.changed || is_new || live {
-                out.commit.snapshots.push(SnapshotWrite {
+                commit.snapshots.push(SnapshotWrite {
                     application_id: app.id.clone(),
                     bytes: outcome.snapshot.encode(),
                     is_new,
                     previous_deleted_at: prev.and_then(|p| p.deleted_at),
                 });
             }
-            seen.insert(id, outcome.snapshot);
-            out.read.push(app.id);
+            seen.insert(app.id, outcome.snapshot);
         }
-        out.rejected.sort_by_key(|r| r.index);
-        Ok(out)
+        Ok(commit)
     }
 
     fn new_event(&self, event: &Event, hold: bool) -> NewEvent {
@@ -835,30 +856,27 @@ mod tests {
             detected_at: chrono::Utc::now(),
             first_sight: FirstSight::Emit,
         };
-        let diffed = syncer
-            .diff_page(
-                INTEGRATION,
-                &page(records),
-                &ctx,
-                &HashSet::new(),
-                &mut None,
-            )
+        let read = syncer
+            .read_page(INTEGRATION, &page(records), &mut None)
             .await
+            .expect("reads");
+        assert!(read.rejected.is_empty(), "{:?}", read.rejected);
+        let unchanged = read.unchanged;
+        let commit = syncer
+            .diff_page(INTEGRATION, read, &ctx, &HashSet::new())
             .expect("diffs");
-        assert!(diffed.rejected.is_empty(), "{:?}", diffed.rejected);
-        let writes = diffed
-            .commit
+        let writes = commit
             .snapshots
             .iter()
             .map(|s| s.application_id.clone())
             .collect();
-        let types = diffed.commit.events.iter().map(|e| e.event_type).collect();
+        let types = commit.events.iter().map(|e| e.event_type).collect();
         syncer
             .store
-            .commit_page(INTEGRATION, diffed.commit)
+            .commit_page(INTEGRATION, commit)
             .await
             .expect("commits");
-        (types, diffed.unchanged, writes)
+        (types, unchanged, writes)
     }
 
     async fn stored_source(syncer: &Syncer, id: &str) -> Option<RecordDigest> {
