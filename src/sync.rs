@@ -4,8 +4,9 @@
 //! The order of operations is what makes "nothing is lost" hold:
 //! 1. remember the start time; fetch with `updated_after = watermark - overlap`
 //!    (or without it for a baseline or a full resync);
-//! 2. per page: diff each record, then commit snapshots + events + outbox entries in one
-//!    atomic batch, then flush before anyone is told of the events;
+//! 2. per page: diff each record (one byte for byte the record its snapshot came from is
+//!    skipped: it would diff to nothing), then commit snapshots + events + outbox entries
+//!    in one atomic batch, then flush before anyone is told of the events;
 //! 3. after the last page, and only if every record of every page was processed, write the
 //!    watermark = the start time.
 //!
