@@ -87,9 +87,9 @@ impl ScannedPage {
 
     /// Parses every record: those that parse, and every rejection (the refused ones
     /// included) in page order.
-    pub fn parse_all(self) -> ParsedPage {
+    pub fn parse_all(mut self) -> ParsedPage {
         let mut records = Vec::with_capacity(self.records.len());
-        let mut rejected = self.refused.clone();
+        let mut rejected = std::mem::take(&mut self.refused);
         for record in &self.records {
             match self.parse(record) {
                 Ok(app) => records.push(app),

@@ -277,24 +277,7 @@ impl Snapshot {
     /// Reads [`Snapshot::encode`]'s output back. Never panics: any byte string is either a
     /// snapshot or a [`SnapshotError`] naming the version or the field.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-        let (&version, _) = bytes.split_first().ok_or(SnapshotError::Empty)?;
-        let (source, mut r) = match version {
-            SNAPSHOT_VERSION => (None, Reader::after(bytes, 1)),
-            SNAPSHOT_VERSION_WITH_SOURCE => {
-                let digest = bytes
-                    .get(1..1 + DIGEST_LEN)
-                    .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
-                    .ok_or(SnapshotError::Truncated {
-                        field: "source",
-                        offset: 1,
-                    })?;
-                (
-                    Some(RecordDigest(digest)),
-                    Reader::after(bytes, 1 + DIGEST_LEN),
-                )
-            }
-            other => return Err(SnapshotError::UnsupportedVersion(other)),
-        };
+        let (source, mut r) = Reader::fields(bytes)?;
         let sequence = r.varint("sequence")?;
         let deleted_at = r.opt_ts("deleted_at")?;
         let remote_id = r.opt_str("remote_id")?;
@@ -407,13 +390,7 @@ impl Snapshot {
 
     /// The [`Snapshot::source`] of an encoded snapshot, read without decoding the rest.
     pub fn source_of(bytes: &[u8]) -> Option<RecordDigest> {
-        match bytes.split_first()? {
-            (&SNAPSHOT_VERSION_WITH_SOURCE, rest) => rest
-                .get(..DIGEST_LEN)
-                .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
-                .map(RecordDigest),
-            _ => None,
-        }
+        Reader::fields(bytes).ok()?.0
     }
 
     /// A close upper estimate of the encoded size, so `encode` allocates once.
@@ -458,13 +435,7 @@ impl Header {
     /// Reads the header of an encoded snapshot; `None` when `bytes` is not a snapshot of
     /// this version (the store then knows nothing of it, and treats it as live).
     pub fn read(bytes: &[u8]) -> Option<Header> {
-        let mut r = match *bytes.first()? {
-            SNAPSHOT_VERSION => Reader::after(bytes, 1),
-            SNAPSHOT_VERSION_WITH_SOURCE if bytes.len() > DIGEST_LEN => {
-                Reader::after(bytes, 1 + DIGEST_LEN)
-            }
-            _ => return None,
-        };
+        let (_, mut r) = Reader::fields(bytes).ok()?;
         let sequence = r.varint("sequence").ok()?;
         let deleted_at = r.opt_ts("deleted_at").ok()?;
         Some(Header {
@@ -668,13 +639,30 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// Reads `bytes` from `start` on (after the version byte and what follows it).
-    fn after(bytes: &'a [u8], start: usize) -> Reader<'a> {
-        Reader {
-            buf: &bytes[start.min(bytes.len())..],
+    /// Reads an encoding's version byte and what comes before the fields (version 2's
+    /// digest); returns the digest and a reader at the first field, `sequence`.
+    fn fields(bytes: &'a [u8]) -> Result<(Option<RecordDigest>, Reader<'a>), SnapshotError> {
+        let (&version, rest) = bytes.split_first().ok_or(SnapshotError::Empty)?;
+        let (source, start) = match version {
+            SNAPSHOT_VERSION => (None, 1),
+            SNAPSHOT_VERSION_WITH_SOURCE => {
+                let digest = rest
+                    .get(..DIGEST_LEN)
+                    .and_then(|d| <[u8; DIGEST_LEN]>::try_from(d).ok())
+                    .ok_or(SnapshotError::Truncated {
+                        field: "source",
+                        offset: 1,
+                    })?;
+                (Some(RecordDigest(digest)), 1 + DIGEST_LEN)
+            }
+            other => return Err(SnapshotError::UnsupportedVersion(other)),
+        };
+        let reader = Reader {
+            buf: &bytes[start..],
             pos: 0,
             base: start,
-        }
+        };
+        Ok((source, reader))
     }
 
     fn offset(&self) -> usize {
