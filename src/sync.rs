@@ -32,16 +32,24 @@ use crate::store::{EventRecord, NewEvent, PageCommit, SnapshotWrite, Store, Stor
 /// One page read: the records to diff, and what became of the others.
 #[derive(Debug, Default)]
 struct ReadPage {
-    /// The records to diff, parsed, with their digests, in page order.
-    changed: Vec<(Application, RecordDigest)>,
-    /// The stored snapshots of the page's applications, by id.
-    stored: HashMap<String, Vec<u8>>,
+    /// The records to diff, in page order.
+    changed: Vec<ToDiff>,
     /// The records that could not be read, in page order.
     rejected: Vec<RejectedRecord>,
     /// The ids of the records read (to diff, or skipped as unchanged), in page order.
     ids: Vec<String>,
     /// How many of them were skipped as unchanged.
     unchanged: u64,
+}
+
+/// A record a page read left to diff.
+#[derive(Debug)]
+struct ToDiff {
+    app: Application,
+    digest: RecordDigest,
+    /// Its application's stored snapshot, on the first listing to diff of the page (a
+    /// later listing diffs against what the earlier one left).
+    stored: Option<Vec<u8>>,
 }
 
 /// Where events of an integration go: one route per subscriber.
@@ -573,19 +581,17 @@ impl Syncer {
             .filter(|id| !fresh.as_mut().is_some_and(|ids| ids.insert(id_hash(id))))
             .collect();
         let found = self.store.snapshots(integration_id, &lookup).await?;
-        for (id, bytes) in lookup.iter().zip(found) {
-            if let Some(bytes) = bytes {
-                out.stored.insert((*id).to_owned(), bytes);
-            }
-        }
+        let mut stored: HashMap<&str, Vec<u8>> = lookup
+            .iter()
+            .zip(found)
+            .filter_map(|(id, bytes)| Some((*id, bytes?)))
+            .collect();
         // The digest of each application's current snapshot, as the page goes.
         let mut current: HashMap<&str, Option<RecordDigest>> = HashMap::new();
         for ((record, id), parsed) in keyed.iter().zip(&mut parsed) {
-            let source = *current.entry(id.as_str()).or_insert_with(|| {
-                out.stored
-                    .get(id.as_str())
-                    .and_then(|b| Snapshot::source_of(b))
-            });
+            let source = *current
+                .entry(id.as_str())
+                .or_insert_with(|| stored.get(id.as_str()).and_then(|b| Snapshot::source_of(b)));
             if source == Some(record.digest) {
                 out.unchanged += 1;
                 out.ids.push(id.clone());
@@ -614,7 +620,11 @@ impl Syncer {
             }
             current.insert(id.as_str(), Some(record.digest));
             out.ids.push(id.clone());
-            out.changed.push((app, record.digest));
+            out.changed.push(ToDiff {
+                app,
+                digest: record.digest,
+                stored: stored.remove(id.as_str()),
+            });
         }
         out.rejected.sort_by_key(|r| r.index);
         Ok(out)
@@ -635,15 +645,20 @@ impl Syncer {
         let mut commit = PageCommit::default();
         // A record listed twice in one page diffs against its first occurrence.
         let mut seen: HashMap<String, Snapshot> = HashMap::new();
-        for (app, digest) in read.changed {
+        for ToDiff {
+            app,
+            digest,
+            stored,
+        } in read.changed
+        {
             let id = app.id.as_str();
             let decoded;
             let prev = match seen.get(id) {
                 Some(s) => Some(s),
                 None => {
-                    decoded = match read.stored.get(id) {
+                    decoded = match stored {
                         Some(bytes) => {
-                            Some(Snapshot::decode(bytes).map_err(|e| StoreError::Corrupt {
+                            Some(Snapshot::decode(&bytes).map_err(|e| StoreError::Corrupt {
                                 what: format!("snapshot of {integration_id}/{id}"),
                                 message: e.to_string(),
                             })?)
@@ -653,7 +668,7 @@ impl Syncer {
                     decoded.as_ref()
                 }
             };
-            let is_new = prev.is_none() && !seen.contains_key(id);
+            let is_new = prev.is_none();
             let mut outcome = if is_new && baseline_unread.contains(id) {
                 let baseline = DiffContext {
                     first_sight: FirstSight::Baseline,
