@@ -21,7 +21,10 @@
 //! flush that made them durable (`hirehook::durable` at debug, JSON logs with microsecond
 //! timestamps), and the receiver notes when each `webhook-id` arrived: commit → receiver
 //! per event, on one machine's clock, across processes. It also prints the latency of the
-//! first and the last event of each page, hirehook's and the simulator's CPU over the run,
+//! events made durable from `--warmup-seconds` on (the steady state: the first incremental
+//! poll carries the changes made while the daemon started, sent at once through
+//! connections still being opened), of the first and the last event of each page,
+//! hirehook's and the simulator's CPU over the run,
 //! and, before the runs, a floor: a bare reqwest sender in this process posting bursts of
 //! 4 to the same receiver, timed the same way.
 //!
@@ -74,7 +77,8 @@ struct Common {
     /// `HIREHOOK_SCRATCH_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements"`).
     #[arg(long)]
     statements: bool,
-    /// Keep each daemon's stderr in this directory (default: discarded unless needed).
+    /// Keep each daemon's stderr in this directory, and (latency) the receiver's arrival
+    /// times, `arrivals-<run>.json` (default: discarded unless needed).
     #[arg(long)]
     logs: Option<PathBuf>,
 }
@@ -99,6 +103,11 @@ enum Mode {
         seconds: u64,
         #[arg(long, default_value_t = 200)]
         poll_ms: u64,
+        /// Also report the events made durable this long after the first: the steady
+        /// state, without the start-up burst (the changes made while the daemon started,
+        /// sent at once through connections still being opened).
+        #[arg(long, default_value_t = 2)]
+        warmup_seconds: u64,
     },
     /// Internal: the receiver process.
     Receive {
@@ -122,11 +131,13 @@ fn main() -> anyhow::Result<()> {
             events_per_second,
             seconds,
             poll_ms,
+            warmup_seconds,
         } => tokio::runtime::Runtime::new()?.block_on(latency(
             common,
             events_per_second,
             seconds,
             poll_ms,
+            warmup_seconds,
         )),
     }
 }
@@ -783,6 +794,7 @@ async fn latency(
     events_per_second: f64,
     seconds: u64,
     poll_ms: u64,
+    warmup_seconds: u64,
 ) -> anyhow::Result<()> {
     println!(
         "## Latency: {events_per_second} changes/s for {seconds} s, poll_interval {poll_ms}ms, {} subscriber(s), {} replica(s), {}",
@@ -830,6 +842,11 @@ async fn latency(
         for (_, log) in &daemons {
             durable_times(log, &mut durable)?;
         }
+        if let Some(dir) = &common.logs {
+            let path = dir.join(format!("arrivals-{run}.json"));
+            std::fs::write(&path, serde_json::to_vec(&stats.arrivals)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         let arrivals: HashMap<String, u64> = stats.arrivals.into_iter().collect();
         let latencies: Vec<(Durable, f64)> = durable
             .iter()
@@ -861,6 +878,13 @@ async fn latency(
             .filter(|(d, _)| d.page_len > 1 && d.index + 1 == d.page_len)
             .map(|(_, ms)| *ms)
             .collect();
+        let first_durable = durable.values().map(|d| d.at).min().unwrap_or(0);
+        let steady: Vec<f64> = latencies
+            .iter()
+            .filter(|(d, _)| d.at >= first_durable + warmup_seconds * 1_000_000)
+            .map(|(_, ms)| *ms)
+            .collect();
+        println!("  from {warmup_seconds} s on:      {}", percentiles(steady));
         println!("  first of its page: {}", percentiles(first));
         println!("  last of its page:  {}", percentiles(last));
         println!(
