@@ -134,17 +134,12 @@ impl Store {
     /// claimed once it returns: nothing is sent before it is durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {
-            // On tokio's blocking pool, not through sled's `flush_async`: that hands the
-            // flush to sled's own thread pool, and every job sent there wakes all of the
-            // pool's idle threads (seven) to take it. On a two-core machine those wakeups
-            // pre-empt the delivery workers once a page (BENCHMARKS.md, "Where the latency
-            // tail comes from").
-            Store::Sled(s) => {
-                let s = s.clone();
-                tokio::task::spawn_blocking(move || s.flush())
-                    .await
-                    .map_err(|e| StoreError::Io(format!("the store flush failed: {e}")))?
-            }
+            // sled's `flush_async` hands the flush to sled's own thread pool, which wakes
+            // all seven of its idle threads per job. Flushing on tokio's blocking pool
+            // instead cut the latency p99 by about a sixth but raised the peak RSS of a
+            // 50,000-event burst by 20-25 MB, for a reason not found (BENCHMARKS.md,
+            // "Where the latency tail comes from"): not kept.
+            Store::Sled(s) => s.flush_async().await,
             Store::Postgres(p) => p.flush().await,
         }
     }

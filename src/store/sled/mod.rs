@@ -191,6 +191,17 @@ impl SledStore {
         Ok(())
     }
 
+    /// Async flush, for use inside the runtime; as [`SledStore::flush`].
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        let through = self.queues_unbuilt().staged_through();
+        let db = self.h()?.db.clone();
+        db.flush_async().await?;
+        if let Some(seq) = through {
+            self.queues_unbuilt().publish(seq);
+        }
+        Ok(())
+    }
+
     /// The queues as they are, built or not (staging and publishing need no build).
     fn queues_unbuilt(&self) -> std::sync::MutexGuard<'_, queues::Queues> {
         // Poisoned: a panic mid-update; the queues may be off, but the outbox is the truth
