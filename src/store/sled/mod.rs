@@ -346,8 +346,8 @@ impl SledStore {
         page: PageCommit,
     ) -> Result<Vec<EventRecord>, StoreError> {
         if page.snapshots.is_empty() && page.events.is_empty() {
-            // Most pages of an incremental poll (its overlap refetched) and of a full
-            // resync change nothing. sled applies even an empty batch under its global
+            // An idle poll's page, or one whose records were all unchanged, changes
+            // nothing. sled would apply even an empty batch under its global
             // write lock, which stalls every other reader and writer (the deliveries),
             // and seals its log buffer, handing the write to its thread pool.
             return Ok(Vec::new());
