@@ -214,22 +214,32 @@ impl Receiver {
         limit: Duration,
         done: impl Fn(&[Received]) -> bool,
     ) -> Vec<Received> {
+        match self.try_wait_until(limit, done).await {
+            Ok(now) => now,
+            Err(now) => panic!(
+                "receiver: condition not met within {limit:?}; got {} requests",
+                now.len()
+            ),
+        }
+    }
+
+    /// As [`Self::wait_until`], but a condition not met within `limit` is an `Err` with
+    /// what was received, for a test that has more to say when it fails.
+    pub async fn try_wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Result<Vec<Received>, Vec<Received>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let changed = self.inner.changed.notified();
             let now = self.received();
             if done(&now) {
-                return now;
+                return Ok(now);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 let now = self.received();
-                if done(&now) {
-                    return now;
-                }
-                panic!(
-                    "receiver: condition not met within {limit:?}; got {} requests",
-                    now.len()
-                );
+                return if done(&now) { Ok(now) } else { Err(now) };
             }
         }
     }
