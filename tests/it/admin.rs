@@ -1264,19 +1264,9 @@ async fn metrics_parse_and_move_with_a_real_sync_and_delivery() {
     schedule(&harness, 3);
     sync_and_deliver(&harness, 3).await;
     // The deliveries can land before the sync that made them has finished and counted
-    // itself: wait for its count, then read everything from that scrape.
-    let counted = async {
-        loop {
-            let text = harness.metrics().await;
-            if parse_openmetrics(&text).get(&ok_syncs) == Some(&2.0) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let text = tokio::time::timeout(LIMIT, counted)
-        .await
-        .expect("the second sync is counted");
+    // itself.
+    syncs_reach(&harness, 2.0).await;
+    let text = harness.metrics().await;
     let after = parse_openmetrics(&text);
     let get = |name: &str, labels: &[(&str, &str)]| after.get(&key(name, labels)).copied();
     let int = [("integration", integration.as_str())];
