@@ -361,7 +361,7 @@ impl Syncer {
                 first_sight,
             };
             let started = Instant::now();
-            let mut read = self
+            let read = self
                 .read_page(integration_id, &page.records, &mut fresh)
                 .await
                 .map_err(store_err)?;
@@ -378,14 +378,13 @@ impl Syncer {
             if !state.baseline_done {
                 unread.extend(read.rejected.iter().filter_map(|r| r.id.clone()));
             }
-            let ids = std::mem::take(&mut read.ids);
             let commit = self
-                .diff_page(integration_id, read, &ctx, &unread)
+                .diff_page(integration_id, read.changed, &ctx, &unread)
                 .map_err(store_err)?;
             let diffed = Instant::now();
             report.timings.diffing += diffed - started;
             if !unread.is_empty() {
-                for id in &ids {
+                for id in &read.ids {
                     unread.remove(id);
                 }
             }
@@ -638,7 +637,7 @@ impl Syncer {
     fn diff_page(
         &self,
         integration_id: &str,
-        read: ReadPage,
+        changed: Vec<ToDiff>,
         ctx: &DiffContext<'_>,
         baseline_unread: &HashSet<String>,
     ) -> Result<PageCommit, StoreError> {
@@ -649,7 +648,7 @@ impl Syncer {
             app,
             digest,
             stored,
-        } in read.changed
+        } in changed
         {
             let id = app.id.as_str();
             let decoded;
@@ -879,7 +878,7 @@ mod tests {
         assert!(read.rejected.is_empty(), "{:?}", read.rejected);
         let unchanged = read.unchanged;
         let commit = syncer
-            .diff_page(INTEGRATION, read, &ctx, &HashSet::new())
+            .diff_page(INTEGRATION, read.changed, &ctx, &HashSet::new())
             .expect("diffs");
         let writes = commit
             .snapshots
